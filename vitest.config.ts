@@ -12,11 +12,23 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
-              miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+              miniflare: {
+                bindings: {
+                  TEST_MIGRATIONS: migrations,
+                  // A complete configuration; tests that need a gap remove a setting from their env copy.
+                  ADMIN_TOKEN: "test-admin-token",
+                  PARALLEL_API_KEY: "test-parallel-key",
+                  PARALLEL_BASE_URL: "https://parallel.test",
+                  PARALLEL_WEBHOOK_SECRET: "test-webhook-secret",
+                  PUBLIC_BASE_URL: "https://relay.test",
+                },
+              },
             }),
           ],
           test: {
             name: "worker",
+            // The Worker logs a JSON line per event; show them only for failing tests.
+            silent: "passed-only",
             include: ["test/worker/**/*.test.ts"],
             setupFiles: ["test/worker/setup.ts"],
           },

@@ -1,0 +1,14 @@
+// The Hono environment every route and middleware shares.
+import type { ApiKeyRow } from "./db/keys";
+import type { Env } from "./env";
+import type { ServiceContext } from "./services/context";
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    requestId: string;
+    services: ServiceContext;
+    /** Set by requireApiKey: the calling key. */
+    apiKey: ApiKeyRow;
+  };
+}

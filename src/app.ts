@@ -1,0 +1,122 @@
+// Builds the Hono app: middleware, routes, the one error handler, and the OpenAPI document.
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { AppEnv } from "./app-env";
+import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
+import { describeError } from "./log";
+import { requestContext } from "./middleware/request-context";
+import { registerHealth } from "./routes/health";
+import { registerKeyCreate } from "./routes/keys-create";
+import { registerKeyList } from "./routes/keys-list";
+import { registerKeyRevoke } from "./routes/keys-revoke";
+import { registerRunCreate } from "./routes/runs-create";
+import { registerRunGet } from "./routes/runs-get";
+import { registerRunInput } from "./routes/runs-input";
+import { registerRunList } from "./routes/runs-list";
+import { registerRunResult } from "./routes/runs-result";
+import { registerRunTimeline } from "./routes/runs-timeline";
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export function createApp() {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw validationFailed(
+          result.error.issues.map(
+            (issue): ErrorDetail => ({ path: issue.path.map(String).join("."), message: issue.message }),
+          ),
+        );
+      }
+    },
+  });
+
+  app.use("*", requestContext());
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError("payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes (1 MB).`);
+      },
+    }),
+  );
+
+  registerHealth(app);
+  registerKeyCreate(app);
+  registerKeyList(app);
+  registerKeyRevoke(app);
+  registerRunCreate(app);
+  registerRunList(app);
+  registerRunGet(app);
+  registerRunInput(app);
+  registerRunResult(app);
+  registerRunTimeline(app);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
+    type: "http",
+    scheme: "bearer",
+    description: "A taskrelay API key (`trk_…`), minted by POST /v1/keys.",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "AdminToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The deployment's ADMIN_TOKEN secret; only for managing API keys.",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "taskrelay",
+      version: "0.1.0",
+      description:
+        "Run Parallel Task API research from HTTP: runs are stored, created at Parallel, and their results delivered to your callback URL, signed with Standard Webhooks.",
+    },
+  });
+
+  app.notFound((c) => {
+    throw new ApiError("not_found", `No route ${c.req.method} ${new URL(c.req.url).pathname}.`);
+  });
+
+  app.onError((error, c) => {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) {
+      const log = c.var.services?.log;
+      const fields = { code: apiError.code, error: describeError(error), path: new URL(c.req.url).pathname };
+      if (log) log.error("http.error", fields);
+      else console.error(JSON.stringify({ level: "error", event: "http.error", ...fields }));
+    }
+    for (const [name, value] of Object.entries(apiError.headers)) c.header(name, value);
+    return c.json(errorEnvelope(apiError, c.var.requestId ?? "unknown"), apiError.status);
+  });
+
+  return app;
+}
+
+/** Anything thrown becomes one of the closed error codes; an unexpected error never shows its message. */
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) {
+    switch (error.status) {
+      case 400:
+        return new ApiError("invalid_json", `The body is not valid JSON: ${error.message}`);
+      case 413:
+        return new ApiError("payload_too_large", "The body is larger than 1 MB.");
+      case 415:
+        return new ApiError(
+          "unsupported_media_type",
+          "Send the body as JSON with `Content-Type: application/json`.",
+        );
+      case 401:
+        return new ApiError("unauthorized", error.message);
+      case 404:
+        return new ApiError("not_found", error.message);
+    }
+  }
+  return new ApiError(
+    "internal_error",
+    "taskrelay failed to handle this request; the request id finds it in the logs.",
+  );
+}
+
+export type App = ReturnType<typeof createApp>;

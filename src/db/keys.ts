@@ -1,0 +1,43 @@
+// api_keys: only a hash of each key is stored.
+
+export interface ApiKeyRow {
+  id: string;
+  name: string;
+  key_hash: string;
+  key_prefix: string;
+  signing_secret: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export function insertApiKey(db: D1Database, row: ApiKeyRow): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO api_keys (id, name, key_hash, key_prefix, signing_secret, created_at, revoked_at)
+       VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+    )
+    .bind(row.id, row.name, row.key_hash, row.key_prefix, row.signing_secret, row.created_at);
+}
+
+export function findActiveKeyByHash(db: D1Database, keyHash: string): Promise<ApiKeyRow | null> {
+  return db
+    .prepare("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
+    .bind(keyHash)
+    .first<ApiKeyRow>();
+}
+
+export function findKey(db: D1Database, id: string): Promise<ApiKeyRow | null> {
+  return db.prepare("SELECT * FROM api_keys WHERE id = ?").bind(id).first<ApiKeyRow>();
+}
+
+export async function listKeys(db: D1Database): Promise<ApiKeyRow[]> {
+  const { results } = await db.prepare("SELECT * FROM api_keys ORDER BY id DESC").all<ApiKeyRow>();
+  return results;
+}
+
+export async function revokeKey(db: D1Database, id: string, now: string): Promise<ApiKeyRow | null> {
+  return db
+    .prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *")
+    .bind(now, id)
+    .first<ApiKeyRow>();
+}

@@ -1,0 +1,45 @@
+// run_events: a run's timeline. Written next to the state change it explains, in the same batch.
+
+export type RunEventKind =
+  | "stored"
+  | "submitted"
+  | "submit_retry_scheduled"
+  | "submit_failed"
+  | "rejected"
+  | "matched_by_metadata"
+  | "webhook_received"
+  | "polled"
+  | "status_changed"
+  | "result_fetched"
+  | "result_fetch_retry_scheduled"
+  | "expired"
+  | "delivery_created"
+  | "delivery_attempted"
+  | "delivery_succeeded"
+  | "delivery_dead";
+
+export interface RunEvent {
+  at: string;
+  kind: RunEventKind;
+  detail: Record<string, unknown> | null;
+}
+
+export function insertRunEvent(
+  db: D1Database,
+  runId: string,
+  at: string,
+  kind: RunEventKind,
+  detail: Record<string, unknown> | null = null,
+): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO run_events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)")
+    .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
+}
+
+export async function listRunEvents(db: D1Database, runId: string): Promise<RunEvent[]> {
+  const { results } = await db
+    .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
+    .bind(runId)
+    .all<{ at: string; kind: RunEventKind; detail: string | null }>();
+  return results.map((r) => ({ at: r.at, kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null }));
+}

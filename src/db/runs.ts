@@ -1,0 +1,277 @@
+// runs: every run a key asked for, from `submitting` to its terminal state and stored result.
+import type { RunEventKind } from "./run-events";
+
+export const ACTIVE_STATUSES = ["queued", "running", "action_required", "cancelling"] as const;
+export const TERMINAL_STATUSES = ["completed", "failed", "cancelled", "rejected", "expired"] as const;
+export const RUN_STATUSES = ["submitting", ...ACTIVE_STATUSES, ...TERMINAL_STATUSES] as const;
+
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export type ActiveStatus = (typeof ACTIVE_STATUSES)[number];
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+
+export function isTerminal(status: string): status is TerminalStatus {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+export function isActive(status: string): status is ActiveStatus {
+  return (ACTIVE_STATUSES as readonly string[]).includes(status);
+}
+
+export interface RunError {
+  code: string;
+  message: string;
+  detail?: unknown;
+}
+
+/** A run as the code uses it: JSON columns parsed. Field names are the column names. */
+export interface Run {
+  id: string;
+  api_key_id: string;
+  schedule_id: string | null;
+  parallel_run_id: string | null;
+  interaction_id: string | null;
+  status: RunStatus;
+  processor: string;
+  input: string | Record<string, unknown>;
+  task_spec: Record<string, unknown> | null;
+  metadata: Record<string, string | number | boolean> | null;
+  source_policy: Record<string, unknown> | null;
+  previous_interaction_id: string | null;
+  enable_events: boolean | null;
+  mcp_servers: Array<Record<string, unknown>> | null;
+  callback_url: string | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  output: Record<string, unknown> | null;
+  warnings: unknown[] | null;
+  error: RunError | null;
+  created_at: string;
+  updated_at: string;
+  submitted_at: string | null;
+  finished_at: string | null;
+  result_stored_at: string | null;
+  deadline_at: string | null;
+  attempts: number;
+  next_sweep_at: string | null;
+  lease_until: string | null;
+}
+
+type RunRow = Omit<
+  Run,
+  | "input"
+  | "task_spec"
+  | "metadata"
+  | "source_policy"
+  | "enable_events"
+  | "mcp_servers"
+  | "output"
+  | "warnings"
+  | "error"
+> & {
+  input: string;
+  task_spec: string | null;
+  metadata: string | null;
+  source_policy: string | null;
+  enable_events: number | null;
+  mcp_servers: string | null;
+  output: string | null;
+  warnings: string | null;
+  error: string | null;
+};
+
+const json = (value: unknown): string | null => (value == null ? null : JSON.stringify(value));
+const parse = <T>(text: string | null): T | null => (text == null ? null : (JSON.parse(text) as T));
+
+export function rowToRun(row: RunRow): Run {
+  return {
+    ...row,
+    input: JSON.parse(row.input) as Run["input"],
+    task_spec: parse(row.task_spec),
+    metadata: parse(row.metadata),
+    source_policy: parse(row.source_policy),
+    enable_events: row.enable_events == null ? null : row.enable_events === 1,
+    mcp_servers: parse(row.mcp_servers),
+    output: parse(row.output),
+    warnings: parse(row.warnings),
+    error: parse(row.error),
+  };
+}
+
+async function firstRun(statement: D1PreparedStatement): Promise<Run | null> {
+  const row = await statement.first<RunRow>();
+  return row ? rowToRun(row) : null;
+}
+
+async function allRuns(statement: D1PreparedStatement): Promise<Run[]> {
+  const { results } = await statement.all<RunRow>();
+  return results.map(rowToRun);
+}
+
+export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
+         task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
+         idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
+         result_stored_at, deadline_at, attempts, next_sweep_at, lease_until)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    )
+    .bind(
+      run.id,
+      run.api_key_id,
+      run.schedule_id,
+      run.parallel_run_id,
+      run.interaction_id,
+      run.status,
+      run.processor,
+      JSON.stringify(run.input),
+      json(run.task_spec),
+      json(run.metadata),
+      json(run.source_policy),
+      run.previous_interaction_id,
+      run.enable_events == null ? null : run.enable_events ? 1 : 0,
+      json(run.mcp_servers),
+      run.callback_url,
+      run.idempotency_key,
+      run.request_hash,
+      json(run.output),
+      json(run.warnings),
+      json(run.error),
+      run.created_at,
+      run.updated_at,
+      run.submitted_at,
+      run.finished_at,
+      run.result_stored_at,
+      run.deadline_at,
+      run.attempts,
+      run.next_sweep_at,
+      run.lease_until,
+    );
+}
+
+export function findRun(db: D1Database, id: string): Promise<Run | null> {
+  return firstRun(db.prepare("SELECT * FROM runs WHERE id = ?").bind(id));
+}
+
+/** A key's own run; another key's run is not found, exactly as an unknown id. */
+export function findOwnedRun(db: D1Database, apiKeyId: string, id: string): Promise<Run | null> {
+  return firstRun(db.prepare("SELECT * FROM runs WHERE id = ? AND api_key_id = ?").bind(id, apiKeyId));
+}
+
+export function findRunByParallelId(db: D1Database, parallelRunId: string): Promise<Run | null> {
+  return firstRun(db.prepare("SELECT * FROM runs WHERE parallel_run_id = ?").bind(parallelRunId));
+}
+
+export function findRunByIdempotencyKey(db: D1Database, apiKeyId: string, key: string): Promise<Run | null> {
+  return firstRun(
+    db.prepare("SELECT * FROM runs WHERE api_key_id = ? AND idempotency_key = ?").bind(apiKeyId, key),
+  );
+}
+
+export interface RunListQuery {
+  apiKeyId: string;
+  status?: RunStatus | undefined;
+  scheduleId?: string | undefined;
+  /** Only runs with an id below this one (older): the cursor of the previous page. */
+  beforeId?: string | undefined;
+  limit: number;
+}
+
+/** Newest first; asks for one row more than the page so the caller knows whether a next page exists. */
+export function listRuns(db: D1Database, query: RunListQuery): Promise<Run[]> {
+  const where = ["api_key_id = ?"];
+  const params: unknown[] = [query.apiKeyId];
+  if (query.status) {
+    where.push("status = ?");
+    params.push(query.status);
+  }
+  if (query.scheduleId) {
+    where.push("schedule_id = ?");
+    params.push(query.scheduleId);
+  }
+  if (query.beforeId) {
+    where.push("id < ?");
+    params.push(query.beforeId);
+  }
+  params.push(query.limit + 1);
+  return allRuns(
+    db.prepare(`SELECT * FROM runs WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`).bind(...params),
+  );
+}
+
+/** The columns a step may change. Everything else about a run is fixed at creation. */
+export type RunChanges = Partial<
+  Pick<
+    Run,
+    | "parallel_run_id"
+    | "interaction_id"
+    | "status"
+    | "output"
+    | "warnings"
+    | "error"
+    | "submitted_at"
+    | "finished_at"
+    | "result_stored_at"
+    | "deadline_at"
+    | "attempts"
+    | "next_sweep_at"
+    | "lease_until"
+  >
+>;
+
+const JSON_COLUMNS = new Set<keyof RunChanges>(["output", "warnings", "error"]);
+
+/**
+ * UPDATE runs SET … WHERE id = ? AND <guard>. The guard is what makes a step idempotent: it names
+ * the state the step expects (e.g. `status = 'submitting'`), so a step that lost a race changes nothing.
+ */
+export function updateRun(
+  db: D1Database,
+  id: string,
+  now: string,
+  changes: RunChanges,
+  guard?: { sql: string; params?: unknown[] },
+): D1PreparedStatement {
+  const columns = Object.keys(changes) as Array<keyof RunChanges>;
+  const sets = [...columns.map((c) => `${c} = ?`), "updated_at = ?"];
+  const values = columns.map((c) => (JSON_COLUMNS.has(c) ? json(changes[c]) : (changes[c] ?? null)));
+  const where = guard ? `id = ? AND (${guard.sql})` : "id = ?";
+  return db
+    .prepare(`UPDATE runs SET ${sets.join(", ")} WHERE ${where} RETURNING *`)
+    .bind(...values, now, id, ...(guard?.params ?? []));
+}
+
+export async function updateRunReturning(
+  db: D1Database,
+  id: string,
+  now: string,
+  changes: RunChanges,
+  guard?: { sql: string; params?: unknown[] },
+): Promise<Run | null> {
+  return firstRun(updateRun(db, id, now, changes, guard));
+}
+
+/**
+ * Applies a change and records it on the run's timeline in one batch. Returns the updated run, or
+ * null when the guard did not hold (another worker got there first) — then no event is written.
+ */
+export async function changeRun(
+  db: D1Database,
+  run: Pick<Run, "id">,
+  now: string,
+  changes: RunChanges,
+  event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
+  guard?: { sql: string; params?: unknown[] },
+): Promise<Run | null> {
+  // The event row is only inserted when the update matched: both statements see the same guard.
+  const [updated] = await db.batch<RunRow>([
+    updateRun(db, run.id, now, changes, guard),
+    db
+      .prepare(
+        `INSERT INTO run_events (run_id, at, kind, detail)
+         SELECT ?, ?, ?, ? WHERE changes() > 0`,
+      )
+      .bind(run.id, now, event.kind, event.detail ? JSON.stringify(event.detail) : null),
+  ]);
+  const row = updated?.results[0];
+  return row ? rowToRun(row) : null;
+}

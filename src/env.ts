@@ -1,0 +1,83 @@
+// Bindings as wrangler provides them, and the configuration the code reads from them,
+// validated once with zod so that a bad setting is a clear error, not a surprise later.
+import { z } from "zod";
+import { ApiError } from "./errors";
+
+export interface Env {
+  DB: D1Database;
+  PARALLEL_API_KEY?: string;
+  PARALLEL_BASE_URL?: string;
+  PARALLEL_WEBHOOK_SECRET?: string;
+  PARALLEL_WEBHOOK_SECRET_PREVIOUS?: string;
+  PUBLIC_BASE_URL?: string;
+  ADMIN_TOKEN?: string;
+  ALLOW_HTTP_CALLBACKS?: string;
+  POLL_TIME_SCALE?: string;
+  WEBHOOK_TOLERANCE_SECONDS?: string;
+  SWEEP_BATCH_SIZE?: string;
+  RUN_EXPIRY_MARGIN_SECONDS?: string;
+  SUBMIT_MAX_ATTEMPTS?: string;
+  LOG_LEVEL?: string;
+}
+
+const flag = z
+  .enum(["true", "false", "1", "0", ""])
+  .optional()
+  .transform((v) => v === "true" || v === "1");
+
+const positiveNumber = (fallback: number) => z.coerce.number().positive().finite().default(fallback);
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((v) => (v ? v : undefined));
+
+const configSchema = z.object({
+  PARALLEL_API_KEY: optionalSecret,
+  PARALLEL_BASE_URL: z.url().default("https://api.parallel.ai"),
+  PARALLEL_WEBHOOK_SECRET: optionalSecret,
+  PARALLEL_WEBHOOK_SECRET_PREVIOUS: optionalSecret,
+  PUBLIC_BASE_URL: z.url().optional(),
+  ADMIN_TOKEN: optionalSecret,
+  ALLOW_HTTP_CALLBACKS: flag,
+  /** Multiplies every wait of the poller (first poll, backoff, expiry). 0.001 suits a simulator at 0.001. */
+  POLL_TIME_SCALE: positiveNumber(1),
+  WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
+  /** Rows each sweeper job takes per tick; the default keeps a tick within the free plan's 50 subrequests. */
+  SWEEP_BATCH_SIZE: positiveInt(10),
+  RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
+  SUBMIT_MAX_ATTEMPTS: positiveInt(8),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+const cache = new WeakMap<Env, Config>();
+
+/** Parses the configuration from the bindings; throws a configuration_error naming every bad setting. */
+export function readConfig(env: Env): Config {
+  const cached = cache.get(env);
+  if (cached) return cached;
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    // Only names and zod's message: a setting's value may be a secret.
+    const details = parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+    throw new ApiError(
+      "configuration_error",
+      `taskrelay is misconfigured: ${details.map((d) => `${d.path} (${d.message})`).join(", ")}`,
+      details,
+    );
+  }
+  cache.set(env, parsed.data);
+  return parsed.data;
+}
+
+type SecretName = "PARALLEL_API_KEY" | "PARALLEL_WEBHOOK_SECRET" | "ADMIN_TOKEN" | "PUBLIC_BASE_URL";
+
+/** The setting, or a configuration_error that says which one to set. */
+export function requireSetting(config: Config, name: SecretName): string {
+  const value = config[name];
+  if (!value) {
+    throw new ApiError("configuration_error", `taskrelay is misconfigured: ${name} is not set.`);
+  }
+  return value;
+}

@@ -1,0 +1,113 @@
+// The one place that talks to Parallel: the official SDK, with every failure sorted into what the
+// caller should do about it. Retries are not the SDK's job here: state lives in D1 and the sweeper
+// retries with backoff, so the SDK's own retries are off.
+import Parallel, { APIConnectionError, APIError } from "parallel-web";
+import type {
+  TaskRun,
+  TaskRunCreateParams,
+  TaskRunEventsResponse,
+  TaskRunResult,
+} from "parallel-web/resources/task-run";
+import type { Config } from "../env";
+import { requireSetting } from "../env";
+import { betasFor } from "./betas";
+
+export type { TaskRun, TaskRunEventsResponse, TaskRunResult };
+export type CreateRunBody = Omit<TaskRunCreateParams, "betas">;
+
+export type ParallelFailure =
+  /** Parallel refused the request (401/402/403/422 or another 4xx): retrying will not help. */
+  | { ok: false; kind: "rejected"; status: number; message: string }
+  /** 404: the run does not exist, or (for /result) it failed. */
+  | { ok: false; kind: "not_found"; status: 404; message: string }
+  /** 408 from /result: the run is still active. */
+  | { ok: false; kind: "still_active"; status: 408; message: string }
+  /** 429, 5xx, a timeout or a network error: try again later, after retryAfterMs when given. */
+  | { ok: false; kind: "transient"; status: number | null; message: string; retryAfterMs?: number };
+
+export type ParallelOutcome<T> = { ok: true; value: T } | ParallelFailure;
+
+export interface ParallelGateway {
+  createRun(body: CreateRunBody): Promise<ParallelOutcome<TaskRun>>;
+  getRun(parallelRunId: string): Promise<ParallelOutcome<TaskRun>>;
+  /** Fetches the result of a run believed finished; waits at most `timeoutSeconds` at Parallel. */
+  getResult(parallelRunId: string, timeoutSeconds?: number): Promise<ParallelOutcome<TaskRunResult>>;
+  streamEvents(
+    parallelRunId: string,
+    signal?: AbortSignal,
+  ): Promise<ParallelOutcome<AsyncIterable<TaskRunEventsResponse>>>;
+}
+
+const REQUEST_TIMEOUT_MS = 15_000;
+
+export function createParallelGateway(config: Config): ParallelGateway {
+  const client = new Parallel({
+    apiKey: requireSetting(config, "PARALLEL_API_KEY"),
+    baseURL: config.PARALLEL_BASE_URL,
+    maxRetries: 0,
+    timeout: REQUEST_TIMEOUT_MS,
+    // The SDK reads this and PARALLEL_CUSTOM_HEADERS from process.env when present; pass the global
+    // fetch explicitly so a test's HTTP-boundary mock sees every call.
+    fetch: (input, init) => fetch(input, init),
+  });
+
+  return {
+    createRun: (body) => call(() => client.taskRun.create({ ...body, betas: betasFor(body) })),
+    getRun: (id) => call(() => client.taskRun.retrieve(id)),
+    getResult: (id, timeoutSeconds = 10) =>
+      call(() =>
+        client.taskRun.result(id, { timeout: timeoutSeconds }, { timeout: (timeoutSeconds + 15) * 1000 }),
+      ),
+    streamEvents: (id, signal) =>
+      call(() => client.taskRun.events(id, { timeout: 600_000, ...(signal ? { signal } : {}) })),
+  };
+}
+
+async function call<T>(request: () => Promise<T>): Promise<ParallelOutcome<T>> {
+  try {
+    return { ok: true, value: await request() };
+  } catch (error) {
+    return classifyParallelError(error);
+  }
+}
+
+export function classifyParallelError(error: unknown): ParallelFailure {
+  if (error instanceof APIConnectionError || !(error instanceof APIError) || error.status === undefined) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, kind: "transient", status: null, message: `Could not reach Parallel: ${message}` };
+  }
+  const status = error.status;
+  const message = parallelMessage(error);
+  if (status === 404) return { ok: false, kind: "not_found", status, message };
+  if (status === 408) return { ok: false, kind: "still_active", status, message };
+  if (status === 429 || status >= 500) {
+    const retryAfterMs = retryAfter(error.headers);
+    return {
+      ok: false,
+      kind: "transient",
+      status,
+      message,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    };
+  }
+  return { ok: false, kind: "rejected", status, message };
+}
+
+/** Parallel's own words: `error.message` of its error envelope, else the SDK's message. */
+function parallelMessage(error: APIError): string {
+  const body = error.error as { error?: { message?: unknown }; detail?: unknown } | undefined;
+  const inner = body?.error?.message;
+  if (typeof inner === "string" && inner) return inner;
+  return error.message;
+}
+
+function retryAfter(headers: Headers | undefined): number | undefined {
+  const ms = headers?.get("retry-after-ms");
+  if (ms && Number.isFinite(Number(ms))) return Number(ms);
+  const value = headers?.get("retry-after");
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}

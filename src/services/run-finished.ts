@@ -1,0 +1,9 @@
+// The one hook point between the run pipeline and callback delivery: called once a run is terminal
+// and, when it completed, its result is stored. Every path that finishes a run ends here: the
+// webhook, the poller, a rejected or failed submission, expiry.
+import type { Run } from "../db/runs";
+import type { ServiceContext } from "./context";
+
+export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
+  ctx.log.info("run.finished", { run_id: run.id, status: run.status });
+}

@@ -1,0 +1,337 @@
+// Runs: create (store first, then submit to Parallel), read, list, and wait for a result.
+import { canonicalJson } from "../canonical-json";
+import { insertRunEvent, listRunEvents, type RunEvent } from "../db/run-events";
+import {
+  changeRun,
+  findOwnedRun,
+  findRun,
+  findRunByIdempotencyKey,
+  insertRun,
+  isTerminal,
+  listRuns as listRunRows,
+  type Run,
+  type RunChanges,
+  type RunStatus,
+} from "../db/runs";
+import { requireSetting } from "../env";
+import { ApiError, validationFailed } from "../errors";
+import { newId, sha256Hex } from "../ids";
+import type { CreateRunBody, TaskRun } from "../parallel/client";
+import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import type { RunRequest } from "../schemas/runs";
+import type { ServiceContext } from "./context";
+import { onRunFinished } from "./run-finished";
+import { checkRunRequest } from "./run-request";
+import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+
+export const WEBHOOK_PATH = "/webhooks/parallel";
+
+export interface CreateRunInput {
+  apiKeyId: string;
+  request: RunRequest;
+  idempotencyKey?: string | undefined;
+  scheduleId?: string | undefined;
+}
+
+export interface CreateRunResult {
+  run: Run;
+  /** True when an Idempotency-Key matched an earlier request: no new run was made. */
+  replayed: boolean;
+}
+
+export async function createRun(ctx: ServiceContext, input: CreateRunInput): Promise<CreateRunResult> {
+  const problems = checkRunRequest(input.request, ctx.config);
+  if (problems.length > 0) throw validationFailed(problems);
+  // Fail on missing configuration before anything is stored.
+  requireSetting(ctx.config, "PARALLEL_API_KEY");
+  requireSetting(ctx.config, "PUBLIC_BASE_URL");
+
+  const requestHash = input.idempotencyKey ? await sha256Hex(canonicalJson(input.request)) : null;
+  if (input.idempotencyKey) {
+    const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
+    if (earlier) return replay(earlier, requestHash);
+  }
+
+  const now = ctx.now();
+  const run = newRun(input, requestHash, now);
+  try {
+    await ctx.db.batch([insertRun(ctx.db, run), insertRunEvent(ctx.db, run.id, run.created_at, "stored")]);
+  } catch (error) {
+    // Two requests with the same Idempotency-Key at once: the loser answers with the winner's run.
+    if (input.idempotencyKey && String(error).includes("UNIQUE")) {
+      const winner = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
+      if (winner) return replay(winner, requestHash);
+    }
+    throw error;
+  }
+  ctx.log.info("run.stored", { run_id: run.id, processor: run.processor, schedule_id: run.schedule_id });
+  const submitted = await submitRun(ctx, run);
+  if (submitted.status === "rejected") {
+    throw new ApiError("parallel_rejected", submitted.error?.message ?? "Parallel refused the run.", [
+      {
+        message: submitted.error?.message ?? "",
+        run_id: submitted.id,
+        parallel_status: submitted.error?.detail,
+      },
+    ]);
+  }
+  return { run: submitted, replayed: false };
+}
+
+function replay(earlier: Run, requestHash: string | null): CreateRunResult {
+  if (earlier.request_hash !== requestHash) {
+    throw new ApiError(
+      "idempotency_conflict",
+      "This Idempotency-Key was already used with a different request body; use a new key for a new run.",
+      [{ message: "request body differs from the first use of this key", run_id: earlier.id }],
+    );
+  }
+  return { run: earlier, replayed: true };
+}
+
+function newRun(input: CreateRunInput, requestHash: string | null, now: Date): Run {
+  const at = now.toISOString();
+  const { request } = input;
+  return {
+    id: newId("run", now),
+    api_key_id: input.apiKeyId,
+    schedule_id: input.scheduleId ?? null,
+    parallel_run_id: null,
+    interaction_id: null,
+    status: "submitting",
+    processor: request.processor,
+    input: request.input,
+    task_spec: request.task_spec ?? null,
+    metadata: request.metadata ?? null,
+    source_policy: request.source_policy ?? null,
+    previous_interaction_id: request.previous_interaction_id ?? null,
+    enable_events: request.enable_events ?? null,
+    mcp_servers: request.mcp_servers ?? null,
+    callback_url: request.callback?.url ?? null,
+    idempotency_key: input.idempotencyKey ?? null,
+    request_hash: requestHash,
+    output: null,
+    warnings: null,
+    error: null,
+    created_at: at,
+    updated_at: at,
+    submitted_at: null,
+    finished_at: null,
+    result_stored_at: null,
+    deadline_at: null,
+    attempts: 0,
+    // The request submits it now; should this worker die first, the sweeper submits it after the lease.
+    next_sweep_at: addMs(now, LEASE_MS).toISOString(),
+    lease_until: addMs(now, LEASE_MS).toISOString(),
+  };
+}
+
+/** The create body sent to Parallel. Its metadata carries our run id, so a webhook can always be matched. */
+export function parallelCreateBody(ctx: ServiceContext, run: Run): CreateRunBody {
+  const publicBaseUrl = requireSetting(ctx.config, "PUBLIC_BASE_URL").replace(/\/+$/, "");
+  return {
+    processor: run.processor,
+    input: run.input,
+    ...(run.task_spec ? { task_spec: run.task_spec as unknown as CreateRunBody["task_spec"] } : {}),
+    metadata: { ...run.metadata, [RUN_ID_METADATA_KEY]: run.id },
+    ...(run.source_policy ? { source_policy: run.source_policy } : {}),
+    ...(run.previous_interaction_id ? { previous_interaction_id: run.previous_interaction_id } : {}),
+    ...(run.enable_events != null ? { enable_events: run.enable_events } : {}),
+    ...(run.mcp_servers ? { mcp_servers: run.mcp_servers as unknown as CreateRunBody["mcp_servers"] } : {}),
+    webhook: { url: `${publicBaseUrl}${WEBHOOK_PATH}`, event_types: ["task_run.status"] },
+  };
+}
+
+const SUBMITTING = { sql: "status = 'submitting'" };
+
+/**
+ * Creates the stored run at Parallel and records the outcome. Called by POST /v1/runs and by the
+ * sweeper for submissions that failed transiently; the guard makes a late duplicate a no-op.
+ */
+export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
+  const outcome = await ctx.parallel.createRun(parallelCreateBody(ctx, run));
+  const now = ctx.now();
+  const at = now.toISOString();
+  const attempt = run.attempts + 1;
+
+  if (outcome.ok) {
+    const accepted = await changeRun(
+      ctx.db,
+      run,
+      at,
+      acceptedChanges(ctx, run, outcome.value, now),
+      { kind: "submitted", detail: { parallel_run_id: outcome.value.run_id, attempt } },
+      SUBMITTING,
+    );
+    ctx.log.info("run.submitted", { run_id: run.id, parallel_run_id: outcome.value.run_id, attempt });
+    return accepted ?? (await currentRun(ctx, run));
+  }
+
+  if (outcome.kind === "rejected" || outcome.kind === "not_found" || outcome.kind === "still_active") {
+    const message = `Parallel refused the run (HTTP ${outcome.status}): ${outcome.message}`;
+    const rejected = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        status: "rejected",
+        error: { code: "parallel_rejected", message, detail: outcome.status },
+        finished_at: at,
+        next_sweep_at: null,
+        lease_until: null,
+        attempts: attempt,
+      },
+      { kind: "rejected", detail: { parallel_status: outcome.status, message: outcome.message } },
+      SUBMITTING,
+    );
+    ctx.log.warn("run.rejected", { run_id: run.id, parallel_status: outcome.status });
+    if (rejected) await onRunFinished(ctx, rejected);
+    return rejected ?? (await currentRun(ctx, run));
+  }
+
+  if (attempt >= ctx.config.SUBMIT_MAX_ATTEMPTS) {
+    const message = `Parallel did not accept the run after ${attempt} attempts; the last error: ${outcome.message}`;
+    const failed = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        status: "failed",
+        error: { code: "submit_failed", message },
+        finished_at: at,
+        next_sweep_at: null,
+        lease_until: null,
+        attempts: attempt,
+      },
+      {
+        kind: "submit_failed",
+        detail: { attempt, parallel_status: outcome.status, message: outcome.message },
+      },
+      SUBMITTING,
+    );
+    ctx.log.error("run.submit_failed", { run_id: run.id, attempt, parallel_status: outcome.status });
+    if (failed) await onRunFinished(ctx, failed);
+    return failed ?? (await currentRun(ctx, run));
+  }
+
+  const next = retryAt(ctx.config, attempt, now, outcome.retryAfterMs);
+  const retrying = await changeRun(
+    ctx.db,
+    run,
+    at,
+    { attempts: attempt, next_sweep_at: next.toISOString(), lease_until: null },
+    {
+      kind: "submit_retry_scheduled",
+      detail: {
+        attempt,
+        parallel_status: outcome.status,
+        message: outcome.message,
+        next_attempt_at: next.toISOString(),
+      },
+    },
+    SUBMITTING,
+  );
+  ctx.log.warn("run.submit_retry", { run_id: run.id, attempt, parallel_status: outcome.status });
+  return retrying ?? (await currentRun(ctx, run));
+}
+
+/** The run's columns once Parallel accepted it: polling is scheduled for when a webhook is overdue. */
+function acceptedChanges(ctx: ServiceContext, run: Run, taskRun: TaskRun, now: Date): RunChanges {
+  return {
+    parallel_run_id: taskRun.run_id,
+    interaction_id: taskRun.interaction_id ?? taskRun.run_id,
+    status: taskRun.status as RunStatus,
+    warnings: taskRun.warnings ?? null,
+    submitted_at: now.toISOString(),
+    deadline_at: deadlineAt(ctx.config, run.processor, now).toISOString(),
+    attempts: 0,
+    next_sweep_at: firstPollAt(ctx.config, run.processor, now).toISOString(),
+    lease_until: null,
+  };
+}
+
+async function currentRun(ctx: ServiceContext, run: Run): Promise<Run> {
+  return (await findRun(ctx.db, run.id)) ?? run;
+}
+
+export async function getOwnedRun(ctx: ServiceContext, apiKeyId: string, id: string): Promise<Run> {
+  const run = await findOwnedRun(ctx.db, apiKeyId, id);
+  if (!run) throw new ApiError("not_found", `No run ${id}.`);
+  return run;
+}
+
+export interface RunPage {
+  runs: Run[];
+  nextCursor: string | null;
+}
+
+export async function listOwnedRuns(
+  ctx: ServiceContext,
+  query: {
+    apiKeyId: string;
+    status?: RunStatus | undefined;
+    scheduleId?: string | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  },
+): Promise<RunPage> {
+  const beforeId = query.cursor ? decodeCursor(query.cursor) : undefined;
+  const rows = await listRunRows(ctx.db, { ...query, beforeId });
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  return { runs: page, nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null };
+}
+
+/** Cursors are opaque to clients; inside, the last id of the page (ids are time-ordered). */
+export function encodeCursor(id: string): string {
+  return btoa(id).replaceAll("=", "");
+}
+
+export function decodeCursor(cursor: string): string {
+  try {
+    const id = atob(cursor);
+    if (/^[a-z]+_[0-9A-Z]+$/.test(id)) return id;
+  } catch {
+    // fall through
+  }
+  throw validationFailed([{ path: "cursor", message: "not a cursor this API returned" }]);
+}
+
+const WAIT_POLL_MS = 250;
+
+/**
+ * The stored result, waiting up to `waitSeconds` for it by re-reading D1 (never by holding
+ * Parallel's blocking call). A run that ended without a result is a 409 that says why.
+ */
+export async function getRunResult(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  id: string,
+  waitSeconds: number,
+): Promise<{ run: Run; output: Record<string, unknown> }> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const run = await getOwnedRun(ctx, apiKeyId, id);
+    if (run.output && run.result_stored_at) return { run, output: run.output };
+    if (isTerminal(run.status) && run.status !== "completed") {
+      throw new ApiError(
+        "run_failed",
+        `Run ${id} ended ${run.status} and has no result: ${run.error?.message ?? "no reason recorded"}`,
+        [{ message: run.error?.message ?? "", status: run.status }],
+      );
+    }
+    if (Date.now() + WAIT_POLL_MS > deadline) {
+      throw new ApiError(
+        "result_not_ready",
+        `Run ${id} is ${run.status}; its result is not stored yet. Retry later, pass ?wait=N (up to 60 seconds), or give a callback URL.`,
+        [{ message: "not ready", status: run.status }],
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+  }
+}
+
+export async function getRunTimeline(ctx: ServiceContext, apiKeyId: string, id: string): Promise<RunEvent[]> {
+  await getOwnedRun(ctx, apiKeyId, id);
+  return listRunEvents(ctx.db, id);
+}

@@ -1,0 +1,55 @@
+// Every wait the relay schedules, in one place. All of them scale with POLL_TIME_SCALE so that a
+// local stack on a time-scaled simulator recovers in seconds what production recovers in minutes.
+import type { Config } from "../env";
+import { findProcessor } from "../parallel/processors";
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+/** How long a worker owns a run's next step. Not scaled: it must outlast a real call to Parallel. */
+export const LEASE_MS = 30 * SECOND;
+export const MAX_POLL_INTERVAL_MS = 30 * MINUTE;
+const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
+const MAX_RETRY_AFTER_MS = 60 * MINUTE;
+
+export const addMs = (at: Date, ms: number): Date => new Date(at.getTime() + ms);
+
+function maxLatencyMs(processor: string): number {
+  return findProcessor(processor)?.maxLatencyMs ?? DEFAULT_MAX_LATENCY_MS;
+}
+
+/**
+ * The first poll waits for the processor's typical maximum latency plus a grace period that covers
+ * Parallel's first webhook retries (5 s, 10 s, 20 s…), so with healthy webhooks it never fires.
+ */
+export function firstPollAt(config: Config, processor: string, submittedAt: Date): Date {
+  const latency = maxLatencyMs(processor);
+  const grace = Math.max(MINUTE, latency * 0.2);
+  return addMs(submittedAt, (latency + grace) * config.POLL_TIME_SCALE);
+}
+
+/** After the first poll: doubling from a minute, capped at 30 minutes (both scaled). */
+export function nextPollAt(config: Config, pollsDone: number, from: Date): Date {
+  const wait = Math.min(MINUTE * 2 ** Math.max(0, pollsDone - 1), MAX_POLL_INTERVAL_MS);
+  return addMs(from, wait * config.POLL_TIME_SCALE);
+}
+
+/** An active run not terminal by then gets one last check and is expired. */
+export function deadlineAt(config: Config, processor: string, submittedAt: Date): Date {
+  return addMs(
+    submittedAt,
+    (maxLatencyMs(processor) + config.RUN_EXPIRY_MARGIN_SECONDS * SECOND) * config.POLL_TIME_SCALE,
+  );
+}
+
+/**
+ * Backoff for a retried call (submit, result fetch): 30 s doubling to 30 min, scaled, with ±10 %
+ * jitter so that runs throttled together do not retry together; never sooner than Parallel's Retry-After.
+ */
+export function retryAt(config: Config, attempt: number, from: Date, retryAfterMs?: number): Date {
+  const base =
+    Math.min(30 * SECOND * 2 ** Math.max(0, attempt - 1), MAX_POLL_INTERVAL_MS) * config.POLL_TIME_SCALE;
+  const jittered = base * (0.9 + Math.random() * 0.2);
+  const floor = retryAfterMs === undefined ? 0 : Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
+  return addMs(from, Math.max(jittered, floor));
+}
