@@ -2,6 +2,7 @@
 import type { ApiKeyRow } from "./db/keys";
 import type { Env } from "./env";
 import type { ServiceContext } from "./services/context";
+import type { VerifiedWebhook } from "./webhooks/verify";
 
 export interface AppEnv {
   Bindings: Env;
@@ -10,5 +11,7 @@ export interface AppEnv {
     services: ServiceContext;
     /** Set by requireApiKey: the calling key. */
     apiKey: ApiKeyRow;
+    /** Set by verifyParallelSignature: the webhook whose signature checked out. */
+    parallelWebhook: VerifiedWebhook;
   };
 }

@@ -10,6 +10,7 @@ import { registerHealth } from "./routes/health";
 import { registerKeyCreate } from "./routes/keys-create";
 import { registerKeyList } from "./routes/keys-list";
 import { registerKeyRevoke } from "./routes/keys-revoke";
+import { registerParallelWebhook } from "./routes/parallel-webhook";
 import { registerRunCreate } from "./routes/runs-create";
 import { registerRunGet } from "./routes/runs-get";
 import { registerRunInput } from "./routes/runs-input";
@@ -53,6 +54,7 @@ export function createApp() {
   registerRunInput(app);
   registerRunResult(app);
   registerRunTimeline(app);
+  registerParallelWebhook(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
     type: "http",

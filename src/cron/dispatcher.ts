@@ -2,12 +2,21 @@
 import type { Env } from "../env";
 import { createLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
+import { runFetchResults } from "./jobs/fetch-results";
+import { runPollRuns } from "./jobs/poll-runs";
+import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
+import { runResubmitRuns } from "./jobs/resubmit-runs";
 
 export type JobSummary = Record<string, number | string>;
 export type Job = (ctx: ServiceContext, now: Date) => Promise<JobSummary>;
 
 /** Jobs run in this order each tick; each is bounded, so a tick's cost follows due work. */
-export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [];
+export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [
+  { name: "resubmit_runs", run: runResubmitRuns },
+  { name: "poll_runs", run: runPollRuns },
+  { name: "fetch_results", run: runFetchResults },
+  { name: "prune_webhook_events", run: runPruneWebhookEvents },
+];
 
 export async function runScheduledTick(
   env: Env,
@@ -16,7 +25,10 @@ export async function runScheduledTick(
   jobs: ReadonlyArray<{ name: string; run: Job }> = JOBS,
 ): Promise<Record<string, JobSummary>> {
   const log = createLogger({ tick: now.toISOString() });
-  const ctx = createServiceContext(env, execution, { log });
+  // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
+  const startedAt = Date.now();
+  const clock = () => new Date(now.getTime() + (Date.now() - startedAt));
+  const ctx = createServiceContext(env, execution, { log, now: clock });
   const summaries: Record<string, JobSummary> = {};
   for (const job of jobs) {
     const started = Date.now();

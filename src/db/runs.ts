@@ -275,3 +275,60 @@ export async function changeRun(
   const row = updated?.results[0];
   return row ? rowToRun(row) : null;
 }
+
+/**
+ * Claims up to `limit` due runs in the given statuses for one sweeper job: sets their lease and
+ * returns them. One statement, so two overlapping ticks can never claim the same run. Reads only
+ * due rows through `runs_due`; finished runs (next_sweep_at NULL) are not in that index.
+ */
+export function claimDueRuns(
+  db: D1Database,
+  statuses: readonly RunStatus[],
+  now: string,
+  leaseUntil: string,
+  limit: number,
+): D1PreparedStatement {
+  const placeholders = statuses.map(() => "?").join(", ");
+  return db
+    .prepare(
+      `UPDATE runs SET lease_until = ?, updated_at = ?
+       WHERE id IN (
+         SELECT id FROM runs
+         WHERE status IN (${placeholders}) AND next_sweep_at <= ?
+           AND (lease_until IS NULL OR lease_until <= ?)
+         ORDER BY next_sweep_at
+         LIMIT ?
+       )
+       RETURNING *`,
+    )
+    .bind(leaseUntil, now, ...statuses, now, now, limit);
+}
+
+export async function claimDueRunRows(
+  db: D1Database,
+  statuses: readonly RunStatus[],
+  now: string,
+  leaseUntil: string,
+  limit: number,
+): Promise<Run[]> {
+  return allRuns(claimDueRuns(db, statuses, now, leaseUntil, limit));
+}
+
+/** Takes the lease on one run for fetching its result, if nobody holds it and the result is still missing. */
+export function claimResultFetch(
+  db: D1Database,
+  id: string,
+  now: string,
+  leaseUntil: string,
+): Promise<Run | null> {
+  return firstRun(
+    db
+      .prepare(
+        `UPDATE runs SET lease_until = ?, updated_at = ?
+         WHERE id = ? AND status = 'completed' AND result_stored_at IS NULL
+           AND (lease_until IS NULL OR lease_until <= ?)
+         RETURNING *`,
+      )
+      .bind(leaseUntil, now, id, now),
+  );
+}

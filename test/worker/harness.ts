@@ -2,6 +2,7 @@
 // per test, and stand in for Parallel at the HTTP boundary with MSW, recording every call.
 import { exports } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
+import { Webhook } from "standardwebhooks";
 import { expect } from "vitest";
 import { network } from "./setup";
 
@@ -146,3 +147,52 @@ export function fakeParallel(replies: { create?: Reply; retrieve?: Reply; result
 }
 
 export const TEXT_RUN = { processor: "base", input: "What was the GDP of France in 2023?" };
+
+/**
+ * Signs a webhook as Parallel documents it, with the standardwebhooks library (independent of the
+ * relay's code): `raw` uses the secret string's bytes as the key (Parallel's documented scheme),
+ * `whsec` the base64-decoded key of a `whsec_` secret.
+ */
+export function signWebhook(
+  body: string,
+  options: { secret?: string; mode?: "raw" | "whsec"; id?: string; timestamp?: number } = {},
+): Record<string, string> {
+  const id = options.id ?? `whevent_${crypto.randomUUID().replaceAll("-", "")}`;
+  const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
+  const secret = options.secret ?? "test-webhook-secret";
+  const signer = options.mode === "whsec" ? new Webhook(secret) : new Webhook(secret, { format: "raw" });
+  return {
+    "content-type": "application/json",
+    "webhook-id": id,
+    "webhook-timestamp": String(timestamp),
+    "webhook-signature": signer.sign(id, new Date(timestamp * 1000), body),
+  };
+}
+
+export function webhookBody(run: Partial<TaskRunShape> & { run_id: string; status: string }): string {
+  const data = taskRun({ ...run, is_active: false });
+  return JSON.stringify({ timestamp: new Date().toISOString(), type: "task_run.status", data });
+}
+
+export const JSON_OUTPUT = {
+  type: "json",
+  content: { gdp: "$3.1 trillion (2023)" },
+  basis: [
+    {
+      field: "gdp",
+      citations: [
+        { url: "https://www.imf.org/en/Publications", title: "IMF", excerpts: ["France GDP 3.1tn"] },
+      ],
+      reasoning: "IMF figures for 2023.",
+      confidence: "high",
+    },
+  ],
+};
+
+/** A /result reply for a completed run. */
+export function resultReply(runId: string, output: unknown = JSON_OUTPUT) {
+  return HttpResponse.json({
+    run: taskRun({ run_id: runId, status: "completed", is_active: false }),
+    output,
+  });
+}

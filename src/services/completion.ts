@@ -1,0 +1,253 @@
+// The completion pipeline: apply a terminal status from Parallel (webhook or poll), fetch the result
+// once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
+// webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
+import { z } from "zod";
+import {
+  changeRun,
+  claimResultFetch,
+  findRun,
+  findRunByParallelId,
+  type Run,
+  type RunChanges,
+  type RunError,
+  type RunStatus,
+} from "../db/runs";
+import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import type { ServiceContext } from "./context";
+import { onRunFinished } from "./run-finished";
+import { addMs, LEASE_MS, retryAt } from "./timing";
+
+/** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
+export const ParallelRunStateSchema = z.looseObject({
+  run_id: z.string(),
+  status: z.string(),
+  interaction_id: z.string().nullish(),
+  metadata: z.record(z.string(), z.unknown()).nullish(),
+  warnings: z.array(z.unknown()).nullish(),
+  // The schema says {ref_id, message, detail}; the docs' webhook example says {message, details}.
+  error: z.looseObject({ message: z.string().optional() }).nullish(),
+});
+/** The fields of a TaskRun the pipeline reads; the SDK's TaskRun and a parsed webhook both fit. */
+export interface ParallelRunState {
+  run_id: string;
+  status: string;
+  interaction_id?: string | null | undefined;
+  metadata?: Record<string, unknown> | null | undefined;
+  warnings?: unknown[] | null | undefined;
+  error?: { message?: string | undefined } | null | undefined;
+}
+
+const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'rejected', 'expired')";
+/** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
+const RESULT_MAX_ATTEMPTS = 12;
+
+export type StatusSource = "webhook" | "poll";
+
+/**
+ * Applies the status Parallel reports to our run. A terminal status finishes the run: failed and
+ * cancelled runs go straight to delivery; completed runs move on to the result fetch. Returns the run
+ * as it is now, and whether this call made the change (false: another path already had).
+ */
+export async function applyParallelStatus(
+  ctx: ServiceContext,
+  run: Run,
+  state: ParallelRunState,
+  source: StatusSource,
+  detail: Record<string, unknown> = {},
+): Promise<{ run: Run; changed: boolean }> {
+  const now = ctx.now();
+  const at = now.toISOString();
+  const terminal = PARALLEL_TERMINAL.has(state.status);
+  const changes: RunChanges = {
+    status: state.status as RunStatus,
+    parallel_run_id: run.parallel_run_id ?? state.run_id,
+    interaction_id: run.interaction_id ?? state.interaction_id ?? state.run_id,
+    ...(state.warnings ? { warnings: state.warnings } : {}),
+  };
+  if (terminal) {
+    changes.finished_at = at;
+    changes.attempts = 0;
+    // Completed: the result fetch is due now (the sweeper's safety net if the fast path dies).
+    changes.next_sweep_at = state.status === "completed" ? at : null;
+    if (state.status !== "completed") changes.error = parallelError(state);
+    // A submission still in flight has lost its purpose: the run exists and has finished.
+    if (run.status === "submitting") changes.lease_until = null;
+  }
+  if (run.status === "submitting" && !terminal) {
+    // Matched a run whose create response was lost: it is at Parallel, so poll it instead of resubmitting.
+    changes.submitted_at = at;
+  }
+  const updated = await changeRun(
+    ctx.db,
+    run,
+    at,
+    changes,
+    { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...detail } },
+    { sql: NOT_FINISHED_SQL },
+  );
+  if (!updated) return { run: (await findRun(ctx.db, run.id)) ?? run, changed: false };
+  ctx.log.info("run.status", { run_id: run.id, from: run.status, to: state.status, source });
+  if (terminal && updated.status !== "completed") await onRunFinished(ctx, updated);
+  return { run: updated, changed: true };
+}
+
+function parallelError(state: ParallelRunState): RunError {
+  const message = state.error?.message ?? `Parallel reports the run ${state.status}.`;
+  return {
+    code: state.status === "cancelled" ? "parallel_cancelled" : "parallel_failed",
+    message,
+    detail: state.error ?? null,
+  };
+}
+
+/** Finds our run for a Parallel run: by its id, else by the run id we put in its metadata. */
+export async function findRunForParallelState(
+  ctx: ServiceContext,
+  state: ParallelRunState,
+): Promise<{ run: Run; matchedBy: "parallel_run_id" | "metadata" } | null> {
+  const byId = await findRunByParallelId(ctx.db, state.run_id);
+  if (byId) return { run: byId, matchedBy: "parallel_run_id" };
+  const ours = state.metadata?.[RUN_ID_METADATA_KEY];
+  if (typeof ours !== "string") return null;
+  const byMetadata = await findRun(ctx.db, ours);
+  // A run of ours already bound to another Parallel run (a resubmission after a lost create): not this one.
+  if (!byMetadata || (byMetadata.parallel_run_id && byMetadata.parallel_run_id !== state.run_id)) return null;
+  return { run: byMetadata, matchedBy: "metadata" };
+}
+
+/**
+ * Claims the result fetch of a completed run and performs it. Returns false when another worker
+ * holds the claim or the result is already stored.
+ */
+export async function claimAndFetchResult(ctx: ServiceContext, runId: string): Promise<boolean> {
+  const now = ctx.now();
+  const claimed = await claimResultFetch(
+    ctx.db,
+    runId,
+    now.toISOString(),
+    addMs(now, LEASE_MS).toISOString(),
+  );
+  if (!claimed) return false;
+  await fetchAndStoreResult(ctx, claimed);
+  return true;
+}
+
+const RESULT_TIMEOUT_SECONDS = 10;
+const FAST_RETRY_MS = 500;
+
+/**
+ * Fetches /result for a completed run this worker holds the lease on, and stores it. One quick
+ * retry on a transient error; after that the sweeper retries with backoff.
+ */
+export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promise<Run | null> {
+  const parallelRunId = run.parallel_run_id;
+  if (!parallelRunId) throw new Error(`run ${run.id} is completed without a Parallel run id`);
+  let outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
+  if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
+    await new Promise((resolve) => setTimeout(resolve, FAST_RETRY_MS));
+    outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
+  }
+  const now = ctx.now();
+  const at = now.toISOString();
+  const pending = { sql: "status = 'completed' AND result_stored_at IS NULL" };
+
+  if (outcome.ok) {
+    const { output, run: taskRun } = outcome.value;
+    const stored = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        output: output as unknown as Record<string, unknown>,
+        warnings: taskRun.warnings ?? run.warnings,
+        result_stored_at: at,
+        next_sweep_at: null,
+        lease_until: null,
+      },
+      { kind: "result_fetched", detail: { output_type: output.type } },
+      pending,
+    );
+    if (stored) {
+      ctx.log.info("run.result_stored", { run_id: run.id, output_type: output.type });
+      await onRunFinished(ctx, stored);
+    }
+    return stored;
+  }
+
+  if (outcome.kind === "not_found") {
+    // Parallel answers 404 for the result of a run that failed.
+    const failed = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        status: "failed",
+        error: {
+          code: "parallel_failed",
+          message: `Parallel has no result for this run: ${outcome.message}`,
+        },
+        next_sweep_at: null,
+        lease_until: null,
+      },
+      {
+        kind: "status_changed",
+        detail: { source: "result", from: "completed", to: "failed", message: outcome.message },
+      },
+      pending,
+    );
+    if (failed) await onRunFinished(ctx, failed);
+    return failed;
+  }
+
+  const attempt = run.attempts + 1;
+  if (attempt >= RESULT_MAX_ATTEMPTS) {
+    const message = `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`;
+    const failed = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        status: "failed",
+        error: { code: "result_unavailable", message },
+        next_sweep_at: null,
+        lease_until: null,
+        attempts: attempt,
+      },
+      { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
+      pending,
+    );
+    ctx.log.error("run.result_unavailable", { run_id: run.id, attempt });
+    if (failed) await onRunFinished(ctx, failed);
+    return failed;
+  }
+  // 408 (still active), 429, 5xx, or our own credentials refused: try again later.
+  const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
+  const next = retryAt(ctx.config, attempt, now, retryAfterMs);
+  ctx.log.warn("run.result_retry", {
+    run_id: run.id,
+    attempt,
+    parallel_status: outcome.status,
+    kind: outcome.kind,
+  });
+  return changeRun(
+    ctx.db,
+    run,
+    at,
+    { attempts: attempt, next_sweep_at: next.toISOString(), lease_until: null },
+    {
+      kind: "result_fetch_retry_scheduled",
+      detail: {
+        attempt,
+        parallel_status: outcome.status,
+        message: outcome.message,
+        next_attempt_at: next.toISOString(),
+      },
+    },
+    pending,
+  );
+}
+
+export function isParallelTerminal(status: string): boolean {
+  return PARALLEL_TERMINAL.has(status);
+}
