@@ -150,7 +150,9 @@ function checkJsonSchema(schema: unknown, path: string, role: "input" | "output"
 
   const visit = (node: unknown, nodePath: string, depth: number, insideUnion: boolean) => {
     if (!isObject(node)) return;
-    maxDepth = Math.max(maxDepth, depth);
+    const container =
+      node.type === "object" || node.type === "array" || "properties" in node || "items" in node;
+    if (container) maxDepth = Math.max(maxDepth, depth);
     for (const keyword of Object.keys(node)) {
       if (unsupported.has(keyword)) {
         problems.push({
