@@ -1,0 +1,253 @@
+// The local stack as a library: the simulator and the relay (`wrangler dev` on local D1) wired to
+// each other, with the migrations applied. `npm start` (scripts/dev.ts), the end-to-end tests and the
+// benchmark all start it through here, so they run exactly what a newcomer runs.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dirname, "..");
+const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+const SIM_MAIN = join(ROOT, "sim", "main.ts");
+
+export interface StackOptions {
+  port: number;
+  simPort: number;
+  adminToken: string;
+  webhookSecret: string;
+  /** The simulator's SIM_TIME_SCALE; the relay's waits (POLL_TIME_SCALE) follow it. */
+  timeScale: number;
+  /** Where local D1 lives (wrangler --persist-to). */
+  persistDir: string;
+  /** SIM_* variables passed to the simulator as they are. */
+  simEnv?: Record<string, string>;
+  /** A real Parallel instead of the simulator. */
+  parallel?: { apiKey: string; baseUrl: string };
+  /** Further relay settings, e.g. SWEEP_BATCH_SIZE. */
+  relayVars?: Record<string, string>;
+  /** Receives every output line of the children, prefixed with their name. */
+  onOutput?: (line: string) => void;
+}
+
+export interface LocalStack {
+  relayUrl: string;
+  simUrl: string | null;
+  /** Runs the scheduled handler once, as a Cron Trigger would. */
+  tick(): Promise<void>;
+  /** Kills the relay (SIGKILL: no graceful anything), as a crash would. */
+  killRelay(): Promise<void>;
+  startRelay(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Fails with a clear message when the port is taken, instead of a child that hangs or dies later. */
+export async function assertPortFree(port: number, setting: string): Promise<void> {
+  await new Promise<void>((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        new Error(
+          error.code === "EADDRINUSE"
+            ? `Port ${port} on 127.0.0.1 is already in use. Stop what runs there, or choose another port with ${setting}=<port>.`
+            : `Cannot listen on 127.0.0.1:${port} (${setting}): ${error.message}`,
+        ),
+      );
+    });
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolvePort()));
+  });
+}
+
+/** A free port on 127.0.0.1, for tests that must not collide with a running `npm start`. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+function spawnChild(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onOutput?: (line: string) => void,
+): ChildProcess {
+  // Own process group: wrangler starts workerd children, and stopping the group stops them all.
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    let buffered = "";
+    stream?.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString("utf8");
+      const lines = buffered.split("\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) onOutput?.(`[${name}] ${line}`);
+    });
+  }
+  return child;
+}
+
+async function stopChild(child: ChildProcess | null, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolveExit) => child.once("exit", () => resolveExit()));
+  const killGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-(child.pid as number), sig);
+    } catch {
+      // already gone
+    }
+  };
+  killGroup(signal);
+  const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+  // workerd children may outlive wrangler by a moment; make sure the group is gone.
+  killGroup("SIGKILL");
+}
+
+async function waitForHttp(
+  url: string,
+  child: ChildProcess,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null)
+      throw new Error(`${what} exited with code ${child.exitCode} before it was ready.`);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (response.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not answer ${url} within ${timeoutMs / 1000} s.`);
+}
+
+async function run(args: string[], env: NodeJS.ProcessEnv, what: string): Promise<void> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr.on("data", (c: Buffer) => {
+    output += c.toString();
+  });
+  const code = await new Promise<number | null>((r) => child.once("exit", (exitCode) => r(exitCode)));
+  if (code !== 0) throw new Error(`${what} failed (exit ${code}):\n${output}`);
+}
+
+export async function startLocalStack(options: StackOptions): Promise<LocalStack> {
+  const relayUrl = `http://127.0.0.1:${options.port}`;
+  const useSim = !options.parallel;
+  await assertPortFree(options.port, "PORT");
+  if (useSim) await assertPortFree(options.simPort, "SIM_PORT");
+
+  const quietEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" };
+  await run(
+    [WRANGLER, "d1", "migrations", "apply", "taskrelay", "--local", "--persist-to", options.persistDir],
+    quietEnv,
+    "Applying the local D1 migrations",
+  );
+
+  let sim: ChildProcess | null = null;
+  let simUrl: string | null = null;
+  const simApiKey = options.simEnv?.SIM_API_KEY ?? "sim-key";
+  if (useSim) {
+    simUrl = `http://127.0.0.1:${options.simPort}`;
+    sim = spawnChild(
+      "sim",
+      [SIM_MAIN],
+      {
+        ...process.env,
+        ...options.simEnv,
+        SIM_PORT: String(options.simPort),
+        SIM_HOST: "127.0.0.1",
+        SIM_API_KEY: simApiKey,
+        SIM_WEBHOOK_SECRET: options.webhookSecret,
+        SIM_TIME_SCALE: String(options.timeScale),
+      },
+      options.onOutput,
+    );
+    await waitForHttp(`${simUrl}/_sim/stats`, sim, "The simulator");
+  }
+
+  const vars: Record<string, string> = {
+    PARALLEL_BASE_URL: options.parallel?.baseUrl ?? (simUrl as string),
+    PARALLEL_API_KEY: options.parallel?.apiKey ?? simApiKey,
+    PARALLEL_WEBHOOK_SECRET: options.webhookSecret,
+    PUBLIC_BASE_URL: relayUrl,
+    ADMIN_TOKEN: options.adminToken,
+    ALLOW_HTTP_CALLBACKS: "true",
+    POLL_TIME_SCALE: String(useSim ? options.timeScale : 1),
+    ...options.relayVars,
+  };
+  const relayArgs = [
+    WRANGLER,
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(options.port),
+    "--persist-to",
+    options.persistDir,
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    "--live-reload=false",
+    ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+  ];
+  let relay: ChildProcess | null = null;
+
+  const startRelay = async () => {
+    relay = spawnChild("relay", relayArgs, quietEnv, options.onOutput);
+    await waitForHttp(`${relayUrl}/healthz`, relay, "The relay (wrangler dev)");
+  };
+
+  try {
+    await startRelay();
+  } catch (error) {
+    await stopChild(sim);
+    await stopChild(relay);
+    throw error;
+  }
+
+  return {
+    relayUrl,
+    simUrl,
+    tick: async () => {
+      const response = await fetch(`${relayUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
+      await response.text();
+    },
+    killRelay: () => stopChild(relay, "SIGKILL"),
+    startRelay,
+    stop: async () => {
+      await stopChild(relay);
+      await stopChild(sim);
+    },
+  };
+}
+
+/** Mints an API key through the admin API. */
+export async function createApiKey(
+  relayUrl: string,
+  adminToken: string,
+  name: string,
+): Promise<{ id: string; key: string; signing_secret: string }> {
+  const response = await fetch(`${relayUrl}/v1/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  if (response.status !== 201)
+    throw new Error(`Creating an API key failed: ${response.status} ${await response.text()}`);
+  return (await response.json()) as { id: string; key: string; signing_secret: string };
+}
