@@ -6,12 +6,16 @@ import type { AppEnv } from "./app-env";
 import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
+import { registerDeliveryList } from "./routes/deliveries-list";
+import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerHealth } from "./routes/health";
 import { registerKeyCreate } from "./routes/keys-create";
 import { registerKeyList } from "./routes/keys-list";
 import { registerKeyRevoke } from "./routes/keys-revoke";
+import { registerSigningSecretRotate } from "./routes/keys-rotate-signing-secret";
 import { registerParallelWebhook } from "./routes/parallel-webhook";
 import { registerRunCreate } from "./routes/runs-create";
+import { registerRunDeliveries } from "./routes/runs-deliveries";
 import { registerRunGet } from "./routes/runs-get";
 import { registerRunInput } from "./routes/runs-input";
 import { registerRunList } from "./routes/runs-list";
@@ -48,12 +52,16 @@ export function createApp() {
   registerKeyCreate(app);
   registerKeyList(app);
   registerKeyRevoke(app);
+  registerSigningSecretRotate(app);
   registerRunCreate(app);
   registerRunList(app);
   registerRunGet(app);
   registerRunInput(app);
   registerRunResult(app);
   registerRunTimeline(app);
+  registerRunDeliveries(app);
+  registerDeliveryList(app);
+  registerDeliveryRetry(app);
   registerParallelWebhook(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {

@@ -40,7 +40,11 @@ const configSchema = z.object({
   PUBLIC_BASE_URL: z.url().optional(),
   ADMIN_TOKEN: optionalSecret,
   ALLOW_HTTP_CALLBACKS: flag,
-  /** Multiplies every wait of the poller (first poll, backoff, expiry). 0.001 suits a simulator at 0.001. */
+  /**
+   * Multiplies every wait of the poller (first poll, backoff, expiry) and of callback delivery (its
+   * retry backoff; not the 15 s attempt timeout, not a receiver's Retry-After). 0.001 suits a simulator
+   * at 0.001: a callback receiver that fails its first attempts is still delivered within seconds.
+   */
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
   /** Rows each sweeper job takes per tick; the default keeps a tick within the free plan's 50 subrequests. */

@@ -6,6 +6,7 @@ import { runFetchResults } from "./jobs/fetch-results";
 import { runPollRuns } from "./jobs/poll-runs";
 import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
 import { runResubmitRuns } from "./jobs/resubmit-runs";
+import { runRetryDeliveries } from "./jobs/retry-deliveries";
 
 export type JobSummary = Record<string, number | string>;
 export type Job = (ctx: ServiceContext, now: Date) => Promise<JobSummary>;
@@ -16,6 +17,7 @@ export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [
   { name: "poll_runs", run: runPollRuns },
   { name: "fetch_results", run: runFetchResults },
   { name: "prune_webhook_events", run: runPruneWebhookEvents },
+  { name: "retry_deliveries", run: runRetryDeliveries },
 ];
 
 export async function runScheduledTick(

@@ -41,3 +41,39 @@ export async function revokeKey(db: D1Database, id: string, now: string): Promis
     .bind(now, id)
     .first<ApiKeyRow>();
 }
+
+/** What signs a key's callbacks: its secret and, for a while after a rotation, the one it replaced. */
+export interface SigningSecrets {
+  id: string;
+  signing_secret: string;
+  previous_signing_secret: string | null;
+  previous_signing_secret_expires_at: string | null;
+}
+
+export function findSigningSecrets(db: D1Database, keyId: string): Promise<SigningSecrets | null> {
+  return db
+    .prepare(
+      `SELECT id, signing_secret, previous_signing_secret, previous_signing_secret_expires_at
+       FROM api_keys WHERE id = ?`,
+    )
+    .bind(keyId)
+    .first<SigningSecrets>();
+}
+
+/** The current secret becomes the previous one (until `previousExpiresAt`); an older previous one is dropped. */
+export function rotateSigningSecret(
+  db: D1Database,
+  id: string,
+  secret: string,
+  previousExpiresAt: string,
+): Promise<SigningSecrets | null> {
+  return db
+    .prepare(
+      `UPDATE api_keys SET previous_signing_secret = signing_secret, previous_signing_secret_expires_at = ?,
+         signing_secret = ?
+       WHERE id = ?
+       RETURNING id, signing_secret, previous_signing_secret, previous_signing_secret_expires_at`,
+    )
+    .bind(previousExpiresAt, secret, id)
+    .first<SigningSecrets>();
+}

@@ -16,7 +16,8 @@ export type RunEventKind =
   | "delivery_created"
   | "delivery_attempted"
   | "delivery_succeeded"
-  | "delivery_dead";
+  | "delivery_dead"
+  | "delivery_retried";
 
 export interface RunEvent {
   at: string;

@@ -6,7 +6,7 @@ import { requireSetting } from "../env";
 import { ApiError } from "../errors";
 import { sha256Hex } from "../ids";
 
-function bearerToken(header: string | undefined): string | null {
+export function bearerToken(header: string | undefined): string | null {
   const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
   return match?.[1] ?? null;
 }

@@ -3,7 +3,10 @@
 // webhook, the poller, a rejected or failed submission, expiry.
 import type { Run } from "../db/runs";
 import type { ServiceContext } from "./context";
+import { startRunDelivery } from "./deliveries";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
   ctx.log.info("run.finished", { run_id: run.id, status: run.status });
+  // A run with a callback URL gets one delivery per event; it is sent after the response.
+  await startRunDelivery(ctx, run);
 }

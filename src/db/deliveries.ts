@@ -1,0 +1,278 @@
+// deliveries and delivery_attempts: callbacks to the user's URL, one per run and event, and every
+// attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
+// workers never send the same attempt twice.
+import type { RunEventKind } from "./run-events";
+
+export const DELIVERY_EVENTS = ["run.completed", "run.failed"] as const;
+export const DELIVERY_STATUSES = ["pending", "succeeded", "dead"] as const;
+
+export type DeliveryEvent = (typeof DELIVERY_EVENTS)[number];
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export interface Delivery {
+  id: string;
+  run_id: string;
+  api_key_id: string;
+  event: DeliveryEvent;
+  url: string;
+  status: DeliveryStatus;
+  series: number;
+  attempt_count: number;
+  next_attempt_at: string | null;
+  lease_until: string | null;
+  last_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DeliveryAttempt {
+  delivery_id: string;
+  series: number;
+  attempt: number;
+  attempted_at: string;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+}
+
+/** A timeline event written in the same batch as the delivery change it explains. */
+export interface DeliveryRunEvent {
+  kind: RunEventKind;
+  detail: Record<string, unknown>;
+}
+
+const runEvent = (db: D1Database, runId: string, at: string, event: DeliveryRunEvent) =>
+  // Inserted only when the statement before it changed a row: the event follows its change.
+  db
+    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
+    .bind(runId, at, event.kind, JSON.stringify(event.detail));
+
+/** Creates the delivery unless the run already has one for this event; returns it only when created. */
+export async function insertDelivery(
+  db: D1Database,
+  delivery: Delivery,
+  event: DeliveryRunEvent,
+): Promise<Delivery | null> {
+  const [inserted] = await db.batch<Delivery>([
+    db
+      .prepare(
+        `INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count,
+           next_attempt_at, lease_until, last_attempt_at, last_status_code, last_error, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, event) DO NOTHING
+         RETURNING *`,
+      )
+      .bind(
+        delivery.id,
+        delivery.run_id,
+        delivery.api_key_id,
+        delivery.event,
+        delivery.url,
+        delivery.status,
+        delivery.series,
+        delivery.attempt_count,
+        delivery.next_attempt_at,
+        delivery.lease_until,
+        delivery.last_attempt_at,
+        delivery.last_status_code,
+        delivery.last_error,
+        delivery.created_at,
+        delivery.updated_at,
+      ),
+    runEvent(db, delivery.run_id, delivery.created_at, event),
+  ]);
+  return inserted?.results[0] ?? null;
+}
+
+export function findDelivery(db: D1Database, id: string): Promise<Delivery | null> {
+  return db.prepare("SELECT * FROM deliveries WHERE id = ?").bind(id).first<Delivery>();
+}
+
+/** A key's own delivery; another key's delivery is not found, exactly as an unknown id. */
+export function findOwnedDelivery(db: D1Database, apiKeyId: string, id: string): Promise<Delivery | null> {
+  return db
+    .prepare("SELECT * FROM deliveries WHERE id = ? AND api_key_id = ?")
+    .bind(id, apiKeyId)
+    .first<Delivery>();
+}
+
+const CLAIMABLE =
+  "status = 'pending' AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)";
+
+/**
+ * Takes the lease on up to `limit` due deliveries, due first, in one statement (so two sweepers
+ * never take the same row).
+ */
+export async function claimDueDeliveries(
+  db: D1Database,
+  now: string,
+  leaseUntil: string,
+  limit: number,
+): Promise<Delivery[]> {
+  const { results } = await db
+    .prepare(
+      `UPDATE deliveries SET lease_until = ?2, updated_at = ?1
+       WHERE id IN (SELECT id FROM deliveries WHERE ${CLAIMABLE} ORDER BY next_attempt_at LIMIT ?3)
+         AND ${CLAIMABLE}
+       RETURNING *`,
+    )
+    .bind(now, leaseUntil, limit)
+    .all<Delivery>();
+  return results.sort((a, b) => (a.next_attempt_at ?? "").localeCompare(b.next_attempt_at ?? ""));
+}
+
+/**
+ * Takes the lease on one delivery: when it is due and free, or when the caller already holds the
+ * lease (`heldLease`) and continues its own series without waiting for the clock.
+ */
+export function claimDelivery(
+  db: D1Database,
+  id: string,
+  now: string,
+  leaseUntil: string,
+  heldLease?: string,
+): Promise<Delivery | null> {
+  const owned = heldLease ? " OR (status = 'pending' AND lease_until = ?4)" : "";
+  return db
+    .prepare(
+      `UPDATE deliveries SET lease_until = ?2, updated_at = ?1
+       WHERE id = ?3 AND ((${CLAIMABLE})${owned})
+       RETURNING *`,
+    )
+    .bind(now, leaseUntil, id, ...(heldLease ? [heldLease] : []))
+    .first<Delivery>();
+}
+
+export type AttemptOutcome = Pick<
+  Delivery,
+  "status" | "next_attempt_at" | "lease_until" | "last_status_code" | "last_error"
+>;
+
+/**
+ * Records one attempt and the delivery's new state, guarded by the lease the attempt was made under.
+ * Returns the updated delivery, or null when the lease was lost (nothing is written then).
+ */
+export async function recordAttempt(
+  db: D1Database,
+  claimed: Delivery,
+  at: string,
+  attempt: DeliveryAttempt | null,
+  outcome: AttemptOutcome,
+  events: DeliveryRunEvent[],
+): Promise<Delivery | null> {
+  const statements = [
+    db
+      .prepare(
+        `UPDATE deliveries SET status = ?, next_attempt_at = ?, lease_until = ?, last_status_code = ?,
+           last_error = ?, attempt_count = ?, last_attempt_at = COALESCE(?, last_attempt_at), updated_at = ?
+         WHERE id = ? AND lease_until = ? AND attempt_count = ? AND series = ?
+         RETURNING *`,
+      )
+      .bind(
+        outcome.status,
+        outcome.next_attempt_at,
+        outcome.lease_until,
+        outcome.last_status_code,
+        outcome.last_error,
+        attempt ? attempt.attempt : claimed.attempt_count,
+        attempt?.attempted_at ?? null,
+        at,
+        claimed.id,
+        claimed.lease_until,
+        claimed.attempt_count,
+        claimed.series,
+      ),
+  ];
+  if (attempt) {
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO delivery_attempts (delivery_id, series, attempt, attempted_at, status_code, latency_ms, error)
+           SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() > 0`,
+        )
+        .bind(
+          attempt.delivery_id,
+          attempt.series,
+          attempt.attempt,
+          attempt.attempted_at,
+          attempt.status_code,
+          attempt.latency_ms,
+          attempt.error,
+        ),
+    );
+  }
+  for (const event of events) statements.push(runEvent(db, claimed.run_id, at, event));
+  const [updated] = await db.batch<Delivery>(statements);
+  return updated?.results[0] ?? null;
+}
+
+/** A finished delivery starts a new series: same id (webhook-id), attempts counted from zero. */
+export async function restartDelivery(
+  db: D1Database,
+  delivery: Delivery,
+  now: string,
+  event: DeliveryRunEvent,
+): Promise<Delivery | null> {
+  const [restarted] = await db.batch<Delivery>([
+    db
+      .prepare(
+        `UPDATE deliveries SET status = 'pending', series = series + 1, attempt_count = 0, next_attempt_at = ?1,
+           lease_until = NULL, updated_at = ?1
+         WHERE id = ?2 AND status IN ('succeeded', 'dead')
+         RETURNING *`,
+      )
+      .bind(now, delivery.id),
+    runEvent(db, delivery.run_id, now, event),
+  ]);
+  return restarted?.results[0] ?? null;
+}
+
+export async function listRunDeliveries(db: D1Database, runId: string): Promise<Delivery[]> {
+  const { results } = await db
+    .prepare("SELECT * FROM deliveries WHERE run_id = ? ORDER BY id")
+    .bind(runId)
+    .all<Delivery>();
+  return results;
+}
+
+export interface DeliveryListQuery {
+  apiKeyId: string;
+  status?: DeliveryStatus | undefined;
+  /** Only deliveries with an id below this one (older): the cursor of the previous page. */
+  beforeId?: string | undefined;
+  limit: number;
+}
+
+/** Newest first; one row more than the page, so the caller knows whether a next page exists. */
+export async function listDeliveries(db: D1Database, query: DeliveryListQuery): Promise<Delivery[]> {
+  const where = ["api_key_id = ?"];
+  const params: unknown[] = [query.apiKeyId];
+  if (query.status) {
+    where.push("status = ?");
+    params.push(query.status);
+  }
+  if (query.beforeId) {
+    where.push("id < ?");
+    params.push(query.beforeId);
+  }
+  params.push(query.limit + 1);
+  const { results } = await db
+    .prepare(`SELECT * FROM deliveries WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`)
+    .bind(...params)
+    .all<Delivery>();
+  return results;
+}
+
+export async function listAttempts(db: D1Database, deliveryIds: string[]): Promise<DeliveryAttempt[]> {
+  if (deliveryIds.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT delivery_id, series, attempt, attempted_at, status_code, latency_ms, error FROM delivery_attempts
+       WHERE delivery_id IN (${deliveryIds.map(() => "?").join(", ")}) ORDER BY id`,
+    )
+    .bind(...deliveryIds)
+    .all<DeliveryAttempt>();
+  return results;
+}

@@ -1,0 +1,364 @@
+// Callback delivery: once a run is finished, its result is POSTed to the run's callback URL, signed
+// with the key's Standard Webhooks secret, until the receiver answers 2xx. At least once: the first
+// attempt and the retries due within seconds run in this invocation (after the response, through
+// waitUntil); later ones are the sweeper's (cron/jobs/retry-deliveries.ts). Every attempt is recorded.
+import {
+  type AttemptOutcome,
+  claimDelivery,
+  type Delivery,
+  type DeliveryAttempt,
+  type DeliveryEvent,
+  type DeliveryRunEvent,
+  type DeliveryStatus,
+  findOwnedDelivery,
+  insertDelivery,
+  listAttempts,
+  listDeliveries,
+  listRunDeliveries,
+  recordAttempt,
+  restartDelivery,
+} from "../db/deliveries";
+import { findSigningSecrets, type SigningSecrets } from "../db/keys";
+import { findRun, isTerminal, type Run } from "../db/runs";
+import { ApiError } from "../errors";
+import { newId } from "../ids";
+import { describeError } from "../log";
+import { callbackUrlProblem } from "./callback-url";
+import type { ServiceContext } from "./context";
+import {
+  DELIVERY_LEASE_MS,
+  DELIVERY_TIMEOUT_MS,
+  INLINE_RETRY_MAX_WAIT_MS,
+  MAX_DELIVERY_ATTEMPTS,
+  nextDeliveryAttemptAt,
+} from "./delivery-schedule";
+import { CALLBACK_USER_AGENT, postCallback, type SendResult } from "./delivery-send";
+import { signatureHeader } from "./delivery-signing";
+import { toRunView } from "./run-view";
+import { decodeCursor, encodeCursor, getOwnedRun } from "./runs";
+import { addMs } from "./timing";
+
+/** What a delivery needs besides the clock: replaceable in tests so they neither sleep nor wait 15 s. */
+export interface DeliveryRuntime {
+  sleep: (ms: number) => Promise<void>;
+  timeoutMs: number;
+  random: () => number;
+}
+
+export const DEFAULT_DELIVERY_RUNTIME: DeliveryRuntime = {
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  timeoutMs: DELIVERY_TIMEOUT_MS,
+  random: Math.random,
+};
+
+export function deliveryEventFor(run: Pick<Run, "status">): DeliveryEvent {
+  return run.status === "completed" ? "run.completed" : "run.failed";
+}
+
+/**
+ * The hook's work: a finished run with a callback URL gets its delivery (once per run and event),
+ * and the first attempts are sent after the response. Returns the delivery when this call created it.
+ */
+export async function startRunDelivery(
+  ctx: ServiceContext,
+  run: Run,
+  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+): Promise<Delivery | null> {
+  if (!run.callback_url || !isTerminal(run.status)) return null;
+  const now = ctx.now();
+  const at = now.toISOString();
+  const id = newId("dlv", now);
+  const event = deliveryEventFor(run);
+  const delivery = await insertDelivery(
+    ctx.db,
+    {
+      id,
+      run_id: run.id,
+      api_key_id: run.api_key_id,
+      event,
+      url: run.callback_url,
+      status: "pending",
+      series: 1,
+      attempt_count: 0,
+      next_attempt_at: at,
+      lease_until: null,
+      last_attempt_at: null,
+      last_status_code: null,
+      last_error: null,
+      created_at: at,
+      updated_at: at,
+    },
+    { kind: "delivery_created", detail: { delivery_id: id, event, url: run.callback_url } },
+  );
+  // Not created: the run already has this delivery, and whoever created it is sending it.
+  if (!delivery) return null;
+  ctx.log.info("delivery.created", { delivery_id: delivery.id, run_id: run.id, event });
+  ctx.waitUntil(sendDelivery(ctx, delivery.id, runtime));
+  return delivery;
+}
+
+/**
+ * Sends a delivery's due attempts in this invocation: the next one, then each retry due within
+ * INLINE_RETRY_MAX_WAIT_MS, holding the lease across the wait so the sweeper leaves it alone.
+ * A later retry is left to the sweeper. Never throws: it runs inside waitUntil.
+ */
+export async function sendDelivery(
+  ctx: ServiceContext,
+  deliveryId: string,
+  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+): Promise<Delivery | null> {
+  try {
+    let claimed = await claimDelivery(ctx.db, deliveryId, ...leaseFrom(ctx.now()));
+    let latest: Delivery | null = claimed;
+    while (claimed) {
+      latest = await attemptDelivery(ctx, claimed, runtime, { holdForShortRetry: true });
+      const heldLease = latest?.status === "pending" ? latest.lease_until : null;
+      if (!latest?.next_attempt_at || !heldLease) return latest;
+      await runtime.sleep(Math.max(0, Date.parse(latest.next_attempt_at) - ctx.now().getTime()));
+      claimed = await claimDelivery(ctx.db, deliveryId, ...leaseFrom(ctx.now()), heldLease);
+    }
+    return latest;
+  } catch (error) {
+    // The lease runs out and the sweeper takes the delivery over.
+    ctx.log.error("delivery.send_failed", { delivery_id: deliveryId, error: describeError(error) });
+    return null;
+  }
+}
+
+function leaseFrom(now: Date): [string, string] {
+  return [now.toISOString(), addMs(now, DELIVERY_LEASE_MS).toISOString()];
+}
+
+/**
+ * One attempt at a delivery whose lease the caller holds: re-check the URL, sign, send, and record
+ * the attempt with the delivery's next state in one batch. Returns the delivery as recorded, or null
+ * when the lease was lost meanwhile (another worker owns it; nothing is recorded).
+ */
+export async function attemptDelivery(
+  ctx: ServiceContext,
+  claimed: Delivery,
+  runtime: DeliveryRuntime,
+  options: { holdForShortRetry: boolean },
+): Promise<Delivery | null> {
+  const started = ctx.now();
+  const refused = callbackUrlProblem(claimed.url, { allowHttpCallbacks: ctx.config.ALLOW_HTTP_CALLBACKS });
+  if (refused) return giveUp(ctx, claimed, started, `the callback URL ${refused}`);
+
+  const [run, secrets] = await Promise.all([
+    findRun(ctx.db, claimed.run_id),
+    findSigningSecrets(ctx.db, claimed.api_key_id),
+  ]);
+  if (!run || !secrets) return giveUp(ctx, claimed, started, "the run or its API key no longer exists");
+
+  const request = await signedRequest(claimed, run, activeSecrets(secrets, started), started);
+  const result = await postCallback(request, { timeoutMs: runtime.timeoutMs, now: started });
+  const finished = ctx.now();
+  const attempt: DeliveryAttempt = {
+    delivery_id: claimed.id,
+    series: claimed.series,
+    attempt: claimed.attempt_count + 1,
+    attempted_at: started.toISOString(),
+    status_code: result.statusCode,
+    latency_ms: result.latencyMs,
+    error: result.error,
+  };
+  const { outcome, events } = afterAttempt(ctx, claimed, attempt, result, finished, runtime, options);
+  const recorded = await recordAttempt(ctx.db, claimed, finished.toISOString(), attempt, outcome, events);
+  const fields = {
+    delivery_id: claimed.id,
+    run_id: claimed.run_id,
+    series: claimed.series,
+    attempt: attempt.attempt,
+    status_code: result.statusCode,
+    latency_ms: result.latencyMs,
+    outcome: outcome.status,
+  };
+  if (!recorded) ctx.log.warn("delivery.lease_lost", fields);
+  else if (result.ok) ctx.log.info("delivery.attempt", fields);
+  else ctx.log.warn("delivery.attempt", { ...fields, error: result.error });
+  return recorded;
+}
+
+/** The current secret, and the previous one while its overlap after a rotation lasts. */
+function activeSecrets(secrets: SigningSecrets, now: Date): string[] {
+  const previousActive =
+    secrets.previous_signing_secret &&
+    secrets.previous_signing_secret_expires_at &&
+    secrets.previous_signing_secret_expires_at > now.toISOString();
+  return previousActive && secrets.previous_signing_secret
+    ? [secrets.signing_secret, secrets.previous_signing_secret]
+    : [secrets.signing_secret];
+}
+
+/** The body every attempt sends: the event, when it happened, and the run as GET /v1/runs/:id shows it. */
+export function callbackBody(delivery: Delivery, run: Run) {
+  return {
+    type: delivery.event,
+    timestamp: run.finished_at ?? delivery.created_at,
+    data: { run: toRunView(run), output: run.output ?? null, error: run.error ?? null },
+  };
+}
+
+async function signedRequest(delivery: Delivery, run: Run, secrets: string[], at: Date) {
+  const body = JSON.stringify(callbackBody(delivery, run));
+  const timestamp = Math.floor(at.getTime() / 1000);
+  return {
+    url: delivery.url,
+    body,
+    headers: {
+      "content-type": "application/json",
+      "user-agent": CALLBACK_USER_AGENT,
+      "webhook-id": delivery.id,
+      "webhook-timestamp": String(timestamp),
+      "webhook-signature": await signatureHeader(secrets, delivery.id, timestamp, body),
+    },
+  };
+}
+
+function afterAttempt(
+  ctx: ServiceContext,
+  claimed: Delivery,
+  attempt: DeliveryAttempt,
+  result: SendResult,
+  finished: Date,
+  runtime: DeliveryRuntime,
+  options: { holdForShortRetry: boolean },
+): { outcome: AttemptOutcome; events: DeliveryRunEvent[] } {
+  const base = { delivery_id: claimed.id, series: claimed.series, attempt: attempt.attempt };
+  const attempted = (next: string | null): DeliveryRunEvent => ({
+    kind: "delivery_attempted",
+    detail: {
+      ...base,
+      status_code: result.statusCode,
+      latency_ms: result.latencyMs,
+      error: result.error,
+      next_attempt_at: next,
+    },
+  });
+  const last = { last_status_code: result.statusCode, last_error: result.error };
+
+  if (result.ok) {
+    return {
+      outcome: { status: "succeeded", next_attempt_at: null, lease_until: null, ...last },
+      events: [
+        attempted(null),
+        { kind: "delivery_succeeded", detail: { ...base, status_code: result.statusCode } },
+      ],
+    };
+  }
+  const next = result.gone
+    ? null
+    : nextDeliveryAttemptAt(ctx.config, attempt.attempt, finished, result.retryAfterMs, runtime.random);
+  if (!next) {
+    const reason = result.gone
+      ? result.error
+      : `no success after ${MAX_DELIVERY_ATTEMPTS} attempts; the last: ${result.error}`;
+    return {
+      outcome: { status: "dead", next_attempt_at: null, lease_until: null, ...last },
+      events: [attempted(null), { kind: "delivery_dead", detail: { ...base, reason } }],
+    };
+  }
+  // A retry due within seconds stays with this worker (it waits and sends); a later one is the sweeper's.
+  const hold = options.holdForShortRetry && next.getTime() - finished.getTime() <= INLINE_RETRY_MAX_WAIT_MS;
+  return {
+    outcome: {
+      status: "pending",
+      next_attempt_at: next.toISOString(),
+      lease_until: hold ? addMs(next, DELIVERY_LEASE_MS).toISOString() : null,
+      ...last,
+    },
+    events: [attempted(next.toISOString())],
+  };
+}
+
+/** A delivery that cannot be sent at all (the URL is refused now, the run is gone): dead, reason kept. */
+async function giveUp(ctx: ServiceContext, claimed: Delivery, at: Date, reason: string) {
+  const dead = await recordAttempt(
+    ctx.db,
+    claimed,
+    at.toISOString(),
+    null,
+    { status: "dead", next_attempt_at: null, lease_until: null, last_status_code: null, last_error: reason },
+    [
+      {
+        kind: "delivery_dead",
+        detail: { delivery_id: claimed.id, series: claimed.series, attempt: null, reason },
+      },
+    ],
+  );
+  ctx.log.warn("delivery.dead", { delivery_id: claimed.id, run_id: claimed.run_id, reason });
+  return dead;
+}
+
+/**
+ * POST /v1/deliveries/:id/retry: a succeeded or dead delivery starts a new series of attempts with
+ * the same webhook-id; the first is sent after the response. A pending one is already being sent.
+ */
+export async function retryDelivery(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  id: string,
+  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+): Promise<Delivery> {
+  const delivery = await findOwnedDelivery(ctx.db, apiKeyId, id);
+  if (!delivery) throw new ApiError("not_found", `No delivery ${id}.`);
+  const now = ctx.now().toISOString();
+  const restarted =
+    delivery.status === "pending"
+      ? null
+      : await restartDelivery(ctx.db, delivery, now, {
+          kind: "delivery_retried",
+          detail: { delivery_id: id, series: delivery.series + 1 },
+        });
+  if (!restarted) {
+    throw new ApiError(
+      "invalid_state",
+      `Delivery ${id} is still pending: it is being sent and retried already. Retry it once it has succeeded or is dead.`,
+      [{ message: "delivery is pending", status: "pending" }],
+    );
+  }
+  ctx.log.info("delivery.retried", { delivery_id: id, run_id: delivery.run_id, series: restarted.series });
+  ctx.waitUntil(sendDelivery(ctx, id, runtime));
+  return restarted;
+}
+
+export interface DeliveryWithAttempts {
+  delivery: Delivery;
+  attempts: DeliveryAttempt[];
+}
+
+export async function listOwnedRunDeliveries(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  runId: string,
+): Promise<DeliveryWithAttempts[]> {
+  await getOwnedRun(ctx, apiKeyId, runId);
+  const deliveries = await listRunDeliveries(ctx.db, runId);
+  const attempts = await listAttempts(
+    ctx.db,
+    deliveries.map((d) => d.id),
+  );
+  return deliveries.map((delivery) => ({
+    delivery,
+    attempts: attempts.filter((a) => a.delivery_id === delivery.id),
+  }));
+}
+
+export async function listOwnedDeliveries(
+  ctx: ServiceContext,
+  query: {
+    apiKeyId: string;
+    status?: DeliveryStatus | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  },
+): Promise<{ deliveries: Delivery[]; nextCursor: string | null }> {
+  const beforeId = query.cursor ? decodeCursor(query.cursor) : undefined;
+  const rows = await listDeliveries(ctx.db, { ...query, beforeId });
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  return {
+    deliveries: page,
+    nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
+  };
+}
