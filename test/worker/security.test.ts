@@ -18,6 +18,9 @@ const RUN_ROUTES: RouteCase[] = [
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/input` },
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/result` },
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/timeline` },
+  { method: "GET", path: ({ run }) => `/v1/runs/${run}/deliveries` },
+  { method: "GET", path: () => "/v1/deliveries" },
+  { method: "POST", path: () => "/v1/deliveries/dlv_x/retry" },
 ];
 
 function send(route: RouteCase, ids: { run: string }, headers: Record<string, string>) {
