@@ -53,6 +53,8 @@ export interface Run {
   attempts: number;
   next_sweep_at: string | null;
   lease_until: string | null;
+  /** Scheduled runs: whether the output differs from the schedule's last success; null when not compared. */
+  output_changed?: boolean | null;
 }
 
 type RunRow = Omit<
@@ -62,6 +64,7 @@ type RunRow = Omit<
   | "metadata"
   | "source_policy"
   | "enable_events"
+  | "output_changed"
   | "mcp_servers"
   | "output"
   | "warnings"
@@ -72,6 +75,7 @@ type RunRow = Omit<
   metadata: string | null;
   source_policy: string | null;
   enable_events: number | null;
+  output_changed?: number | null;
   mcp_servers: string | null;
   output: string | null;
   warnings: string | null;
@@ -89,6 +93,7 @@ export function rowToRun(row: RunRow): Run {
     metadata: parse(row.metadata),
     source_policy: parse(row.source_policy),
     enable_events: row.enable_events == null ? null : row.enable_events === 1,
+    output_changed: row.output_changed == null ? null : row.output_changed === 1,
     mcp_servers: parse(row.mcp_servers),
     output: parse(row.output),
     warnings: parse(row.warnings),

@@ -151,6 +151,10 @@ export const RunSchema = z
     submitted_at: Timestamp.nullable(),
     finished_at: Timestamp.nullable(),
     result_stored_at: Timestamp.nullable(),
+    output_changed: z.boolean().nullable().openapi({
+      description:
+        "Scheduled runs with a result: whether the output differs from the schedule's previous successful run. null otherwise.",
+    }),
   })
   .openapi("Run");
 

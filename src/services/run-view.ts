@@ -21,6 +21,7 @@ export function toRunView(run: Run): RunView {
     submitted_at: run.submitted_at,
     finished_at: run.finished_at,
     result_stored_at: run.result_stored_at,
+    output_changed: run.output_changed ?? null,
   };
 }
 
