@@ -21,6 +21,14 @@ import { registerRunInput } from "./routes/runs-input";
 import { registerRunList } from "./routes/runs-list";
 import { registerRunResult } from "./routes/runs-result";
 import { registerRunTimeline } from "./routes/runs-timeline";
+import { registerScheduleCreate } from "./routes/schedules-create";
+import { registerScheduleDelete } from "./routes/schedules-delete";
+import { registerScheduleGet } from "./routes/schedules-get";
+import { registerScheduleList } from "./routes/schedules-list";
+import { registerScheduleOccurrences } from "./routes/schedules-occurrences";
+import { registerScheduleRuns } from "./routes/schedules-runs";
+import { registerScheduleTrigger } from "./routes/schedules-trigger";
+import { registerScheduleUpdate } from "./routes/schedules-update";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -62,6 +70,14 @@ export function createApp() {
   registerRunDeliveries(app);
   registerDeliveryList(app);
   registerDeliveryRetry(app);
+  registerScheduleCreate(app);
+  registerScheduleList(app);
+  registerScheduleGet(app);
+  registerScheduleUpdate(app);
+  registerScheduleDelete(app);
+  registerScheduleTrigger(app);
+  registerScheduleRuns(app);
+  registerScheduleOccurrences(app);
   registerParallelWebhook(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {

@@ -3,6 +3,7 @@ import type { Env } from "../env";
 import { createLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { runFetchResults } from "./jobs/fetch-results";
+import { runFireSchedules } from "./jobs/fire-schedules";
 import { runPollRuns } from "./jobs/poll-runs";
 import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
 import { runResubmitRuns } from "./jobs/resubmit-runs";
@@ -17,6 +18,7 @@ export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [
   { name: "poll_runs", run: runPollRuns },
   { name: "fetch_results", run: runFetchResults },
   { name: "prune_webhook_events", run: runPruneWebhookEvents },
+  { name: "fire_schedules", run: runFireSchedules },
   { name: "retry_deliveries", run: runRetryDeliveries },
 ];
 

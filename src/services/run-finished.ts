@@ -4,9 +4,13 @@
 import type { Run } from "../db/runs";
 import type { ServiceContext } from "./context";
 import { startRunDelivery } from "./deliveries";
+import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
   ctx.log.info("run.finished", { run_id: run.id, status: run.status });
+  // A scheduled run updates its schedule first; with notify: on_change an unchanged output is kept
+  // (the run shows output_changed: false) but not delivered.
+  if (run.schedule_id && !(await onScheduledRunFinished(ctx, run)).notify) return;
   // A run with a callback URL gets one delivery per event; it is sent after the response.
   await startRunDelivery(ctx, run);
 }

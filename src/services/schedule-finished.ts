@@ -1,0 +1,44 @@
+// What a finished scheduled run means for its schedule: whether its output changed since the
+// schedule's last success (stored on the run as output_changed), the new last success (its time,
+// interaction and output hash feed the next run's placeholders, chaining and comparison), and
+// whether its callback should be sent (notify: on_change holds back an unchanged output).
+import { canonicalJson } from "../canonical-json";
+import type { Run } from "../db/runs";
+import { findSchedule, recordScheduledRunOutcome } from "../db/schedules";
+import { sha256Hex } from "../ids";
+import type { ServiceContext } from "./context";
+import { occurrenceOfRun } from "./schedule-occurrence";
+
+/**
+ * Called once per finished run with a schedule_id, before its callback. A run without a result
+ * (failed, rejected, expired…) is always notified and compared with nothing. Without its schedule
+ * (deleted meanwhile) the run is simply notified.
+ */
+export async function onScheduledRunFinished(ctx: ServiceContext, run: Run): Promise<{ notify: boolean }> {
+  if (!run.schedule_id) return { notify: true };
+  const schedule = await findSchedule(ctx.db, run.schedule_id);
+  if (!schedule) return { notify: true };
+  const content = run.status === "completed" ? run.output?.content : undefined;
+  if (content === undefined) return { notify: true };
+
+  const outputHash = await sha256Hex(canonicalJson(content));
+  const computed = schedule.last_output_hash !== outputHash;
+  const stored = await recordScheduledRunOutcome(ctx.db, run.id, ctx.now().toISOString(), {
+    outputChanged: computed,
+    success: {
+      scheduleId: schedule.id,
+      scheduledAt: occurrenceOfRun(run),
+      interactionId: run.interaction_id,
+      outputHash,
+    },
+  });
+  const outputChanged = stored ?? computed;
+  const notify = schedule.notify === "always" || outputChanged;
+  ctx.log.info("schedule.run_finished", {
+    schedule_id: schedule.id,
+    run_id: run.id,
+    output_changed: outputChanged,
+    notify,
+  });
+  return { notify };
+}
