@@ -4,6 +4,7 @@ import { claimDueRunRows } from "../../db/runs";
 import { fetchAndStoreResult } from "../../services/completion";
 import type { ServiceContext } from "../../services/context";
 import { addMs, LEASE_MS } from "../../services/timing";
+import { processClaimed } from "../each-claimed";
 
 export async function runFetchResults(ctx: ServiceContext, now: Date) {
   const claimed = await claimDueRunRows(
@@ -13,10 +14,9 @@ export async function runFetchResults(ctx: ServiceContext, now: Date) {
     addMs(now, LEASE_MS).toISOString(),
     ctx.config.SWEEP_BATCH_SIZE,
   );
-  let stored = 0;
-  for (const run of claimed) {
+  return processClaimed(ctx, "fetch_results", claimed, async (run) => {
     const after = await fetchAndStoreResult(ctx, run);
-    if (after?.result_stored_at) stored++;
-  }
-  return { claimed: claimed.length, stored, not_yet: claimed.length - stored };
+    if (after?.result_stored_at) return "stored";
+    return after?.status === "failed" ? "failed" : "not_yet";
+  });
 }

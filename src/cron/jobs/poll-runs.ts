@@ -6,6 +6,7 @@ import { applyParallelStatus, fetchAndStoreResult, isParallelTerminal } from "..
 import type { ServiceContext } from "../../services/context";
 import { onRunFinished } from "../../services/run-finished";
 import { addMs, LEASE_MS, nextPollAt, retryAt } from "../../services/timing";
+import { processClaimed } from "../each-claimed";
 
 type PollOutcome = "finished" | "still_active" | "expired" | "retry" | "lost_race";
 
@@ -17,16 +18,7 @@ export async function runPollRuns(ctx: ServiceContext, now: Date) {
     addMs(now, LEASE_MS).toISOString(),
     ctx.config.SWEEP_BATCH_SIZE,
   );
-  const summary: Record<PollOutcome | "claimed", number> = {
-    claimed: claimed.length,
-    finished: 0,
-    still_active: 0,
-    expired: 0,
-    retry: 0,
-    lost_race: 0,
-  };
-  for (const run of claimed) summary[await pollRun(ctx, run, now)]++;
-  return summary;
+  return processClaimed(ctx, "poll_runs", claimed, (run) => pollRun(ctx, run, now));
 }
 
 const ACTIVE_GUARD = { sql: `status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(", ")})` };

@@ -4,6 +4,7 @@ import { claimDueRunRows } from "../../db/runs";
 import type { ServiceContext } from "../../services/context";
 import { submitRun } from "../../services/runs";
 import { addMs, LEASE_MS } from "../../services/timing";
+import { processClaimed } from "../each-claimed";
 
 export async function runResubmitRuns(ctx: ServiceContext, now: Date) {
   const claimed = await claimDueRunRows(
@@ -13,13 +14,10 @@ export async function runResubmitRuns(ctx: ServiceContext, now: Date) {
     addMs(now, LEASE_MS).toISOString(),
     ctx.config.SWEEP_BATCH_SIZE,
   );
-  const outcomes = { claimed: claimed.length, accepted: 0, retrying: 0, rejected: 0, failed: 0 };
-  for (const run of claimed) {
+  return processClaimed(ctx, "resubmit_runs", claimed, async (run) => {
     const after = await submitRun(ctx, run);
-    if (after.status === "submitting") outcomes.retrying++;
-    else if (after.status === "rejected") outcomes.rejected++;
-    else if (after.status === "failed") outcomes.failed++;
-    else outcomes.accepted++;
-  }
-  return outcomes;
+    if (after.status === "submitting") return "retrying";
+    if (after.status === "rejected" || after.status === "failed") return after.status;
+    return "accepted";
+  });
 }

@@ -1,0 +1,82 @@
+// Every fault at once, on real processes: webhooks dropped, duplicated and delayed past the first
+// poll, Parallel's GET endpoints failing, creates throttled, and a receiver that fails the first two
+// attempts of every delivery. Nothing may be lost and no client request may see a 5xx.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type E2EStack, inParallel, isTerminal, listAllRuns, startE2EStack } from "./stack.ts";
+
+const RUNS = 300;
+
+describe("faults together", () => {
+  let e2e: E2EStack;
+  beforeAll(async () => {
+    e2e = await startE2EStack({ timeScale: 0.001, relayVars: { SWEEP_BATCH_SIZE: "100" } });
+  }, 120_000);
+  afterAll(async () => e2e?.stop());
+
+  it(`loses nothing across ${RUNS} runs`, async () => {
+    await e2e.simConfig({
+      drop_webhooks: 0.3,
+      duplicate_webhooks: 0.2,
+      delay_webhooks: 0.1,
+      webhook_delay_ms: 3_000, // past the first poll of every processor used here at this time scale
+      error_rate_by_endpoint: {
+        "GET /v1/tasks/runs/{id}": 0.1,
+        "GET /v1/tasks/runs/{id}/result": 0.1,
+        "GET /v1/tasks/runs/{id}/input": 0.1,
+      },
+      throttle_rate: 0.05,
+      fail_runs: 0.05,
+    });
+    e2e.receiver.setFailFirstAttempts(2);
+
+    const processors = ["lite", "base", "core", "lite-fast"];
+    const created: string[] = [];
+    await inParallel(
+      Array.from({ length: RUNS }, (_, i) => i),
+      8,
+      async (i) => {
+        const run = await e2e.createRun(
+          {
+            processor: processors[i % processors.length],
+            input: `Question ${i}`,
+            callback: { url: e2e.receiver.url },
+          },
+          `fault-${i}`,
+        );
+        created.push(run.id);
+      },
+    );
+    expect(new Set(created).size).toBe(RUNS);
+
+    await e2e.driveUntil(async () => {
+      const runs = await listAllRuns(e2e);
+      return (
+        runs.length === RUNS &&
+        runs.every((r) => isTerminal(r.status)) &&
+        e2e.receiver.accepted().size >= RUNS
+      );
+    }, 180_000);
+
+    const runs = await listAllRuns(e2e);
+    expect(runs).toHaveLength(RUNS);
+    const completed = runs.filter((r) => r.status === "completed");
+    expect(completed.every((r) => r.result_available)).toBe(true);
+    expect(runs.filter((r) => r.status !== "completed").every((r) => r.status === "failed")).toBe(true);
+
+    // Every run delivered once over (by webhook-id), verified, with its final status.
+    const delivered = new Map(
+      [...e2e.receiver.accepted().values()].map((d) => [d.body?.data.run.id, d.body]),
+    );
+    for (const run of runs) {
+      expect(delivered.get(run.id)?.data.run.status, `run ${run.id}`).toBe(run.status);
+    }
+    expect(e2e.receiver.deliveries.every((d) => d.verified)).toBe(true);
+    expect(e2e.statuses.filter((s) => s >= 500)).toEqual([]);
+
+    const stats = await e2e.simStats();
+    expect(stats.webhooks.dropped).toBeGreaterThan(0);
+    expect(stats.webhooks.duplicated).toBeGreaterThan(0);
+    // Each created run has one result fetch at most, retries of injected 5xx aside.
+    expect(stats.endpoints["GET /v1/tasks/runs/{id}/result"]).toBeLessThan(completed.length * 1.5);
+  }, 300_000);
+});
