@@ -143,7 +143,13 @@ export function eventStreamResponse(run: RunRecord, options: EventStreamOptions)
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       const write = (chunk: string): void => {
-        if (!closed) controller.enqueue(encoder.encode(chunk));
+        if (closed) return;
+        try {
+          controller.enqueue(encoder.encode(chunk));
+        } catch {
+          // The client went away between two writes.
+          close();
+        }
       };
       const send = (event: { type: string }): void => {
         write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);

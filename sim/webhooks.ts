@@ -184,7 +184,9 @@ export class WebhookDispatcher {
       () => {
         this.#timers.delete(timer);
         this.#counters.pending--;
-        void this.#attempt(delivery, settled);
+        this.#attempt(delivery, settled).catch((error: unknown) => {
+          console.error("sim: webhook delivery crashed", error);
+        });
       },
       Math.max(0, delayMs),
     );
