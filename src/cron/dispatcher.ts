@@ -1,4 +1,5 @@
 // The scheduled handler: one dispatcher that runs each job as a plain function and logs its summary.
+import { usageSince } from "../db/metered";
 import type { Env } from "../env";
 import { createLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
@@ -36,6 +37,7 @@ export async function runScheduledTick(
   const summaries: Record<string, JobSummary> = {};
   for (const job of jobs) {
     const started = Date.now();
+    const before = { ...ctx.usage };
     try {
       summaries[job.name] = await job.run(ctx, now);
       log.info("cron.job", {
@@ -43,6 +45,7 @@ export async function runScheduledTick(
         outcome: "ok",
         latency_ms: Date.now() - started,
         ...summaries[job.name],
+        ...usageSince(ctx.usage, before),
       });
     } catch (error) {
       // One failing job must not stop the others; the next tick retries it.
@@ -55,5 +58,9 @@ export async function runScheduledTick(
       });
     }
   }
+  // The tick's whole D1 cost, background work (deliveries sent after a job finished) included.
+  execution.waitUntil(
+    ctx.settled().then(() => log.info("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage })),
+  );
   return summaries;
 }

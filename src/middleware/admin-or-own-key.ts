@@ -19,7 +19,7 @@ export function requireAdminOrOwnKey() {
     const admin = c.var.services.config.ADMIN_TOKEN;
     if (admin && (await sameSecret(token, admin))) return next();
 
-    const key = await findActiveKeyByHash(c.env.DB, await sha256Hex(token));
+    const key = await findActiveKeyByHash(c.var.services.db, await sha256Hex(token));
     if (!key)
       throw new ApiError("unauthorized", "This token is neither the admin token nor an active API key.");
     const target = c.req.param("id");

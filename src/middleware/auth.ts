@@ -17,7 +17,7 @@ export function requireApiKey() {
     if (!token) {
       throw new ApiError("unauthorized", "Send your taskrelay API key as `Authorization: Bearer <key>`.");
     }
-    const key = await findActiveKeyByHash(c.env.DB, await sha256Hex(token));
+    const key = await findActiveKeyByHash(c.var.services.db, await sha256Hex(token));
     if (!key) throw new ApiError("unauthorized", "This API key is unknown or has been revoked.");
     c.set("apiKey", key);
     await next();

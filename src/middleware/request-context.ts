@@ -2,6 +2,7 @@
 // service context, and one access log line with outcome and latency.
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env";
+import { usageSince } from "../db/metered";
 import { newId } from "../ids";
 import { createLogger } from "../log";
 import { createServiceContext } from "../services/context";
@@ -14,13 +15,31 @@ export function requestContext() {
     c.set("requestId", requestId);
     c.header("x-request-id", requestId);
     // Configuration errors surface from here through onError, with the request id.
-    c.set("services", createServiceContext(c.env, c.executionCtx, { log }));
+    const services = createServiceContext(c.env, c.executionCtx, { log });
+    c.set("services", services);
     await next();
+    const path = c.req.routePath;
     log.info("http.request", {
       method: c.req.method,
-      path: c.req.routePath,
+      path,
       status: c.res.status,
       latency_ms: Date.now() - started,
+      ...services.usage,
     });
+    // Work finished after the response (result fetch, delivery) is logged with its own D1 cost.
+    const atResponse = { ...services.usage };
+    c.executionCtx.waitUntil(
+      services.settled().then(() => {
+        const background = usageSince(services.usage, atResponse);
+        if (background.d1_queries > 0) {
+          log.info("http.background", {
+            method: c.req.method,
+            path,
+            latency_ms: Date.now() - started,
+            ...background,
+          });
+        }
+      }),
+    );
   });
 }

@@ -15,7 +15,7 @@ export const healthRoute = createRoute({
 
 export function registerHealth(app: App) {
   app.openapi(healthRoute, async (c) => {
-    await c.env.DB.prepare("SELECT 1").first();
+    await c.var.services.db.prepare("SELECT 1").first();
     return c.json({ status: "ok" as const, time: c.var.services.now().toISOString() }, 200);
   });
 }

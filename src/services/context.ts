@@ -1,18 +1,24 @@
 // What every domain verb gets: the database, configuration, Parallel, a clock, a logger, and a way
 // to finish work after the response. No Hono here: routes and cron jobs both build one.
+import { type D1Usage, emptyUsage, meteredDatabase } from "../db/metered";
 import { type Config, type Env, readConfig } from "../env";
 import type { Logger } from "../log";
 import { createLogger } from "../log";
 import { createParallelGateway, type ParallelGateway } from "../parallel/client";
 
 export interface ServiceContext {
+  /** D1, metered: every query this context makes is counted in `usage`. */
   db: D1Database;
+  usage: D1Usage;
   config: Config;
   /** Created on first use: routes that never call Parallel work without PARALLEL_API_KEY. */
   readonly parallel: ParallelGateway;
   now: () => Date;
   log: Logger;
+  /** Continues work after the response (ctx.waitUntil), tracked so `settled()` can wait for it. */
   waitUntil: (work: Promise<unknown>) => void;
+  /** Resolves once all work passed to waitUntil, including work it started in turn, has settled. */
+  settled: () => Promise<void>;
 }
 
 export interface ContextOptions {
@@ -27,9 +33,12 @@ export function createServiceContext(
   options: ContextOptions = {},
 ): ServiceContext {
   const config = readConfig(env);
+  const usage = emptyUsage();
+  const pending = new Set<Promise<unknown>>();
   let parallel = options.parallel;
   return {
-    db: env.DB,
+    db: meteredDatabase(env.DB, usage),
+    usage,
     config,
     get parallel() {
       parallel ??= createParallelGateway(config);
@@ -37,6 +46,13 @@ export function createServiceContext(
     },
     now: options.now ?? (() => new Date()),
     log: options.log ?? createLogger(),
-    waitUntil: (work) => execution.waitUntil(work),
+    waitUntil: (work) => {
+      const tracked = work.catch(() => undefined).finally(() => pending.delete(tracked));
+      pending.add(tracked);
+      execution.waitUntil(tracked);
+    },
+    settled: async () => {
+      while (pending.size > 0) await Promise.all(pending);
+    },
   };
 }
