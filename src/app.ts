@@ -19,6 +19,7 @@ import { registerRunDeliveries } from "./routes/runs-deliveries";
 import { registerRunGet } from "./routes/runs-get";
 import { registerRunInput } from "./routes/runs-input";
 import { registerRunList } from "./routes/runs-list";
+import { registerRunProgress } from "./routes/runs-progress";
 import { registerRunResult } from "./routes/runs-result";
 import { registerRunTimeline } from "./routes/runs-timeline";
 import { registerScheduleCreate } from "./routes/schedules-create";
@@ -67,6 +68,7 @@ export function createApp() {
   registerRunInput(app);
   registerRunResult(app);
   registerRunTimeline(app);
+  registerRunProgress(app);
   registerRunDeliveries(app);
   registerDeliveryList(app);
   registerDeliveryRetry(app);
