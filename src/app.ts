@@ -3,11 +3,13 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "./app-env";
+import { registerDashboard } from "./dashboard/app";
 import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
+import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
 import { registerKeyCreate } from "./routes/keys-create";
 import { registerKeyList } from "./routes/keys-list";
@@ -81,6 +83,8 @@ export function createApp() {
   registerScheduleRuns(app);
   registerScheduleOccurrences(app);
   registerParallelWebhook(app);
+  registerDashboard(app);
+  registerDocs(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "ApiKey", {
     type: "http",

@@ -276,3 +276,27 @@ export async function listAttempts(db: D1Database, deliveryIds: string[]): Promi
     .all<DeliveryAttempt>();
   return results;
 }
+
+/** Every key's deliveries, newest first (the admin's dashboard); `deliveries_by_status` serves the filter. */
+export async function listDeliveriesOfAllKeys(
+  db: D1Database,
+  query: Omit<DeliveryListQuery, "apiKeyId">,
+): Promise<Delivery[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.status) {
+    where.push("status = ?");
+    params.push(query.status);
+  }
+  if (query.beforeId) {
+    where.push("id < ?");
+    params.push(query.beforeId);
+  }
+  params.push(query.limit + 1);
+  const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  const { results } = await db
+    .prepare(`SELECT * FROM deliveries ${filter} ORDER BY id DESC LIMIT ?`)
+    .bind(...params)
+    .all<Delivery>();
+  return results;
+}

@@ -337,3 +337,26 @@ export function claimResultFetch(
       .bind(leaseUntil, now, id, now),
   );
 }
+
+/**
+ * Every key's runs, newest first (the admin's dashboard): `runs_by_status` serves the status filter,
+ * the primary key the rest. One row more than the page, as listRuns.
+ */
+export function listRunsOfAllKeys(
+  db: D1Database,
+  query: Omit<RunListQuery, "apiKeyId" | "scheduleId">,
+): Promise<Run[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.status) {
+    where.push("status = ?");
+    params.push(query.status);
+  }
+  if (query.beforeId) {
+    where.push("id < ?");
+    params.push(query.beforeId);
+  }
+  params.push(query.limit + 1);
+  const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  return allRuns(db.prepare(`SELECT * FROM runs ${filter} ORDER BY id DESC LIMIT ?`).bind(...params));
+}

@@ -127,6 +127,18 @@ export function listSchedules(
   );
 }
 
+/** Every key's schedules, newest first (the admin's dashboard); one row more than the page. */
+export function listSchedulesOfAllKeys(
+  db: D1Database,
+  query: { beforeId?: string | undefined; limit: number },
+): Promise<Schedule[]> {
+  const before = query.beforeId ? "WHERE id < ?" : "";
+  const params: unknown[] = [...(query.beforeId ? [query.beforeId] : []), query.limit + 1];
+  return allSchedules(
+    db.prepare(`SELECT * FROM schedules ${before} ORDER BY id DESC LIMIT ?`).bind(...params),
+  );
+}
+
 /** What PATCH may change, plus the next fire time it implies. */
 export type ScheduleChanges = Partial<
   Pick<

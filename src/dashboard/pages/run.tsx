@@ -1,0 +1,309 @@
+import type { DeliveryAttempt } from "../../db/deliveries";
+import type { DashboardSession } from "../../services/dashboard-sessions";
+import type { DeliveryWithAttempts } from "../../services/deliveries";
+import { progressFinished } from "../../services/run-progress";
+import { toRunInputView } from "../../services/run-view";
+import type { RunDetail } from "../../services/viewer";
+import { CsrfField, ExternalLink, Page, Status, ValueView, When } from "../components";
+import { utcTime } from "../format";
+import { PROGRESS_SCRIPT } from "../progress-script";
+
+export interface RunPageProps extends RunDetail {
+  session: DashboardSession;
+  keyName: string | null;
+  nonce: string;
+  now: Date;
+  notice?: string | undefined;
+}
+
+export function RunPage(props: RunPageProps) {
+  const { run, timeline, deliveries, session, now } = props;
+  const live = !progressFinished(run);
+  const input = toRunInputView(run);
+  const output = run.output as { type?: string; content?: unknown; basis?: unknown } | null;
+  return (
+    <Page title={run.id} session={session} section="runs" notice={props.notice}>
+      <h1>
+        Run <code>{run.id}</code> <Status status={run.status} live />
+      </h1>
+      <section class="card">
+        <dl class="facts">
+          <dt>Processor</dt>
+          <dd>{run.processor}</dd>
+          <dt>Created</dt>
+          <dd>
+            <When at={run.created_at} now={now} /> <span class="sub">({utcTime(run.created_at)})</span>
+          </dd>
+          <dt>Submitted</dt>
+          <dd>
+            <When at={run.submitted_at} now={now} />
+          </dd>
+          <dt>Finished</dt>
+          <dd>
+            <When at={run.finished_at} now={now} />
+          </dd>
+          {run.schedule_id ? (
+            <>
+              <dt>Schedule</dt>
+              <dd>
+                <a href={`/dashboard/schedules/${run.schedule_id}`}>
+                  <code>{run.schedule_id}</code>
+                </a>
+                {run.output_changed === null || run.output_changed === undefined
+                  ? null
+                  : run.output_changed
+                    ? " · output changed since the last success"
+                    : " · output unchanged"}
+              </dd>
+            </>
+          ) : null}
+          <dt>Parallel run</dt>
+          <dd>
+            {run.parallel_run_id ? <code>{run.parallel_run_id}</code> : <span class="empty">not yet</span>}
+          </dd>
+          <dt>Callback</dt>
+          <dd>{run.callback_url ? <code>{run.callback_url}</code> : <span class="empty">none</span>}</dd>
+          {props.keyName ? (
+            <>
+              <dt>Key</dt>
+              <dd>{props.keyName}</dd>
+            </>
+          ) : null}
+        </dl>
+      </section>
+
+      {live ? (
+        <section class="card" id="progress" data-progress-url={`/dashboard/runs/${run.id}/progress`}>
+          <h2>Progress</h2>
+          <progress max="100" aria-label="Research progress"></progress>
+          <p class="progress-text" data-progress-text>
+            {run.status === "submitting"
+              ? "Waiting for Parallel to accept the run…"
+              : "Waiting for progress…"}
+          </p>
+          <ol class="messages" data-progress-messages aria-live="polite"></ol>
+          <script nonce={props.nonce} dangerouslySetInnerHTML={{ __html: PROGRESS_SCRIPT }} />
+        </section>
+      ) : null}
+
+      {run.error ? (
+        <section class="card" id="error">
+          <h2>Error</h2>
+          <p class="error">
+            <code>{run.error.code}</code>: {run.error.message}
+          </p>
+        </section>
+      ) : null}
+
+      {output ? (
+        <>
+          <section class="card" id="output">
+            <h2>Output {output.type ? <span class="badge">{output.type}</span> : null}</h2>
+            <ValueView value={output.content} />
+          </section>
+          <Basis basis={output.basis} />
+        </>
+      ) : null}
+
+      {run.warnings && run.warnings.length > 0 ? (
+        <section class="card" id="warnings">
+          <h2>Warnings</h2>
+          <ValueView value={run.warnings} />
+        </section>
+      ) : null}
+
+      <section class="card" id="input">
+        <h2>Input</h2>
+        <ValueView value={input.input} />
+        {input.task_spec ? (
+          <details>
+            <summary>Task spec</summary>
+            <ValueView value={input.task_spec} />
+          </details>
+        ) : null}
+        {input.metadata ? (
+          <details>
+            <summary>Metadata</summary>
+            <ValueView value={input.metadata} />
+          </details>
+        ) : null}
+        {input.source_policy ? (
+          <details>
+            <summary>Source policy</summary>
+            <ValueView value={input.source_policy} />
+          </details>
+        ) : null}
+        {input.mcp_servers ? (
+          <details>
+            <summary>MCP servers</summary>
+            <ValueView value={input.mcp_servers} />
+          </details>
+        ) : null}
+      </section>
+
+      <section class="card" id="timeline">
+        <h2>Timeline</h2>
+        <table class="list">
+          <thead>
+            <tr>
+              <th>When</th>
+              <th>What</th>
+              <th>Detail</th>
+            </tr>
+          </thead>
+          <tbody>
+            {timeline.map((event) => (
+              <tr>
+                <td data-label="When">
+                  <time datetime={event.at}>{utcTime(event.at)}</time>
+                </td>
+                <td data-label="What">{event.kind.replaceAll("_", " ")}</td>
+                <td data-label="Detail" class="mono sub">
+                  {event.detail ? JSON.stringify(event.detail) : ""}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+
+      <section class="card" id="deliveries">
+        <h2>Deliveries</h2>
+        {deliveries.length === 0 ? (
+          <p class="empty">{run.callback_url ? "None yet: the run is not finished." : "No callback URL."}</p>
+        ) : (
+          deliveries.map((d) => (
+            <DeliveryCard delivery={d} session={session} back={`/dashboard/runs/${run.id}`} />
+          ))
+        )}
+      </section>
+    </Page>
+  );
+}
+
+interface BasisEntry {
+  field?: unknown;
+  citations?: Array<{ url?: unknown; title?: unknown; excerpts?: unknown }>;
+  reasoning?: unknown;
+  confidence?: unknown;
+}
+
+function Basis({ basis }: { basis: unknown }) {
+  if (!Array.isArray(basis) || basis.length === 0) return null;
+  return (
+    <section class="card" id="basis">
+      <h2>Basis</h2>
+      {(basis as BasisEntry[]).map((entry) => (
+        <div class="basis">
+          <h3>
+            <code>{String(entry.field ?? "output")}</code>{" "}
+            {typeof entry.confidence === "string" ? (
+              <span class={`badge confidence-${entry.confidence}`}>{entry.confidence} confidence</span>
+            ) : null}
+          </h3>
+          {typeof entry.reasoning === "string" ? <p>{entry.reasoning}</p> : null}
+          {Array.isArray(entry.citations) && entry.citations.length > 0 ? (
+            <ul class="citations">
+              {entry.citations.map((citation) => (
+                <li>
+                  <ExternalLink href={citation.url}>
+                    {typeof citation.title === "string" && citation.title
+                      ? citation.title
+                      : String(citation.url)}
+                  </ExternalLink>
+                  {Array.isArray(citation.excerpts)
+                    ? citation.excerpts
+                        .filter((e): e is string => typeof e === "string")
+                        .slice(0, 3)
+                        .map((excerpt) => <blockquote>{excerpt}</blockquote>)
+                    : null}
+                </li>
+              ))}
+            </ul>
+          ) : null}
+        </div>
+      ))}
+    </section>
+  );
+}
+
+export function DeliveryCard({
+  delivery: { delivery, attempts },
+  session,
+  back,
+}: {
+  delivery: DeliveryWithAttempts;
+  session: DashboardSession;
+  back: string;
+}) {
+  return (
+    <div class="card delivery" data-delivery-id={delivery.id}>
+      <p>
+        <code>{delivery.id}</code> <Status status={delivery.status} />{" "}
+        <span class="sub">{delivery.event}</span>
+      </p>
+      <p class="sub">
+        to <code>{delivery.url}</code>
+        {delivery.status === "pending" && delivery.next_attempt_at
+          ? ` · next attempt ${utcTime(delivery.next_attempt_at)}`
+          : ""}
+      </p>
+      {delivery.last_error ? <p class="sub">Last error: {delivery.last_error}</p> : null}
+      {attempts.length > 0 ? <Attempts attempts={attempts} /> : null}
+      {delivery.status === "pending" ? null : (
+        <RetryForm deliveryId={delivery.id} session={session} back={back} />
+      )}
+    </div>
+  );
+}
+
+function Attempts({ attempts }: { attempts: DeliveryAttempt[] }) {
+  return (
+    <table class="list attempts">
+      <thead>
+        <tr>
+          <th>Series</th>
+          <th>Attempt</th>
+          <th>When</th>
+          <th>HTTP</th>
+          <th>Latency</th>
+          <th>Error</th>
+        </tr>
+      </thead>
+      <tbody>
+        {attempts.map((a) => (
+          <tr>
+            <td data-label="Series">{String(a.series)}</td>
+            <td data-label="Attempt">{String(a.attempt)}</td>
+            <td data-label="When">
+              <time datetime={a.attempted_at}>{utcTime(a.attempted_at)}</time>
+            </td>
+            <td data-label="HTTP">{a.status_code === null ? "no response" : String(a.status_code)}</td>
+            <td data-label="Latency">{`${a.latency_ms} ms`}</td>
+            <td data-label="Error">{a.error ?? ""}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function RetryForm({
+  deliveryId,
+  session,
+  back,
+}: {
+  deliveryId: string;
+  session: DashboardSession;
+  back: string;
+}) {
+  return (
+    <form class="inline" method="post" action={`/dashboard/deliveries/${deliveryId}/retry`}>
+      <CsrfField session={session} />
+      <input type="hidden" name="back" value={back} />
+      <button type="submit" class="primary">
+        Retry delivery
+      </button>
+    </form>
+  );
+}

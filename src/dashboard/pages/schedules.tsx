@@ -1,0 +1,230 @@
+import type { Run } from "../../db/runs";
+import type { Schedule } from "../../db/schedules";
+import type { DashboardSession } from "../../services/dashboard-sessions";
+import { toScheduleDetailView } from "../../services/schedule-view";
+import { CsrfField, Page, Pager, Status, ValueView, When } from "../components";
+import { utcTime, zonedTime } from "../format";
+
+function ScheduleActions({
+  schedule,
+  session,
+  back,
+}: {
+  schedule: Schedule;
+  session: DashboardSession;
+  back: string;
+}) {
+  const action = (verb: "pause" | "resume" | "trigger", label: string, primary = false) => (
+    <form class="inline" method="post" action={`/dashboard/schedules/${schedule.id}/${verb}`}>
+      <CsrfField session={session} />
+      <input type="hidden" name="back" value={back} />
+      <button type="submit" class={primary ? "primary" : undefined}>
+        {label}
+      </button>
+    </form>
+  );
+  return (
+    <div class="actions">
+      {schedule.enabled ? action("pause", "Pause") : action("resume", "Resume")}
+      {action("trigger", "Run now", true)}
+    </div>
+  );
+}
+
+const scheduleState = (s: Schedule) => (s.enabled ? "enabled" : "paused");
+
+export function SchedulesPage(props: {
+  session: DashboardSession;
+  schedules: Schedule[];
+  cursor: string | undefined;
+  nextCursor: string | null;
+  keyNames: Map<string, string>;
+  now: Date;
+  notice?: string | undefined;
+}) {
+  const { session, schedules, now } = props;
+  const admin = session.viewer.kind === "admin";
+  return (
+    <Page title="Schedules" session={session} section="schedules" notice={props.notice}>
+      <h1>Schedules</h1>
+      {schedules.length === 0 ? (
+        <p class="empty">No schedules yet: create one with POST /v1/schedules.</p>
+      ) : (
+        <table class="list schedules">
+          <thead>
+            <tr>
+              <th>Schedule</th>
+              <th>When</th>
+              <th>State</th>
+              <th>Next run (local time)</th>
+              <th>Last run</th>
+              {admin ? <th>Key</th> : null}
+              <th>Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {schedules.map((s) => (
+              <tr data-schedule-id={s.id}>
+                <td data-label="Schedule">
+                  <a href={`/dashboard/schedules/${s.id}`}>{s.name}</a>
+                  <div class="sub">
+                    <code>{s.id}</code>
+                  </div>
+                </td>
+                <td data-label="When">
+                  <code>{s.cron}</code>
+                  <div class="sub">{s.timezone}</div>
+                </td>
+                <td data-label="State">
+                  <Status status={scheduleState(s)} />
+                </td>
+                <td data-label="Next run">
+                  {s.next_run_at ? (
+                    <>
+                      <span data-next-run>{zonedTime(s.next_run_at, s.timezone)}</span>
+                      <div class="sub">
+                        <When at={s.next_run_at} now={now} />
+                      </div>
+                    </>
+                  ) : (
+                    <span class="empty">{s.enabled ? "never again" : "paused"}</span>
+                  )}
+                </td>
+                <td data-label="Last run">
+                  {s.last_run_id ? (
+                    <>
+                      <a href={`/dashboard/runs/${s.last_run_id}`}>
+                        <code>{s.last_run_id}</code>
+                      </a>
+                      <div class="sub">
+                        fired <When at={s.last_fired_at} now={now} />
+                      </div>
+                    </>
+                  ) : (
+                    <span class="empty">none yet</span>
+                  )}
+                </td>
+                {admin ? <td data-label="Key">{props.keyNames.get(s.api_key_id) ?? s.api_key_id}</td> : null}
+                <td data-label="Actions">
+                  <ScheduleActions schedule={s} session={session} back="/dashboard/schedules" />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <Pager base="/dashboard/schedules" params={{}} cursor={props.cursor} nextCursor={props.nextCursor} />
+    </Page>
+  );
+}
+
+export function SchedulePage(props: {
+  session: DashboardSession;
+  schedule: Schedule;
+  runs: Run[];
+  keyName: string | null;
+  now: Date;
+  notice?: string | undefined;
+}) {
+  const { session, schedule: s, runs, now } = props;
+  const fireTimes = toScheduleDetailView(s).next_fire_times;
+  return (
+    <Page title={s.name} session={session} section="schedules" notice={props.notice}>
+      <h1>
+        {s.name} <Status status={scheduleState(s)} />
+      </h1>
+      <section class="card">
+        <dl class="facts">
+          <dt>Id</dt>
+          <dd>
+            <code>{s.id}</code>
+          </dd>
+          <dt>Cron</dt>
+          <dd>
+            <code>{s.cron}</code> in {s.timezone}
+          </dd>
+          <dt>Policies</dt>
+          <dd>
+            overlap {s.overlap} · missed {s.missed} · notify {s.notify}
+            {s.chain_interactions ? " · chains interactions" : ""}
+          </dd>
+          <dt>Callback</dt>
+          <dd>{s.callback_url ? <code>{s.callback_url}</code> : <span class="empty">none</span>}</dd>
+          <dt>Last success</dt>
+          <dd>
+            {s.last_success_run_id ? (
+              <a href={`/dashboard/runs/${s.last_success_run_id}`}>
+                <code>{s.last_success_run_id}</code>
+              </a>
+            ) : (
+              <span class="empty">none yet</span>
+            )}
+          </dd>
+          {props.keyName ? (
+            <>
+              <dt>Key</dt>
+              <dd>{props.keyName}</dd>
+            </>
+          ) : null}
+        </dl>
+        <ScheduleActions schedule={s} session={session} back={`/dashboard/schedules/${s.id}`} />
+      </section>
+      <section class="card" id="next-runs">
+        <h2>Next runs in {s.timezone}</h2>
+        {fireTimes.length === 0 ? (
+          <p class="empty">
+            {s.enabled ? "The cron never fires again." : "Paused: resume to schedule runs."}
+          </p>
+        ) : (
+          <ol>
+            {fireTimes.map((t) => (
+              <li>
+                {zonedTime(t.utc, s.timezone)} <span class="sub">({utcTime(t.utc)})</span>
+              </li>
+            ))}
+          </ol>
+        )}
+      </section>
+      <section class="card" id="template">
+        <h2>Template</h2>
+        <p>
+          Processor <code>{s.template.processor}</code>
+        </p>
+        <ValueView value={s.template.input} />
+      </section>
+      <section class="card" id="schedule-runs">
+        <h2>Last runs</h2>
+        {runs.length === 0 ? (
+          <p class="empty">No runs yet.</p>
+        ) : (
+          <table class="list">
+            <thead>
+              <tr>
+                <th>Run</th>
+                <th>Status</th>
+                <th>Age</th>
+              </tr>
+            </thead>
+            <tbody>
+              {runs.map((run) => (
+                <tr>
+                  <td data-label="Run">
+                    <a href={`/dashboard/runs/${run.id}`}>
+                      <code>{run.id}</code>
+                    </a>
+                  </td>
+                  <td data-label="Status">
+                    <Status status={run.status} />
+                  </td>
+                  <td data-label="Age">
+                    <When at={run.created_at} now={now} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </Page>
+  );
+}

@@ -1,0 +1,156 @@
+// What a dashboard viewer may see and do: one API key sees its own runs, schedules and deliveries;
+// the admin sees every key's. An admin action on a resource is done as the resource's owner, through
+// the same owner-scoped verbs the API uses, so both paths keep one set of rules.
+import { type Delivery, type DeliveryStatus, findDelivery, listDeliveriesOfAllKeys } from "../db/deliveries";
+import { findRun, listRunsOfAllKeys, type Run, type RunStatus } from "../db/runs";
+import { findSchedule, listSchedulesOfAllKeys, type Schedule } from "../db/schedules";
+import { ApiError } from "../errors";
+import type { ServiceContext } from "./context";
+import {
+  type DeliveryWithAttempts,
+  listOwnedDeliveries,
+  listOwnedRunDeliveries,
+  retryDelivery,
+} from "./deliveries";
+import { listApiKeys } from "./keys";
+import { decodeCursor, encodeCursor, getOwnedRun, getRunTimeline, listOwnedRuns, type RunPage } from "./runs";
+import {
+  getOwnedSchedule,
+  listOwnedSchedules,
+  listScheduleRuns,
+  triggerSchedule,
+  updateSchedule,
+} from "./schedules";
+
+export type Viewer = { kind: "key"; apiKeyId: string } | { kind: "admin" };
+
+interface PageQuery {
+  limit: number;
+  cursor?: string | undefined;
+}
+
+function page<T extends { id: string }>(rows: T[], limit: number): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null };
+}
+
+const beforeId = (cursor: string | undefined) => (cursor ? decodeCursor(cursor) : undefined);
+
+export async function listRunsFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  query: PageQuery & { status?: RunStatus | undefined },
+): Promise<RunPage> {
+  if (viewer.kind === "key") return listOwnedRuns(ctx, { ...query, apiKeyId: viewer.apiKeyId });
+  const rows = await listRunsOfAllKeys(ctx.db, {
+    status: query.status,
+    beforeId: beforeId(query.cursor),
+    limit: query.limit,
+  });
+  const { items, nextCursor } = page(rows, query.limit);
+  return { runs: items, nextCursor };
+}
+
+/** The key that owns the run, if this viewer may see it; not_found otherwise, exactly as an unknown id. */
+async function runOwner(ctx: ServiceContext, viewer: Viewer, id: string): Promise<string> {
+  if (viewer.kind === "key") return viewer.apiKeyId;
+  const run = await findRun(ctx.db, id);
+  if (!run) throw new ApiError("not_found", `No run ${id}.`);
+  return run.api_key_id;
+}
+
+export async function getRunFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Run> {
+  return getOwnedRun(ctx, await runOwner(ctx, viewer, id), id);
+}
+
+export interface RunDetail {
+  run: Run;
+  timeline: Awaited<ReturnType<typeof getRunTimeline>>;
+  deliveries: DeliveryWithAttempts[];
+}
+
+/** A run with its timeline and its deliveries (each with every attempt). */
+export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<RunDetail> {
+  const owner = await runOwner(ctx, viewer, id);
+  const run = await getOwnedRun(ctx, owner, id);
+  const [timeline, deliveries] = await Promise.all([
+    getRunTimeline(ctx, owner, id),
+    listOwnedRunDeliveries(ctx, owner, id),
+  ]);
+  return { run, timeline, deliveries };
+}
+
+export async function listDeliveriesFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  query: PageQuery & { status?: DeliveryStatus | undefined },
+): Promise<{ deliveries: Delivery[]; nextCursor: string | null }> {
+  if (viewer.kind === "key") return listOwnedDeliveries(ctx, { ...query, apiKeyId: viewer.apiKeyId });
+  const rows = await listDeliveriesOfAllKeys(ctx.db, {
+    status: query.status,
+    beforeId: beforeId(query.cursor),
+    limit: query.limit,
+  });
+  const { items, nextCursor } = page(rows, query.limit);
+  return { deliveries: items, nextCursor };
+}
+
+export async function retryDeliveryFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Delivery> {
+  if (viewer.kind === "key") return retryDelivery(ctx, viewer.apiKeyId, id);
+  const delivery = await findDelivery(ctx.db, id);
+  if (!delivery) throw new ApiError("not_found", `No delivery ${id}.`);
+  return retryDelivery(ctx, delivery.api_key_id, id);
+}
+
+export async function listSchedulesFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  query: PageQuery,
+): Promise<{ schedules: Schedule[]; nextCursor: string | null }> {
+  if (viewer.kind === "key") return listOwnedSchedules(ctx, { ...query, apiKeyId: viewer.apiKeyId });
+  const rows = await listSchedulesOfAllKeys(ctx.db, { beforeId: beforeId(query.cursor), limit: query.limit });
+  const { items, nextCursor } = page(rows, query.limit);
+  return { schedules: items, nextCursor };
+}
+
+async function scheduleOwner(ctx: ServiceContext, viewer: Viewer, id: string): Promise<string> {
+  if (viewer.kind === "key") return viewer.apiKeyId;
+  const schedule = await findSchedule(ctx.db, id);
+  if (!schedule) throw new ApiError("not_found", `No schedule ${id}.`);
+  return schedule.api_key_id;
+}
+
+/** A schedule with its newest runs. */
+export async function getScheduleDetailFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  id: string,
+  runLimit: number,
+): Promise<{ schedule: Schedule; runs: Run[] }> {
+  const owner = await scheduleOwner(ctx, viewer, id);
+  const schedule = await getOwnedSchedule(ctx, owner, id);
+  const { runs } = await listScheduleRuns(ctx, { apiKeyId: owner, scheduleId: id, limit: runLimit });
+  return { schedule, runs };
+}
+
+/** Pauses (false) or resumes (true) a schedule, exactly as PATCH /v1/schedules/:id with `enabled`. */
+export async function setScheduleEnabledFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  id: string,
+  enabled: boolean,
+): Promise<Schedule> {
+  return updateSchedule(ctx, await scheduleOwner(ctx, viewer, id), id, { enabled });
+}
+
+/** Runs a schedule once now, exactly as POST /v1/schedules/:id/trigger. */
+export async function triggerScheduleFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Run> {
+  return triggerSchedule(ctx, await scheduleOwner(ctx, viewer, id), id);
+}
+
+/** Key names by id, for the admin's views (which show whose each row is). */
+export async function keyNames(ctx: ServiceContext, viewer: Viewer): Promise<Map<string, string>> {
+  if (viewer.kind === "key") return new Map();
+  return new Map((await listApiKeys(ctx)).map((key) => [key.id, key.name]));
+}
