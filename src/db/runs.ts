@@ -256,6 +256,35 @@ export async function updateRunReturning(
 }
 
 /**
+ * The two statements of a change: the guarded update, and its timeline event, which is only
+ * inserted when the update matched (both run in one batch, so `changes()` is the update's).
+ */
+export function changeRunStatements(
+  db: D1Database,
+  run: Pick<Run, "id">,
+  now: string,
+  changes: RunChanges,
+  event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
+  guard?: { sql: string; params?: unknown[] },
+): [D1PreparedStatement, D1PreparedStatement] {
+  return [
+    updateRun(db, run.id, now, changes, guard),
+    db
+      .prepare(
+        `INSERT INTO run_events (run_id, at, kind, detail)
+         SELECT ?, ?, ?, ? WHERE changes() > 0`,
+      )
+      .bind(run.id, now, event.kind, event.detail ? JSON.stringify(event.detail) : null),
+  ];
+}
+
+/** The run a statement of a batch returned (an UPDATE … RETURNING *), if any. */
+export function returnedRun(result: D1Result | undefined): Run | null {
+  const row = result?.results[0] as RunRow | undefined;
+  return row ? rowToRun(row) : null;
+}
+
+/**
  * Applies a change and records it on the run's timeline in one batch. Returns the updated run, or
  * null when the guard did not hold (another worker got there first) — then no event is written.
  */
@@ -267,18 +296,8 @@ export async function changeRun(
   event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
   guard?: { sql: string; params?: unknown[] },
 ): Promise<Run | null> {
-  // The event row is only inserted when the update matched: both statements see the same guard.
-  const [updated] = await db.batch<RunRow>([
-    updateRun(db, run.id, now, changes, guard),
-    db
-      .prepare(
-        `INSERT INTO run_events (run_id, at, kind, detail)
-         SELECT ?, ?, ?, ? WHERE changes() > 0`,
-      )
-      .bind(run.id, now, event.kind, event.detail ? JSON.stringify(event.detail) : null),
-  ]);
-  const row = updated?.results[0];
-  return row ? rowToRun(row) : null;
+  const [updated] = await db.batch(changeRunStatements(db, run, now, changes, event, guard));
+  return returnedRun(updated);
 }
 
 /**
@@ -320,22 +339,29 @@ export async function claimDueRunRows(
 }
 
 /** Takes the lease on one run for fetching its result, if nobody holds it and the result is still missing. */
+export function claimResultFetchStatement(
+  db: D1Database,
+  id: string,
+  now: string,
+  leaseUntil: string,
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE runs SET lease_until = ?, updated_at = ?
+       WHERE id = ? AND status = 'completed' AND result_stored_at IS NULL
+         AND (lease_until IS NULL OR lease_until <= ?)
+       RETURNING *`,
+    )
+    .bind(leaseUntil, now, id, now);
+}
+
 export function claimResultFetch(
   db: D1Database,
   id: string,
   now: string,
   leaseUntil: string,
 ): Promise<Run | null> {
-  return firstRun(
-    db
-      .prepare(
-        `UPDATE runs SET lease_until = ?, updated_at = ?
-         WHERE id = ? AND status = 'completed' AND result_stored_at IS NULL
-           AND (lease_until IS NULL OR lease_until <= ?)
-         RETURNING *`,
-      )
-      .bind(leaseUntil, now, id, now),
-  );
+  return firstRun(claimResultFetchStatement(db, id, now, leaseUntil));
 }
 
 /**

@@ -1,9 +1,5 @@
 // webhook_events: Parallel's webhook-ids seen, for de-duplication within the replay window.
 
-export function findWebhookEvent(db: D1Database, webhookId: string): Promise<{ webhook_id: string } | null> {
-  return db.prepare("SELECT webhook_id FROM webhook_events WHERE webhook_id = ?").bind(webhookId).first();
-}
-
 export function recordWebhookEvent(
   db: D1Database,
   event: {

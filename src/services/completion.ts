@@ -44,20 +44,8 @@ const RESULT_MAX_ATTEMPTS = 12;
 
 export type StatusSource = "webhook" | "poll";
 
-/**
- * Applies the status Parallel reports to our run. A terminal status finishes the run: failed and
- * cancelled runs go straight to delivery; completed runs move on to the result fetch. Returns the run
- * as it is now, and whether this call made the change (false: another path already had).
- */
-export async function applyParallelStatus(
-  ctx: ServiceContext,
-  run: Run,
-  state: ParallelRunState,
-  source: StatusSource,
-  detail: Record<string, unknown> = {},
-): Promise<{ run: Run; changed: boolean }> {
-  const now = ctx.now();
-  const at = now.toISOString();
+/** The columns a status from Parallel changes on our run (guarded by NOT_FINISHED when applied). */
+export function statusChanges(run: Run, state: ParallelRunState, at: string): RunChanges {
   const terminal = PARALLEL_TERMINAL.has(state.status);
   const changes: RunChanges = {
     status: state.status as RunStatus,
@@ -78,17 +66,40 @@ export async function applyParallelStatus(
     // Matched a run whose create response was lost: it is at Parallel, so poll it instead of resubmitting.
     changes.submitted_at = at;
   }
+  return changes;
+}
+
+export const NOT_FINISHED = { sql: NOT_FINISHED_SQL };
+
+/** Whether a change to `status` finishes the run without a result to fetch (delivery can start). */
+export function finishesWithoutResult(status: string): boolean {
+  return PARALLEL_TERMINAL.has(status) && status !== "completed";
+}
+
+/**
+ * Applies the status Parallel reports to our run. A terminal status finishes the run: failed and
+ * cancelled runs go straight to delivery; completed runs move on to the result fetch. Returns the run
+ * as it is now, and whether this call made the change (false: another path already had).
+ */
+export async function applyParallelStatus(
+  ctx: ServiceContext,
+  run: Run,
+  state: ParallelRunState,
+  source: StatusSource,
+  detail: Record<string, unknown> = {},
+): Promise<{ run: Run; changed: boolean }> {
+  const at = ctx.now().toISOString();
   const updated = await changeRun(
     ctx.db,
     run,
     at,
-    changes,
+    statusChanges(run, state, at),
     { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...detail } },
-    { sql: NOT_FINISHED_SQL },
+    NOT_FINISHED,
   );
   if (!updated) return { run: (await findRun(ctx.db, run.id)) ?? run, changed: false };
   ctx.log.info("run.status", { run_id: run.id, from: run.status, to: state.status, source });
-  if (terminal && updated.status !== "completed") await onRunFinished(ctx, updated);
+  if (finishesWithoutResult(updated.status)) await onRunFinished(ctx, updated);
   return { run: updated, changed: true };
 }
 

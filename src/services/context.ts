@@ -3,7 +3,7 @@
 import { type D1Usage, emptyUsage, meteredDatabase } from "../db/metered";
 import { type Config, type Env, readConfig } from "../env";
 import type { Logger } from "../log";
-import { createLogger } from "../log";
+import { createLogger, describeError } from "../log";
 import { createParallelGateway, type ParallelGateway } from "../parallel/client";
 
 export interface ServiceContext {
@@ -34,6 +34,7 @@ export function createServiceContext(
 ): ServiceContext {
   const config = readConfig(env);
   const usage = emptyUsage();
+  const log = options.log ?? createLogger();
   const pending = new Set<Promise<unknown>>();
   let parallel = options.parallel;
   return {
@@ -45,9 +46,12 @@ export function createServiceContext(
       return parallel;
     },
     now: options.now ?? (() => new Date()),
-    log: options.log ?? createLogger(),
+    log,
     waitUntil: (work) => {
-      const tracked = work.catch(() => undefined).finally(() => pending.delete(tracked));
+      // Background work has nobody to throw to: its failure is logged, and the sweeper redoes the step.
+      const tracked = work
+        .catch((error: unknown) => log.error("background.error", { error: describeError(error) }))
+        .finally(() => pending.delete(tracked));
       pending.add(tracked);
       execution.waitUntil(tracked);
     },

@@ -81,7 +81,8 @@ export async function startRunDelivery(
       series: 1,
       attempt_count: 0,
       next_attempt_at: at,
-      lease_until: null,
+      // Born claimed: this invocation sends the first attempt; the sweeper only after the lease.
+      lease_until: addMs(now, DELIVERY_LEASE_MS).toISOString(),
       last_attempt_at: null,
       last_status_code: null,
       last_error: null,
@@ -93,7 +94,7 @@ export async function startRunDelivery(
   // Not created: the run already has this delivery, and whoever created it is sending it.
   if (!delivery) return null;
   ctx.log.info("delivery.created", { delivery_id: delivery.id, run_id: run.id, event });
-  ctx.waitUntil(sendDelivery(ctx, delivery.id, runtime));
+  ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime, run));
   return delivery;
 }
 
@@ -107,20 +108,37 @@ export async function sendDelivery(
   deliveryId: string,
   runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
 ): Promise<Delivery | null> {
+  const claimed = await claimDelivery(ctx.db, deliveryId, ...leaseFrom(ctx.now())).catch((error: unknown) => {
+    ctx.log.error("delivery.send_failed", { delivery_id: deliveryId, error: describeError(error) });
+    return null;
+  });
+  return claimed ? sendClaimedDelivery(ctx, claimed, runtime) : null;
+}
+
+/** As sendDelivery, for a delivery this invocation already holds the lease on (and its run, if known). */
+async function sendClaimedDelivery(
+  ctx: ServiceContext,
+  delivery: Delivery,
+  runtime: DeliveryRuntime,
+  run?: Run,
+): Promise<Delivery | null> {
   try {
-    let claimed = await claimDelivery(ctx.db, deliveryId, ...leaseFrom(ctx.now()));
+    let claimed: Delivery | null = delivery;
     let latest: Delivery | null = claimed;
+    let knownRun = run;
     while (claimed) {
-      latest = await attemptDelivery(ctx, claimed, runtime, { holdForShortRetry: true });
+      latest = await attemptDelivery(ctx, claimed, runtime, { holdForShortRetry: true }, knownRun);
+      // The run may change between attempts (e.g. a schedule marks output_changed): re-read it then.
+      knownRun = undefined;
       const heldLease = latest?.status === "pending" ? latest.lease_until : null;
       if (!latest?.next_attempt_at || !heldLease) return latest;
       await runtime.sleep(Math.max(0, Date.parse(latest.next_attempt_at) - ctx.now().getTime()));
-      claimed = await claimDelivery(ctx.db, deliveryId, ...leaseFrom(ctx.now()), heldLease);
+      claimed = await claimDelivery(ctx.db, delivery.id, ...leaseFrom(ctx.now()), heldLease);
     }
     return latest;
   } catch (error) {
     // The lease runs out and the sweeper takes the delivery over.
-    ctx.log.error("delivery.send_failed", { delivery_id: deliveryId, error: describeError(error) });
+    ctx.log.error("delivery.send_failed", { delivery_id: delivery.id, error: describeError(error) });
     return null;
   }
 }
@@ -139,13 +157,14 @@ export async function attemptDelivery(
   claimed: Delivery,
   runtime: DeliveryRuntime,
   options: { holdForShortRetry: boolean },
+  knownRun?: Run,
 ): Promise<Delivery | null> {
   const started = ctx.now();
   const refused = callbackUrlProblem(claimed.url, { allowHttpCallbacks: ctx.config.ALLOW_HTTP_CALLBACKS });
   if (refused) return giveUp(ctx, claimed, started, `the callback URL ${refused}`);
 
   const [run, secrets] = await Promise.all([
-    findRun(ctx.db, claimed.run_id),
+    knownRun ?? findRun(ctx.db, claimed.run_id),
     findSigningSecrets(ctx.db, claimed.api_key_id),
   ]);
   if (!run || !secrets) return giveUp(ctx, claimed, started, "the run or its API key no longer exists");

@@ -1,16 +1,22 @@
-// Handling a verified Parallel webhook: de-duplicate on webhook-id, find the run, record its
-// terminal status, answer at once, and fetch the result after the response.
+// Handling a verified Parallel webhook: find the run, then in one D1 batch record its terminal
+// status, claim the result fetch, and remember the webhook-id; answer at once, and fetch the result
+// after the response. A repeated webhook-id finds everything already done and does nothing twice.
 import { z } from "zod";
 import { insertRunEvent } from "../db/run-events";
-import { findWebhookEvent, recordWebhookEvent } from "../db/webhook-events";
+import { changeRunStatements, claimResultFetchStatement, returnedRun } from "../db/runs";
+import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
 import {
-  applyParallelStatus,
-  claimAndFetchResult,
+  fetchAndStoreResult,
   findRunForParallelState,
+  finishesWithoutResult,
+  NOT_FINISHED,
   ParallelRunStateSchema,
+  statusChanges,
 } from "./completion";
 import type { ServiceContext } from "./context";
+import { onRunFinished } from "./run-finished";
+import { addMs, LEASE_MS } from "./timing";
 
 const WebhookPayloadSchema = z.looseObject({
   type: z.string(),
@@ -29,16 +35,13 @@ export async function receiveParallelWebhook(
   ctx: ServiceContext,
   webhook: { id: string; body: string },
 ): Promise<WebhookReceipt> {
-  if (await findWebhookEvent(ctx.db, webhook.id)) {
-    ctx.log.info("webhook.duplicate", { webhook_id: webhook.id });
-    return { outcome: "duplicate", run_id: null };
-  }
-  const at = ctx.now().toISOString();
+  const now = ctx.now();
+  const at = now.toISOString();
   const payload = WebhookPayloadSchema.safeParse(parseJson(webhook.body));
   const state = payload.success ? ParallelRunStateSchema.safeParse(payload.data.data) : null;
   if (!payload.success || payload.data.type !== "task_run.status" || !state?.success) {
     // Signed by Parallel but not an event taskrelay acts on: remember it and let Parallel stop retrying.
-    await recordWebhookEvent(ctx.db, {
+    const recorded = await recordWebhookEvent(ctx.db, {
       webhookId: webhook.id,
       parallelRunId: null,
       runId: null,
@@ -49,7 +52,7 @@ export async function receiveParallelWebhook(
       webhook_id: webhook.id,
       type: payload.success ? payload.data.type : null,
     });
-    return { outcome: "ignored", run_id: null };
+    return { outcome: recorded.meta.changes === 0 ? "duplicate" : "ignored", run_id: null };
   }
 
   const found = await findRunForParallelState(ctx, state.data);
@@ -61,32 +64,47 @@ export async function receiveParallelWebhook(
     receivedAt: at,
   });
   if (!found) {
-    await record.run();
+    const recorded = await record.run();
     ctx.log.warn("webhook.unknown_run", { webhook_id: webhook.id, parallel_run_id: state.data.run_id });
-    return { outcome: "unknown_run", run_id: null };
+    return { outcome: recorded.meta.changes === 0 ? "duplicate" : "unknown_run", run_id: null };
   }
 
-  const { run, changed } = await applyParallelStatus(ctx, found.run, state.data, "webhook", {
+  const { run } = found;
+  const completed = state.data.status === "completed";
+  const detail = {
+    source: "webhook",
+    from: run.status,
+    to: state.data.status,
     webhook_id: webhook.id,
     matched_by: found.matchedBy,
-  });
-  await ctx.db.batch([
+  };
+  // One round trip: status (guarded: a finished run is left alone), result-fetch claim, webhook-id, timeline.
+  const results = await ctx.db.batch([
+    ...changeRunStatements(
+      ctx.db,
+      run,
+      at,
+      statusChanges(run, state.data, at),
+      { kind: "status_changed", detail },
+      NOT_FINISHED,
+    ),
     record,
     insertRunEvent(ctx.db, run.id, at, "webhook_received", {
       webhook_id: webhook.id,
       status: state.data.status,
       matched_by: found.matchedBy,
-      changed,
     }),
+    ...(completed ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
   ]);
-  if (run.status === "completed" && !run.result_stored_at) {
-    ctx.waitUntil(
-      claimAndFetchResult(ctx, run.id).catch((error) =>
-        ctx.log.error("run.result_fetch_error", { run_id: run.id, error: String(error) }),
-      ),
-    );
-  }
-  return { outcome: changed ? "applied" : "already_applied", run_id: run.id };
+  const updated = returnedRun(results[0]);
+  const claimed = completed ? returnedRun(results[4]) : null;
+  const duplicate = results[2]?.meta.changes === 0;
+
+  if (updated)
+    ctx.log.info("run.status", { run_id: run.id, from: run.status, to: updated.status, source: "webhook" });
+  if (updated && finishesWithoutResult(updated.status)) ctx.waitUntil(onRunFinished(ctx, updated));
+  if (claimed) ctx.waitUntil(fetchAndStoreResult(ctx, claimed));
+  return { outcome: duplicate ? "duplicate" : updated ? "applied" : "already_applied", run_id: run.id };
 }
 
 function parseJson(body: string): unknown {

@@ -10,7 +10,12 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
   ctx.log.info("run.finished", { run_id: run.id, status: run.status });
   // A scheduled run updates its schedule first; with notify: on_change an unchanged output is kept
   // (the run shows output_changed: false) but not delivered.
-  if (run.schedule_id && !(await onScheduledRunFinished(ctx, run)).notify) return;
+  let finished = run;
+  if (run.schedule_id) {
+    const outcome = await onScheduledRunFinished(ctx, run);
+    if (!outcome.notify) return;
+    finished = outcome.run;
+  }
   // A run with a callback URL gets one delivery per event; it is sent after the response.
-  await startRunDelivery(ctx, run);
+  await startRunDelivery(ctx, finished);
 }

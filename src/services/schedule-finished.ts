@@ -10,16 +10,19 @@ import type { ServiceContext } from "./context";
 import { occurrenceOfRun } from "./schedule-occurrence";
 
 /**
- * Called once per finished run with a schedule_id, before its callback. A run without a result
+ * Called once per finished run with a schedule_id, before its callback; returns the run as updated. A run without a result
  * (failed, rejected, expired…) is always notified and compared with nothing. Without its schedule
  * (deleted meanwhile) the run is simply notified.
  */
-export async function onScheduledRunFinished(ctx: ServiceContext, run: Run): Promise<{ notify: boolean }> {
-  if (!run.schedule_id) return { notify: true };
+export async function onScheduledRunFinished(
+  ctx: ServiceContext,
+  run: Run,
+): Promise<{ notify: boolean; run: Run }> {
+  if (!run.schedule_id) return { notify: true, run };
   const schedule = await findSchedule(ctx.db, run.schedule_id);
-  if (!schedule) return { notify: true };
+  if (!schedule) return { notify: true, run };
   const content = run.status === "completed" ? run.output?.content : undefined;
-  if (content === undefined) return { notify: true };
+  if (content === undefined) return { notify: true, run };
 
   const outputHash = await sha256Hex(canonicalJson(content));
   const computed = schedule.last_output_hash !== outputHash;
@@ -40,5 +43,6 @@ export async function onScheduledRunFinished(ctx: ServiceContext, run: Run): Pro
     output_changed: outputChanged,
     notify,
   });
-  return { notify };
+  // The run as now stored, so its callback shows output_changed.
+  return { notify, run: { ...run, output_changed: outputChanged } };
 }

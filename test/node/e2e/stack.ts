@@ -69,16 +69,17 @@ export async function startE2EStack(options: {
   const counters = { connectionErrors: 0 };
   const auth = { authorization: `Bearer ${key.key}` };
 
-  const request = async (path: string, init: RequestInit = {}): Promise<Response> => {
-    // A careful client: a refused connection (the relay restarting) is retried, never a lost request.
+  const request = async (path: string, init: RequestInit = {}): Promise<{ status: number; text: string }> => {
+    // A careful client: a connection cut or refused (the relay restarting) is retried, never a lost request.
     for (let attempt = 0; ; attempt++) {
       try {
         const response = await fetch(`${stack.relayUrl}${path}`, {
           ...init,
           headers: { ...auth, ...init.headers },
         });
+        const text = await response.text();
         statuses.push(response.status);
-        return response;
+        return { status: response.status, text };
       } catch (error) {
         counters.connectionErrors++;
         if (attempt >= 100) throw error;
@@ -101,15 +102,14 @@ export async function startE2EStack(options: {
         headers: { "content-type": "application/json", "idempotency-key": idempotencyKey },
         body: JSON.stringify(body),
       });
-      const text = await response.text();
-      if (response.status !== 202) throw new Error(`create answered ${response.status}: ${text}`);
-      return JSON.parse(text) as { id: string; status: string };
+      if (response.status !== 202) throw new Error(`create answered ${response.status}: ${response.text}`);
+      return JSON.parse(response.text) as { id: string; status: string };
     },
     get: async <T>(path: string) => {
       const response = await request(path);
-      const text = await response.text();
-      if (!response.ok) throw new Error(`GET ${path} answered ${response.status}: ${text}`);
-      return JSON.parse(text) as T;
+      if (response.status !== 200)
+        throw new Error(`GET ${path} answered ${response.status}: ${response.text}`);
+      return JSON.parse(response.text) as T;
     },
     simConfig: async (patch) => {
       const response = await fetch(`${stack.simUrl}/_sim/config`, {
