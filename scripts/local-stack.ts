@@ -236,6 +236,43 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   };
 }
 
+/** Runs SQL on the local D1 database (the one the relay uses), e.g. to load it for a benchmark. */
+export async function executeLocalSql(persistDir: string, sql: string): Promise<void> {
+  await run(
+    [WRANGLER, "d1", "execute", "taskrelay", "--local", "--persist-to", persistDir, "--command", sql],
+    { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    "Executing SQL on the local D1 database",
+  );
+}
+
+/** A Worker under `wrangler dev` from its own configuration (the benchmark's bare Worker). */
+export async function startWranglerDev(
+  configPath: string,
+  port: number,
+  onOutput?: (line: string) => void,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  await assertPortFree(port, "port");
+  const child = spawnChild(
+    "bare",
+    [
+      WRANGLER,
+      "dev",
+      "--config",
+      configPath,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--show-interactive-dev-session=false",
+    ],
+    { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    onOutput,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(url, child, "The bare Worker");
+  return { url, stop: () => stopChild(child) };
+}
+
 /** Mints an API key through the admin API. */
 export async function createApiKey(
   relayUrl: string,

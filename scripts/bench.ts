@@ -1,0 +1,439 @@
+// `npm run bench`: the numbers behind "nothing lost, results fast, fewest Parallel calls", measured
+// side by side in one run on the local stack (simulator + relay under wrangler dev on local D1).
+//   1. Parallel API calls per completed run: webhook path, missed-webhook path, and a baseline
+//      client that creates with the parallel-web SDK and polls every 2 s (Parallel's TS example).
+//   2. Completion-to-callback latency p50/p95/p99 at a steady 30 completions/s, against the
+//      baseline's completion-to-result-in-hand latency.
+//   3. Sustained create rate and webhook ingestion rate, against a bare Hono Worker on the same workerd.
+//   4. D1 rows read and written per run, and per sweep tick with 10,000 and 100,000 finished runs.
+// Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import Parallel from "parallel-web";
+import { Webhook } from "standardwebhooks";
+import { closedLoop, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
+import { startCallbackReceiver } from "./callback-receiver.ts";
+import {
+  createApiKey,
+  executeLocalSql,
+  freePort,
+  ROOT,
+  startLocalStack,
+  startWranglerDev,
+} from "./local-stack.ts";
+
+const TIME_SCALE = 0.1; // a `base` run (15–100 s at Parallel) takes 1.5–10 s here
+const CALL_RUNS = Number(process.env.BENCH_CALL_RUNS ?? 100);
+const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 600);
+const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 creates a minute
+const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
+const CONCURRENCY = 16;
+const WEBHOOK_SECRET = "bench-webhook-secret";
+const ADMIN_TOKEN = "bench-admin-token";
+
+interface LogEvent {
+  event: string;
+  path?: string;
+  job?: string;
+  d1_queries?: number;
+  d1_rows_read?: number;
+  d1_rows_written?: number;
+}
+
+const relayEvents: LogEvent[] = [];
+function collect(line: string) {
+  const json = line.startsWith("[relay] {") ? line.slice("[relay] ".length) : null;
+  if (!json) return;
+  try {
+    relayEvents.push(JSON.parse(json) as LogEvent);
+  } catch {
+    // not a log line of ours
+  }
+}
+
+function d1Since(mark: number, runs: number) {
+  const events = relayEvents
+    .slice(mark)
+    .filter((e) => ["http.request", "http.background", "cron.tick"].includes(e.event));
+  const sum = (field: "d1_rows_read" | "d1_rows_written" | "d1_queries") =>
+    events.reduce((s, e) => s + (e[field] ?? 0), 0);
+  return {
+    rows_read_per_run: round(sum("d1_rows_read") / runs),
+    rows_written_per_run: round(sum("d1_rows_written") / runs),
+    queries_per_run: round(sum("d1_queries") / runs),
+  };
+}
+
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+async function main() {
+  const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-"));
+  const stack = await startLocalStack({
+    port: await freePort(),
+    simPort: await freePort(),
+    adminToken: ADMIN_TOKEN,
+    webhookSecret: WEBHOOK_SECRET,
+    timeScale: TIME_SCALE,
+    persistDir,
+    simEnv: { SIM_SEED: "42" },
+    onOutput: collect,
+  });
+  const bare = await startWranglerDev(join(ROOT, "scripts", "bench", "bare-worker.toml"), await freePort());
+  const key = await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench");
+  const receiver = await startCallbackReceiver({ secrets: [key.signing_secret] });
+  const simUrl = stack.simUrl as string;
+  const auth = { authorization: `Bearer ${key.key}`, "content-type": "application/json" };
+
+  const sim = {
+    config: async (patch: Record<string, unknown>) => {
+      const r = await fetch(`${simUrl}/_sim/config`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(patch),
+      });
+      if (!r.ok) throw new Error(`sim config: ${await r.text()}`);
+    },
+    reset: () => fetch(`${simUrl}/_sim/reset`, { method: "POST" }).then((r) => r.text()),
+    stats: async () =>
+      (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+        endpoints: Record<string, number>;
+        runs: { created: number; completed: number; queued: number; running: number };
+      },
+    runs: async () =>
+      (
+        (await (await fetch(`${simUrl}/_sim/runs?limit=100000`)).json()) as {
+          runs: Array<{
+            run: { run_id: string; status: string } & Record<string, unknown>;
+            completed_at_ms: number | null;
+          }>;
+        }
+      ).runs,
+  };
+  const createRun = async (body: Record<string, unknown>) => {
+    const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify(body),
+    });
+    const run = (await response.json()) as { id: string; parallel_run_id: string | null };
+    if (response.status !== 202)
+      throw new Error(`create answered ${response.status}: ${JSON.stringify(run)}`);
+    return run;
+  };
+  const totalCalls = (endpoints: Record<string, number>) =>
+    Object.values(endpoints).reduce((a, b) => a + b, 0);
+  const deliveredRuns = () => new Set([...receiver.accepted().values()].map((d) => d.body?.data.run.id));
+
+  // Keeps the cron handler firing as the launcher does (every simulated minute).
+  let ticking = true;
+  const ticker = (async () => {
+    while (ticking) {
+      await stack.tick().catch(() => undefined);
+      await sleep(60_000 * TIME_SCALE);
+    }
+  })();
+
+  const results: Record<string, unknown> = {};
+  try {
+    // 1. Parallel calls per completed run.
+    console.log(`1/4 Parallel calls per run (${CALL_RUNS} base runs per path)…`);
+    const callsFor = async (dropWebhooks: number) => {
+      await sim.reset();
+      await sim.config({ drop_webhooks: dropWebhooks });
+      const mark = relayEvents.length;
+      const ids = new Set<string>();
+      await closedLoop(CALL_RUNS, 8, async (i) => {
+        const run = await createRun({
+          processor: "base",
+          input: `Calls ${dropWebhooks} ${i}`,
+          callback: { url: receiver.url },
+        });
+        ids.add(run.id);
+        return new Response(null, { status: 202 });
+      });
+      await waitFor(
+        async () => [...ids].every((id) => deliveredRuns().has(id)),
+        180_000,
+        "every run delivered",
+      );
+      await sleep(500);
+      const stats = await sim.stats();
+      return {
+        calls_per_run: round(totalCalls(stats.endpoints) / stats.runs.completed),
+        endpoints: stats.endpoints,
+        d1: d1Since(mark, CALL_RUNS),
+      };
+    };
+    const webhookPath = await callsFor(0);
+    const missedPath = await callsFor(1);
+
+    await sim.reset();
+    await sim.config({ drop_webhooks: 0 });
+    const client = new Parallel({ apiKey: "sim-key", baseURL: simUrl, maxRetries: 0 });
+    const pollEveryMs = 2_000 * TIME_SCALE; // 2 s of simulated time, like the runs themselves
+    await closedLoop(CALL_RUNS, 8, async (i) => {
+      const run = await client.taskRun.create({ processor: "base", input: `Baseline ${i}` });
+      for (;;) {
+        await sleep(pollEveryMs);
+        if (!(await client.taskRun.retrieve(run.run_id)).is_active) break;
+      }
+      await client.taskRun.result(run.run_id, { timeout: 25 });
+      return new Response(null, { status: 200 });
+    });
+    const baselineStats = await sim.stats();
+    const baselineCalls = round(totalCalls(baselineStats.endpoints) / baselineStats.runs.completed);
+    results.calls_per_run = {
+      relay_webhook_path: webhookPath.calls_per_run,
+      relay_missed_webhook_path: missedPath.calls_per_run,
+      baseline_sdk_polling_every_2s: baselineCalls,
+      baseline_over_relay: round(baselineCalls / webhookPath.calls_per_run, 1),
+      endpoints: {
+        webhook_path: webhookPath.endpoints,
+        missed_webhook_path: missedPath.endpoints,
+        baseline: baselineStats.endpoints,
+      },
+    };
+    results.d1_per_run = { webhook_path: webhookPath.d1, missed_webhook_path: missedPath.d1 };
+
+    // 2. Completion-to-callback latency at a steady 30 completions per second.
+    console.log(`2/4 completion-to-callback latency (${LATENCY_RUNS} lite runs at ${LATENCY_RATE}/s)…`);
+    await sim.reset();
+    const parallelIdOf = new Map<string, string>();
+    await steadyRate(LATENCY_RUNS, LATENCY_RATE, async (i) => {
+      const run = await createRun({
+        processor: "lite",
+        input: `Latency ${i}`,
+        callback: { url: receiver.url },
+      });
+      if (run.parallel_run_id) parallelIdOf.set(run.id, run.parallel_run_id);
+    });
+    await waitFor(
+      async () => [...parallelIdOf.keys()].every((id) => deliveredRuns().has(id)),
+      120_000,
+      "every latency run delivered",
+    );
+    const completedAt = new Map((await sim.runs()).map((r) => [r.run.run_id, r.completed_at_ms]));
+    const relayLatencies: number[] = [];
+    for (const delivery of receiver.accepted().values()) {
+      const parallelId = parallelIdOf.get(delivery.body?.data.run.id ?? "");
+      const completed = parallelId ? completedAt.get(parallelId) : null;
+      if (completed) relayLatencies.push(delivery.receivedAtMs - completed);
+    }
+
+    await sim.reset();
+    const inHandAt = new Map<string, number>();
+    await steadyRate(LATENCY_RUNS, LATENCY_RATE, async (i) => {
+      const run = await client.taskRun.create({ processor: "lite", input: `Baseline latency ${i}` });
+      for (;;) {
+        await sleep(2_000); // Parallel's TypeScript example: poll every 2 s
+        if (!(await client.taskRun.retrieve(run.run_id)).is_active) break;
+      }
+      await client.taskRun.result(run.run_id, { timeout: 25 });
+      inHandAt.set(run.run_id, Date.now());
+    });
+    const baselineCompletedAt = new Map((await sim.runs()).map((r) => [r.run.run_id, r.completed_at_ms]));
+    const baselineLatencies = [...inHandAt].flatMap(([id, inHand]) => {
+      const completed = baselineCompletedAt.get(id);
+      return completed ? [inHand - completed] : [];
+    });
+    const summary = (values: number[]) => ({
+      samples: values.length,
+      p50_ms: Math.round(percentile(values, 50)),
+      p95_ms: Math.round(percentile(values, 95)),
+      p99_ms: Math.round(percentile(values, 99)),
+    });
+    results.completion_to_callback = {
+      completions_per_second: LATENCY_RATE,
+      relay: summary(relayLatencies),
+      baseline_poll_2s: summary(baselineLatencies),
+    };
+
+    // 3. Sustained create and webhook ingestion rates against a bare Worker.
+    console.log(
+      `3/4 create and webhook ingestion rates (${THROUGHPUT_REQUESTS} requests each, ${CONCURRENCY} in flight)…`,
+    );
+    ticking = false;
+    await ticker;
+    await sim.reset();
+    await sim.config({ drop_webhooks: 1, rate_limit_per_minute: 10_000_000 });
+    const created: Array<{ id: string; parallel_run_id: string }> = [];
+    const createBody = (i: number) => JSON.stringify({ processor: "lite", input: `Throughput ${i}` });
+    const relayCreates = await closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, async (i) => {
+      const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+        method: "POST",
+        headers: auth,
+        body: createBody(i),
+      });
+      const run = (await response.clone().json()) as { id: string; parallel_run_id: string };
+      if (response.ok) created.push(run);
+      return response;
+    });
+    const bareCreates = await closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, (i) =>
+      fetch(`${bare.url}/v1/runs`, { method: "POST", headers: auth, body: createBody(i) }),
+    );
+    await waitFor(
+      async () => {
+        const s = await sim.stats();
+        return s.runs.queued + s.runs.running === 0;
+      },
+      60_000,
+      "the simulator finishing the throughput runs",
+    );
+    const taskRuns = new Map((await sim.runs()).map((r) => [r.run.run_id, r.run]));
+    const signer = new Webhook(WEBHOOK_SECRET, { format: "raw" });
+    const webhooks = created.map((run, i) => {
+      const body = JSON.stringify({
+        timestamp: new Date().toISOString(),
+        type: "task_run.status",
+        data: taskRuns.get(run.parallel_run_id),
+      });
+      const id = `whevent_bench${i}`;
+      const timestamp = Math.floor(Date.now() / 1000);
+      return {
+        body,
+        headers: {
+          "content-type": "application/json",
+          "webhook-id": id,
+          "webhook-timestamp": String(timestamp),
+          "webhook-signature": signer.sign(id, new Date(timestamp * 1000), body),
+        },
+      };
+    });
+    const relayIngest = await closedLoop(webhooks.length, CONCURRENCY, (i) =>
+      fetch(`${stack.relayUrl}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+    );
+    const bareIngest = await closedLoop(webhooks.length, CONCURRENCY, (i) =>
+      fetch(`${bare.url}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+    );
+    results.throughput = {
+      concurrency: CONCURRENCY,
+      create: {
+        relay_per_s: round(relayCreates.perSecond, 0),
+        bare_worker_per_s: round(bareCreates.perSecond, 0),
+        ratio: round(relayCreates.perSecond / bareCreates.perSecond),
+        relay_statuses: relayCreates.statuses,
+      },
+      webhook_ingestion: {
+        relay_per_s: round(relayIngest.perSecond, 0),
+        bare_worker_per_s: round(bareIngest.perSecond, 0),
+        ratio: round(relayIngest.perSecond / bareIngest.perSecond),
+        relay_statuses: relayIngest.statuses,
+      },
+    };
+
+    // 4. A sweep tick's D1 cost as finished runs pile up.
+    console.log("4/4 sweep tick cost with 10,000 and 100,000 finished runs…");
+    await sleep(3_000); // let the ingested webhooks' result fetches settle
+    const tickCost = async () => {
+      await stack.tick();
+      await stack.tick();
+      await sleep(300);
+      const tick = relayEvents.filter((e) => e.event === "cron.tick").at(-1);
+      return {
+        rows_read: tick?.d1_rows_read ?? Number.NaN,
+        rows_written: tick?.d1_rows_written ?? Number.NaN,
+        queries: tick?.d1_queries ?? Number.NaN,
+      };
+    };
+    const loadFinished = (count: number, prefix: string) =>
+      executeLocalSql(
+        persistDir,
+        `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ${count})
+         INSERT INTO runs (id, api_key_id, status, processor, input, created_at, updated_at, finished_at, result_stored_at, attempts)
+         SELECT printf('run_bench${prefix}%08d', n), '${key.id}', 'completed', 'base', '"q"', '2026-01-01T00:00:00.000Z',
+                '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 0 FROM seq`,
+      );
+    const before = await tickCost();
+    await loadFinished(10_000, "a");
+    const at10k = await tickCost();
+    await loadFinished(90_000, "b");
+    const at100k = await tickCost();
+    results.sweep_tick = {
+      finished_runs_before: created.length + CALL_RUNS * 2 + LATENCY_RUNS,
+      before,
+      at_10000_more: at10k,
+      at_100000_more: at100k,
+    };
+  } finally {
+    ticking = false;
+    await ticker;
+    await receiver.close();
+    await bare.stop();
+    await stack.stop();
+    await rm(persistDir, { recursive: true, force: true });
+  }
+
+  const cpus = os.cpus();
+  const output = {
+    date: new Date().toISOString(),
+    machine: {
+      cpu: cpus[0]?.model ?? "unknown",
+      cores: cpus.length,
+      memory_gb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+    },
+    time_scale: TIME_SCALE,
+    ...results,
+  };
+  await writeFile(join(ROOT, "bench-results.json"), `${JSON.stringify(output, null, 2)}\n`);
+  printTable(output as unknown as BenchOutput);
+}
+
+interface BenchOutput {
+  calls_per_run: {
+    relay_webhook_path: number;
+    relay_missed_webhook_path: number;
+    baseline_sdk_polling_every_2s: number;
+    baseline_over_relay: number;
+  };
+  d1_per_run: Record<
+    string,
+    { rows_read_per_run: number; rows_written_per_run: number; queries_per_run: number }
+  >;
+  completion_to_callback: Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; samples: number }>;
+  throughput: Record<string, { relay_per_s: number; bare_worker_per_s: number; ratio: number }>;
+  sweep_tick: Record<string, { rows_read: number; rows_written: number; queries: number }>;
+}
+
+function printTable(o: BenchOutput) {
+  const rows: Array<[string, string]> = [
+    ["Parallel calls per run, webhook path", String(o.calls_per_run.relay_webhook_path)],
+    ["Parallel calls per run, missed webhook", String(o.calls_per_run.relay_missed_webhook_path)],
+    [
+      "Parallel calls per run, SDK polling every 2 s",
+      `${o.calls_per_run.baseline_sdk_polling_every_2s} (${o.calls_per_run.baseline_over_relay}x)`,
+    ],
+  ];
+  for (const [name, l] of Object.entries(o.completion_to_callback)) {
+    if (typeof l === "object" && "p50_ms" in l)
+      rows.push([
+        `completion to result, ${name} (p50/p95/p99 ms)`,
+        `${l.p50_ms} / ${l.p95_ms} / ${l.p99_ms} (n=${l.samples})`,
+      ]);
+  }
+  for (const [name, t] of Object.entries(o.throughput)) {
+    if (typeof t === "object" && "ratio" in t)
+      rows.push([
+        `${name} per s: relay / bare Worker`,
+        `${t.relay_per_s} / ${t.bare_worker_per_s} (${t.ratio})`,
+      ]);
+  }
+  for (const [path, d] of Object.entries(o.d1_per_run))
+    rows.push([
+      `D1 rows read / written per run, ${path}`,
+      `${d.rows_read_per_run} / ${d.rows_written_per_run}`,
+    ]);
+  for (const [name, t] of Object.entries(o.sweep_tick)) {
+    if (typeof t === "object" && "rows_read" in t)
+      rows.push([`sweep tick D1 rows read / written, ${name}`, `${t.rows_read} / ${t.rows_written}`]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  console.log(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n")}\n\nWrote bench-results.json`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+  process.exit(1);
+});
