@@ -12,10 +12,11 @@ import {
   type RunError,
   type RunStatus,
 } from "../db/runs";
+import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
 import { onRunFinished } from "./run-finished";
-import { addMs, LEASE_MS, retryAt } from "./timing";
+import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -38,14 +39,17 @@ export interface ParallelRunState {
 }
 
 const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
-const NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'rejected', 'expired')";
+// Parallel's word is final: a run it finished is never changed again. `expired` is only taskrelay's
+// judgement that Parallel took too long, so a late terminal status still replaces it.
+const NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'rejected')";
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
 const RESULT_MAX_ATTEMPTS = 12;
 
 export type StatusSource = "webhook" | "poll";
 
 /** The columns a status from Parallel changes on our run (guarded by NOT_FINISHED when applied). */
-export function statusChanges(run: Run, state: ParallelRunState, at: string): RunChanges {
+export function statusChanges(config: Config, run: Run, state: ParallelRunState, now: Date): RunChanges {
+  const at = now.toISOString();
   const terminal = PARALLEL_TERMINAL.has(state.status);
   const changes: RunChanges = {
     status: state.status as RunStatus,
@@ -58,13 +62,18 @@ export function statusChanges(run: Run, state: ParallelRunState, at: string): Ru
     changes.attempts = 0;
     // Completed: the result fetch is due now (the sweeper's safety net if the fast path dies).
     changes.next_sweep_at = state.status === "completed" ? at : null;
-    if (state.status !== "completed") changes.error = parallelError(state);
+    // A late completion of an expired run clears the expiry.
+    changes.error = state.status === "completed" ? null : parallelError(state);
     // A submission still in flight has lost its purpose: the run exists and has finished.
     if (run.status === "submitting") changes.lease_until = null;
   }
   if (run.status === "submitting" && !terminal) {
     // Matched a run whose create response was lost: it is at Parallel, so poll it instead of resubmitting.
     changes.submitted_at = at;
+    changes.deadline_at = deadlineAt(config, run.processor, now).toISOString();
+    changes.next_sweep_at = firstPollAt(config, run.processor, now).toISOString();
+    changes.attempts = 0;
+    changes.lease_until = null;
   }
   return changes;
 }
@@ -88,12 +97,12 @@ export async function applyParallelStatus(
   source: StatusSource,
   detail: Record<string, unknown> = {},
 ): Promise<{ run: Run; changed: boolean }> {
-  const at = ctx.now().toISOString();
+  const now = ctx.now();
   const updated = await changeRun(
     ctx.db,
     run,
-    at,
-    statusChanges(run, state, at),
+    now.toISOString(),
+    statusChanges(ctx.config, run, state, now),
     { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...detail } },
     NOT_FINISHED,
   );

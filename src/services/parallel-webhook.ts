@@ -84,7 +84,7 @@ export async function receiveParallelWebhook(
       ctx.db,
       run,
       at,
-      statusChanges(run, state.data, at),
+      statusChanges(ctx.config, run, state.data, now),
       { kind: "status_changed", detail },
       NOT_FINISHED,
     ),

@@ -342,6 +342,38 @@ describe("handling a verified webhook", () => {
     expect(timeline.events.map((e) => e.kind)).toContain("result_fetch_retry_scheduled");
   });
 
+  it("takes a late completion of a run taskrelay had expired, and fetches its result", async () => {
+    const tenant = await createTenant();
+    const { run } = await startRun(tenant);
+    await env.DB.prepare(
+      'UPDATE runs SET status = \'expired\', error = \'{"code":"expired","message":"too slow"}\', next_sweep_at = NULL WHERE id = ?',
+    )
+      .bind(run.id)
+      .run();
+    const body = webhookBody({ run_id: run.parallel_run_id, status: "completed" });
+    expect(await expectJson(await deliver(body, signWebhook(body)), 200)).toMatchObject({
+      outcome: "applied",
+    });
+    expect(await getRun(tenant, run.id)).toMatchObject({
+      status: "completed",
+      error: null,
+      result_available: true,
+    });
+  });
+
+  it("never changes a run Parallel already finished", async () => {
+    const tenant = await createTenant();
+    const { run, parallel } = await startRun(tenant);
+    const failed = webhookBody({ run_id: run.parallel_run_id, status: "failed", error: { message: "boom" } });
+    await expectJson(await deliver(failed, signWebhook(failed)), 200);
+    const completed = webhookBody({ run_id: run.parallel_run_id, status: "completed" });
+    expect(await expectJson(await deliver(completed, signWebhook(completed)), 200)).toMatchObject({
+      outcome: "already_applied",
+    });
+    expect(await getRun(tenant, run.id)).toMatchObject({ status: "failed" });
+    expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(0);
+  });
+
   it("ignores a signed event of another type, answering 200", async () => {
     const body = JSON.stringify({
       type: "monitor.event.detected",
