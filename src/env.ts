@@ -51,6 +51,8 @@ const configSchema = z.object({
   SWEEP_BATCH_SIZE: positiveInt(10),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
   SUBMIT_MAX_ATTEMPTS: positiveInt(8),
+  /** The least severe log level written: info (default) logs every step, warn only trouble. */
+  LOG_LEVEL: z.enum(["info", "warn", "error"]).default("info"),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -11,8 +11,12 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-export function createLogger(base: LogFields = {}): Logger {
-  const write = (level: "info" | "warn" | "error", event: string, fields: LogFields = {}) => {
+export type LogLevel = "info" | "warn" | "error";
+const SEVERITY: Record<LogLevel, number> = { info: 0, warn: 1, error: 2 };
+
+export function createLogger(base: LogFields = {}, minimum: LogLevel = "info"): Logger {
+  const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
+    if (SEVERITY[level] < SEVERITY[minimum]) return;
     const line = JSON.stringify({ level, event, time: new Date().toISOString(), ...base, ...fields });
     if (level === "error") console.error(line);
     else if (level === "warn") console.warn(line);
@@ -22,7 +26,7 @@ export function createLogger(base: LogFields = {}): Logger {
     info: (event, fields) => write("info", event, fields),
     warn: (event, fields) => write("warn", event, fields),
     error: (event, fields) => write("error", event, fields),
-    child: (fields) => createLogger({ ...base, ...fields }),
+    child: (fields) => createLogger({ ...base, ...fields }, minimum),
   };
 }
 

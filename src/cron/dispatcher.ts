@@ -1,6 +1,6 @@
 // The scheduled handler: one dispatcher that runs each job as a plain function and logs its summary.
 import { usageSince } from "../db/metered";
-import type { Env } from "../env";
+import { type Env, readConfig } from "../env";
 import { createLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { runFetchResults } from "./jobs/fetch-results";
@@ -29,7 +29,7 @@ export async function runScheduledTick(
   now: Date,
   jobs: ReadonlyArray<{ name: string; run: Job }> = JOBS,
 ): Promise<Record<string, JobSummary>> {
-  const log = createLogger({ tick: now.toISOString() });
+  const log = createLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
   // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
   const startedAt = Date.now();
   const clock = () => new Date(now.getTime() + (Date.now() - startedAt));

@@ -3,6 +3,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env";
 import { usageSince } from "../db/metered";
+import { readConfig } from "../env";
 import { newId } from "../ids";
 import { createLogger } from "../log";
 import { createServiceContext } from "../services/context";
@@ -11,10 +12,10 @@ export function requestContext() {
   return createMiddleware<AppEnv>(async function requestContext(c, next) {
     const started = Date.now();
     const requestId = newId("req");
-    const log = createLogger({ request_id: requestId });
     c.set("requestId", requestId);
     c.header("x-request-id", requestId);
     // Configuration errors surface from here through onError, with the request id.
+    const log = createLogger({ request_id: requestId }, readConfig(c.env).LOG_LEVEL);
     const services = createServiceContext(c.env, c.executionCtx, { log });
     c.set("services", services);
     await next();
