@@ -7,6 +7,7 @@ import { registerDashboard } from "./dashboard/app";
 import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
+import { registerOpenApi } from "./openapi";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerDocs } from "./routes/docs";
@@ -96,15 +97,7 @@ export function createApp() {
     scheme: "bearer",
     description: "The deployment's ADMIN_TOKEN secret; only for managing API keys.",
   });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "taskrelay",
-      version: "0.1.0",
-      description:
-        "Run Parallel Task API research from HTTP: runs are stored, created at Parallel, and their results delivered to your callback URL, signed with Standard Webhooks.",
-    },
-  });
+  registerOpenApi(app);
 
   app.notFound((c) => {
     throw new ApiError("not_found", `No route ${c.req.method} ${new URL(c.req.url).pathname}.`);

@@ -17,7 +17,10 @@ export const listDeliveriesRoute = createRoute({
   middleware: [requireApiKey()] as const,
   request: {
     query: z.object({
-      status: z.enum(DELIVERY_STATUSES).optional(),
+      status: z.enum(DELIVERY_STATUSES).optional().openapi({
+        description: "Only deliveries in this state; `dead` lists the dead letters.",
+        example: "dead",
+      }),
       limit: LimitQuerySchema,
       cursor: CursorQuerySchema,
     }),

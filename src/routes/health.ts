@@ -5,6 +5,7 @@ export const healthRoute = createRoute({
   method: "get",
   path: "/healthz",
   summary: "Liveness and database reachability",
+  description: "200 when the Worker runs and D1 answers a query; no credentials needed.",
   responses: {
     200: {
       description: "The Worker runs and D1 answers.",

@@ -18,15 +18,10 @@ export const createRunRoute = createRoute({
   middleware: [requireApiKey()] as const,
   request: {
     headers: z.object({
-      "idempotency-key": z
-        .string()
-        .min(1)
-        .max(255)
-        .optional()
-        .openapi({
-          description: "Any unique string; same key and body return the first run.",
-          example: "order-4711",
-        }),
+      "idempotency-key": z.string().min(1).max(255).optional().openapi({
+        description: "Any unique string; same key and body return the first run.",
+        example: "order-4711",
+      }),
     }),
     body: { required: true, content: { "application/json": { schema: RunRequestSchema } } },
   },

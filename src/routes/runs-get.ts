@@ -12,6 +12,8 @@ export const getRunRoute = createRoute({
   method: "get",
   path: "/v1/runs/{id}",
   summary: "Get a run",
+  description:
+    "The run's status and timestamps. `result_available` says whether GET /v1/runs/{id}/result has the output.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
   request: { params: RunIdParam },

@@ -16,7 +16,10 @@ export const listRunsRoute = createRoute({
   middleware: [requireApiKey()] as const,
   request: {
     query: z.object({
-      status: z.enum(RUN_STATUSES).optional(),
+      status: z
+        .enum(RUN_STATUSES)
+        .optional()
+        .openapi({ description: "Only runs in this state.", example: "completed" }),
       limit: LimitQuerySchema,
       cursor: CursorQuerySchema,
     }),

@@ -4,22 +4,27 @@ import { ERROR_CODES, type ErrorCode } from "../errors";
 
 export const ErrorEnvelopeSchema = z
   .object({
-    error: z.object({
-      code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]).openapi({ example: "validation_failed" }),
-      message: z.string().openapi({
-        example:
-          'The request has 1 problem: processor: unknown processor "fastest"; choose one of: lite, base, …',
-      }),
-      request_id: z.string().openapi({ example: "req_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
-      details: z
-        .array(
-          z
-            .object({ path: z.string().optional(), message: z.string() })
-            .catchall(z.unknown())
-            .openapi({ example: { path: "processor", message: 'unknown processor "fastest"' } }),
-        )
-        .openapi({ description: "Every problem found, each located by its JSON path where it has one." }),
-    }),
+    error: z
+      .object({
+        code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]).openapi({
+          description: "One of a closed set; each maps to one HTTP status.",
+          example: "validation_failed",
+        }),
+        message: z.string().openapi({
+          example:
+            'The request has 1 problem: processor: unknown processor "fastest"; choose one of: lite, base, …',
+        }),
+        request_id: z.string().openapi({ example: "req_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+        details: z
+          .array(
+            z
+              .object({ path: z.string().optional(), message: z.string() })
+              .catchall(z.unknown())
+              .openapi({ example: { path: "processor", message: 'unknown processor "fastest"' } }),
+          )
+          .openapi({ description: "Every problem found, each located by its JSON path where it has one." }),
+      })
+      .openapi({ description: "What went wrong: a code of the closed set, words, and where to look." }),
   })
   .openapi("Error", { description: "The one error envelope every endpoint returns." });
 
@@ -65,3 +70,9 @@ export const IdParamSchema = (prefix: string, example: string) =>
   });
 
 export const Timestamp = z.string().openapi({ format: "date-time", example: "2026-11-28T10:31:00.000Z" });
+
+/** The cursor of the next page of a list; null on the last page. */
+export const NextCursor = z.string().nullable().openapi({
+  description: "Pass it as `cursor` for the next (older) page; null on the last page.",
+  example: "cnVuXzAxSkQwUTRNM1pUNkIzWDlZOFc3VjZVNVQ0",
+});

@@ -1,7 +1,7 @@
 // Callback deliveries and their attempts as the API shows them, and the signing-secret rotation.
 import { z } from "@hono/zod-openapi";
 import { DELIVERY_EVENTS, DELIVERY_STATUSES } from "../db/deliveries";
-import { Timestamp } from "./common";
+import { NextCursor, Timestamp } from "./common";
 
 export const DeliveryAttemptSchema = z
   .object({
@@ -34,12 +34,19 @@ export const DeliverySchema = z
       description:
         "pending (being sent or waiting for a retry), succeeded (a 2xx came back), dead (no more attempts: gone, refused, or out of retries).",
     }),
-    series: z.number().int(),
+    series: z.number().int().openapi({ description: "1, then one more for each manual retry.", example: 1 }),
     attempt_count: z.number().int().openapi({ description: "Attempts made in the current series." }),
     next_attempt_at: Timestamp.nullable(),
     last_attempt_at: Timestamp.nullable(),
-    last_status_code: z.number().int().nullable(),
-    last_error: z.string().nullable(),
+    last_status_code: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "The receiver's last HTTP status; null before an answer.", example: 503 }),
+    last_error: z.string().nullable().openapi({
+      description: "Why the last attempt failed, or why the delivery is dead.",
+      example: "HTTP 503",
+    }),
     created_at: Timestamp,
     updated_at: Timestamp,
   })
@@ -49,14 +56,17 @@ export type DeliveryView = z.infer<typeof DeliverySchema>;
 
 export const DeliveryWithAttemptsSchema = DeliverySchema.extend({
   attempts: z.array(DeliveryAttemptSchema).openapi({ description: "Every attempt, oldest first." }),
-}).openapi("DeliveryWithAttempts");
+}).openapi("DeliveryWithAttempts", { description: "A delivery with every attempt at it." });
 
 export const RunDeliveriesSchema = z
-  .object({ run_id: z.string(), data: z.array(DeliveryWithAttemptsSchema) })
+  .object({
+    run_id: z.string().openapi({ example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+    data: z.array(DeliveryWithAttemptsSchema),
+  })
   .openapi("RunDeliveries");
 
 export const DeliveryListSchema = z
-  .object({ data: z.array(DeliverySchema), next_cursor: z.string().nullable() })
+  .object({ data: z.array(DeliverySchema), next_cursor: NextCursor })
   .openapi("DeliveryList");
 
 export const RotatedSigningSecretSchema = z

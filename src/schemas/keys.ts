@@ -17,7 +17,7 @@ export const CreatedKeySchema = KeySchema.extend({
     example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     description: "Standard Webhooks secret that signs this key's callbacks. Shown only here.",
   }),
-}).openapi("CreatedApiKey");
+}).openapi("CreatedApiKey", { description: "A new key, with the two secrets that are shown only once." });
 
 export const CreateKeyRequestSchema = z
   .object({ name: z.string().min(1).max(100).openapi({ example: "billing-service" }) })

@@ -2,7 +2,7 @@
 import { z } from "@hono/zod-openapi";
 import { RUN_STATUSES } from "../db/runs";
 import { PROCESSOR_NAMES } from "../parallel/processors";
-import { Timestamp } from "./common";
+import { NextCursor, Timestamp } from "./common";
 
 const JsonObject = z.record(z.string(), z.unknown());
 
@@ -35,7 +35,10 @@ export const TaskSpecSchema = z
     output_schema: z.union([z.string(), SchemaDefinition]).openapi({
       description: 'A JSON schema, a text description, or `{type: "auto"}`. A bare string is a text schema.',
     }),
-    input_schema: z.union([z.string(), SchemaDefinition]).nullish(),
+    input_schema: z
+      .union([z.string(), SchemaDefinition])
+      .nullish()
+      .openapi({ description: "Optional: describes the input, in the same forms as output_schema." }),
   })
   .strict()
   .openapi("TaskSpec", {
@@ -54,8 +57,17 @@ export const TaskSpecSchema = z
 
 export const SourcePolicySchema = z
   .object({
-    include_domains: z.array(z.string()).optional(),
-    exclude_domains: z.array(z.string()).optional(),
+    include_domains: z
+      .array(z.string())
+      .optional()
+      .openapi({ description: "Only these domains or extensions (`.gov`).", example: ["imf.org", ".gov"] }),
+    exclude_domains: z
+      .array(z.string())
+      .optional()
+      .openapi({
+        description: "Never these; ignored when include_domains is set.",
+        example: ["example.com"],
+      }),
     after_date: z.string().nullish().openapi({ description: "Search API only: refused for Task runs." }),
   })
   .strict()
@@ -74,12 +86,10 @@ export const McpServerSchema = z
   })
   .strict();
 
-export const MetadataSchema = z
-  .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
-  .openapi({
-    description: "Keys up to 16 characters, string values up to 512.",
-    example: { customer: "acme" },
-  });
+export const MetadataSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).openapi({
+  description: "Keys up to 16 characters, string values up to 512.",
+  example: { customer: "acme" },
+});
 
 export const CallbackSchema = z
   .object({ url: z.string().openapi({ example: "https://example.com/hooks/taskrelay" }) })
@@ -114,16 +124,44 @@ export const RunRequestSchema = z
       .boolean()
       .optional()
       .openapi({ description: "Frequent progress events (adds Parallel's events beta)." }),
-    mcp_servers: z.array(McpServerSchema).optional(),
+    mcp_servers: z
+      .array(McpServerSchema)
+      .optional()
+      .openapi({ description: "MCP servers Parallel may call during the run (adds Parallel's MCP beta)." }),
     callback: CallbackSchema.optional(),
   })
   .strict()
-  .openapi("RunRequest");
+  .openapi("RunRequest", {
+    example: {
+      processor: "base",
+      input: "What was the GDP of France in 2023?",
+      task_spec: {
+        output_schema: {
+          type: "json",
+          json_schema: {
+            type: "object",
+            properties: { gdp: { type: "string", description: "GDP in USD, e.g. '$3.1 trillion (2023)'" } },
+            required: ["gdp"],
+            additionalProperties: false,
+          },
+        },
+      },
+      metadata: { customer: "acme" },
+      callback: { url: "https://example.com/hooks/taskrelay" },
+    },
+  });
 
 export type RunRequest = z.infer<typeof RunRequestSchema>;
 
 export const RunErrorSchema = z
-  .object({ code: z.string(), message: z.string(), detail: z.unknown().optional() })
+  .object({
+    code: z.string().openapi({
+      description:
+        "parallel_failed, parallel_rejected, submit_failed, expired, … (why the run ended without a result).",
+    }),
+    message: z.string().openapi({ description: "What happened, in words." }),
+    detail: z.unknown().optional().openapi({ description: "Parallel's own detail, when it gave one." }),
+  })
   .openapi("RunError", { example: { code: "parallel_failed", message: "Task execution failed" } });
 
 export const RunSchema = z
@@ -133,11 +171,20 @@ export const RunSchema = z
       description:
         "submitting (stored, not yet accepted by Parallel), queued/running (at Parallel), completed, failed, cancelled, rejected (Parallel refused it), expired (no terminal status in time).",
     }),
-    processor: z.string(),
+    processor: z.string().openapi({ example: "base" }),
     parallel_run_id: z.string().nullable().openapi({ example: "trun_9907962f83aa4d9d98fd7f4bf745d654" }),
-    interaction_id: z.string().nullable(),
-    previous_interaction_id: z.string().nullable(),
-    schedule_id: z.string().nullable(),
+    interaction_id: z.string().nullable().openapi({
+      description: "Pass it as another run's previous_interaction_id to build on this run's research.",
+      example: "trun_9907962f83aa4d9d98fd7f4bf745d654",
+    }),
+    previous_interaction_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The interaction this run built on." }),
+    schedule_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The schedule that started the run; null for a run asked for directly." }),
     metadata: MetadataSchema.nullable(),
     callback: CallbackSchema.nullable(),
     warnings: z
@@ -145,7 +192,9 @@ export const RunSchema = z
       .nullable()
       .openapi({ description: "Parallel's warnings about the run, as it sent them." }),
     error: RunErrorSchema.nullable(),
-    result_available: z.boolean(),
+    result_available: z
+      .boolean()
+      .openapi({ description: "The result is stored: GET /v1/runs/{id}/result returns it.", example: true }),
     created_at: Timestamp,
     updated_at: Timestamp,
     submitted_at: Timestamp.nullable(),
@@ -162,13 +211,18 @@ export type RunView = z.infer<typeof RunSchema>;
 
 export const RunInputSchema = z
   .object({
-    processor: z.string(),
-    input: z.union([z.string(), JsonObject]),
-    task_spec: JsonObject.nullable(),
+    processor: z.string().openapi({ example: "base" }),
+    input: z
+      .union([z.string(), JsonObject])
+      .openapi({ description: "As it was asked.", example: "What was the GDP of France in 2023?" }),
+    task_spec: JsonObject.nullable().openapi({ description: "As it was asked (see TaskSpec)." }),
     metadata: MetadataSchema.nullable(),
-    source_policy: JsonObject.nullable(),
-    previous_interaction_id: z.string().nullable(),
-    enable_events: z.boolean().nullable(),
+    source_policy: JsonObject.nullable().openapi({ description: "As it was asked (see SourcePolicy)." }),
+    previous_interaction_id: z.string().nullable().openapi({ description: "The interaction it builds on." }),
+    enable_events: z
+      .boolean()
+      .nullable()
+      .openapi({ description: "null: Parallel's default for the processor." }),
     mcp_servers: z.array(JsonObject).nullable().openapi({ description: "Header values are redacted." }),
     callback: CallbackSchema.nullable(),
   })
@@ -177,7 +231,10 @@ export const RunInputSchema = z
 export const RunOutputSchema = z
   .object({
     type: z.enum(["json", "text"]),
-    content: z.union([z.string(), JsonObject]),
+    content: z.union([z.string(), JsonObject]).openapi({
+      description: "An object matching the output schema (json), or text.",
+      example: { gdp: "$3.1 trillion (2023)" },
+    }),
     basis: z.array(z.unknown()).openapi({ description: "Per field: citations, reasoning, confidence." }),
   })
   .catchall(z.unknown())
@@ -186,14 +243,27 @@ export const RunOutputSchema = z
 export const RunResultSchema = z.object({ run: RunSchema, output: RunOutputSchema }).openapi("RunResult");
 
 export const RunListSchema = z
-  .object({ data: z.array(RunSchema), next_cursor: z.string().nullable() })
+  .object({ data: z.array(RunSchema), next_cursor: NextCursor })
   .openapi("RunList");
 
 export const TimelineSchema = z
   .object({
-    run_id: z.string(),
-    events: z.array(
-      z.object({ at: Timestamp, kind: z.string(), detail: z.record(z.string(), z.unknown()).nullable() }),
-    ),
+    run_id: z.string().openapi({ example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+    events: z
+      .array(
+        z.object({
+          at: Timestamp,
+          kind: z.string().openapi({
+            description:
+              "stored, submitted, submit_retry_scheduled, rejected, webhook_received, polled, status_changed, result_fetched, expired, delivery_created, delivery_attempted, delivery_succeeded, delivery_dead, delivery_retried, …",
+            example: "result_fetched",
+          }),
+          detail: z
+            .record(z.string(), z.unknown())
+            .nullable()
+            .openapi({ description: "What the step saw.", example: { output_type: "json" } }),
+        }),
+      )
+      .openapi({ description: "Oldest first." }),
   })
   .openapi("RunTimeline");

@@ -2,7 +2,7 @@
 // per-run fields: the schedule supplies the callback, chaining and the Idempotency-Key.
 import { z } from "@hono/zod-openapi";
 import { MISSED_POLICIES, NOTIFY_POLICIES, OCCURRENCE_OUTCOMES, OVERLAP_POLICIES } from "../db/schedules";
-import { Timestamp } from "./common";
+import { NextCursor, Timestamp } from "./common";
 import { CallbackSchema, RunTemplateFields } from "./runs";
 
 export const RunTemplateSchema = z
@@ -82,7 +82,10 @@ export const ScheduleUpdateSchema = z
     enabled: Enabled.optional(),
   })
   .strict()
-  .openapi("ScheduleUpdate");
+  .openapi("ScheduleUpdate", {
+    description: 'Any subset of the fields; `{"enabled": false}` pauses the schedule.',
+    example: { enabled: false },
+  });
 
 export type ScheduleUpdate = z.infer<typeof ScheduleUpdateSchema>;
 
@@ -99,20 +102,26 @@ export const FireTimeSchema = z
 export const ScheduleSchema = z
   .object({
     id: z.string().openapi({ example: "sch_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
-    name: z.string(),
-    cron: z.string(),
-    timezone: z.string(),
+    name: Name,
+    cron: Cron,
+    timezone: TimeZone,
     template: RunTemplateSchema,
     callback: CallbackSchema.nullable(),
     overlap: z.enum(OVERLAP_POLICIES),
     missed: z.enum(MISSED_POLICIES),
     notify: z.enum(NOTIFY_POLICIES),
-    chain_interactions: z.boolean(),
-    enabled: z.boolean(),
+    chain_interactions: ChainInteractions,
+    enabled: Enabled,
     next_run_at: Timestamp.nullable().openapi({ description: "The next occurrence; null while paused." }),
-    last_run_id: z.string().nullable(),
+    last_run_id: z.string().nullable().openapi({
+      description: "The newest run it started (fired or triggered).",
+      example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
+    }),
     last_fired_at: Timestamp.nullable().openapi({ description: "The occurrence the last run stands for." }),
-    last_success_run_id: z.string().nullable(),
+    last_success_run_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The newest of its runs that completed with a result." }),
     last_success_at: Timestamp.nullable().openapi({
       description: "The occurrence of the newest run that completed with a result.",
     }),
@@ -125,13 +134,13 @@ export const ScheduleDetailSchema = ScheduleSchema.extend({
   next_fire_times: z.array(FireTimeSchema).openapi({
     description: "The next five occurrences, in UTC and in the schedule's time zone; empty while paused.",
   }),
-}).openapi("ScheduleDetail");
+}).openapi("ScheduleDetail", { description: "A schedule with its next five fire times." });
 
 export type ScheduleView = z.infer<typeof ScheduleSchema>;
 export type ScheduleDetailView = z.infer<typeof ScheduleDetailSchema>;
 
 export const ScheduleListSchema = z
-  .object({ data: z.array(ScheduleSchema), next_cursor: z.string().nullable() })
+  .object({ data: z.array(ScheduleSchema), next_cursor: NextCursor })
   .openapi("ScheduleList");
 
 export const OccurrenceSchema = z
@@ -142,11 +151,14 @@ export const OccurrenceSchema = z
       description:
         "fired (a run started for it), triggered (started by hand), skipped_overlap, skipped_missed, failed (its run could not be made; see reason).",
     }),
-    run_id: z.string().nullable(),
-    reason: z.string().nullable(),
+    run_id: z.string().nullable().openapi({ description: "The run it started, if any." }),
+    reason: z.string().nullable().openapi({
+      description: "Why it was skipped or failed, or which missed occurrences a run covers.",
+      example: "the previous run run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4 is still running",
+    }),
   })
   .openapi("ScheduleOccurrence");
 
 export const OccurrenceListSchema = z
-  .object({ data: z.array(OccurrenceSchema), next_cursor: z.string().nullable() })
+  .object({ data: z.array(OccurrenceSchema), next_cursor: NextCursor })
   .openapi("ScheduleOccurrenceList");
