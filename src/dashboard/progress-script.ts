@@ -1,5 +1,7 @@
 // The dashboard's only script: follows a run's progress stream (the cookie-authenticated
-// /dashboard/runs/:id/progress) and updates the bar, the latest messages and the status. It reads
+// /dashboard/runs/:id/progress) and updates the bar, the latest messages and the status. EventSource
+// reconnects by itself when a stream ends without `end` (the relay's 30-minute cap, a deploy, a network
+// blip); the new stream replays the trace, so messages already shown are skipped. It reads
 // nothing from the page but its own data attributes and writes text only (textContent), never HTML.
 // When the stream says `end` the page reloads, and the server renders the finished run.
 
@@ -17,10 +19,15 @@ export const PROGRESS_SCRIPT = `(() => {
     badge.setAttribute("data-run-status", status);
   };
   const source = new EventSource(section.getAttribute("data-progress-url"));
+  // A reconnected stream starts over with the whole trace: show each message once.
+  const shown = new Set();
   const kinds = ["plan", "search", "result", "tool_call", "exec_status"];
   for (const kind of kinds) {
     source.addEventListener("task_run.progress_msg." + kind, (event) => {
       const message = JSON.parse(event.data);
+      const key = kind + "|" + message.timestamp + "|" + message.message;
+      if (shown.has(key)) return;
+      shown.add(key);
       const item = document.createElement("li");
       const label = document.createElement("span");
       label.className = "kind";

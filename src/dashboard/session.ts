@@ -69,7 +69,7 @@ export function dashboardHeaders() {
         "default-src 'none'",
         `script-src 'nonce-${nonce}'`,
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' data:",
         "connect-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",

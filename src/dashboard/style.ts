@@ -7,7 +7,7 @@ export const DASHBOARD_CSS = `
 :root{--fg:#1b1f24;--muted:#5b6470;--line:#d9dee4;--bg:#f6f7f9;--card:#fff;--accent:#1f5fbf;
 --ok:#1a7f37;--warn:#9a6700;--bad:#c2261d;--idle:#6e7781;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 *{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg)}
-a{color:var(--accent)}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
+a{color:var(--accent)}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em;overflow-wrap:anywhere}
 header.top{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1rem;padding:.6rem 1rem;background:#14202e;color:#fff}
 header.top a{color:#fff;text-decoration:none}header.top .brand{font-weight:700;margin-right:.5rem}
 header.top nav{display:flex;gap:.9rem;flex-wrap:wrap}header.top nav a[aria-current=page]{text-decoration:underline}
@@ -15,9 +15,10 @@ header.top .who{margin-left:auto;color:#c9d1d9;font-size:.85rem;overflow-wrap:an
 header.top form{margin:0}header.top button{background:transparent;color:#fff;border:1px solid #6e7781}
 main{max-width:1100px;margin:0 auto;padding:1rem}
 h1{font-size:1.35rem;margin:.2rem 0 1rem;overflow-wrap:anywhere}h2{font-size:1.1rem;margin:1.6rem 0 .6rem}
-section.card,.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem;margin:0 0 1rem}
+section.card,.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem;margin:0 0 1rem;overflow-x:auto}
 table{width:100%;border-collapse:collapse;background:var(--card)}
-th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
+.nowrap{white-space:nowrap}.kv{display:inline-block;margin-right:.8rem}.kv .k{color:var(--muted)}
 th{font-size:.8rem;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
 td .sub{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600;background:#eaeef2;color:var(--idle);white-space:nowrap}

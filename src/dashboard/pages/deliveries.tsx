@@ -58,7 +58,12 @@ function DeliveryTable(props: {
               {d.status === "pending" ? (
                 <span class="sub">being sent</span>
               ) : (
-                <RetryForm deliveryId={d.id} session={session} back={props.back} />
+                <RetryForm
+                  deliveryId={d.id}
+                  session={session}
+                  back={props.back}
+                  label={d.status === "dead" ? "Retry delivery" : "Send again"}
+                />
               )}
             </td>
           </tr>

@@ -116,25 +116,25 @@ export function RunPage(props: RunPageProps) {
         <h2>Input</h2>
         <ValueView value={input.input} />
         {input.task_spec ? (
-          <details>
+          <details data-section="task-spec">
             <summary>Task spec</summary>
             <ValueView value={input.task_spec} />
           </details>
         ) : null}
         {input.metadata ? (
-          <details>
+          <details data-section="metadata">
             <summary>Metadata</summary>
             <ValueView value={input.metadata} />
           </details>
         ) : null}
         {input.source_policy ? (
-          <details>
+          <details data-section="source-policy">
             <summary>Source policy</summary>
             <ValueView value={input.source_policy} />
           </details>
         ) : null}
         {input.mcp_servers ? (
-          <details>
+          <details data-section="mcp-servers">
             <summary>MCP servers</summary>
             <ValueView value={input.mcp_servers} />
           </details>
@@ -154,12 +154,12 @@ export function RunPage(props: RunPageProps) {
           <tbody>
             {timeline.map((event) => (
               <tr>
-                <td data-label="When">
+                <td data-label="When" class="nowrap">
                   <time datetime={event.at}>{utcTime(event.at)}</time>
                 </td>
                 <td data-label="What">{event.kind.replaceAll("_", " ")}</td>
-                <td data-label="Detail" class="mono sub">
-                  {event.detail ? JSON.stringify(event.detail) : ""}
+                <td data-label="Detail" class="sub">
+                  <Details detail={event.detail} />
                 </td>
               </tr>
             ))}
@@ -178,6 +178,23 @@ export function RunPage(props: RunPageProps) {
         )}
       </section>
     </Page>
+  );
+}
+
+/** A timeline event's detail as `name value` pairs that wrap, not one long line of JSON. */
+function Details({ detail }: { detail: Record<string, unknown> | null }) {
+  if (!detail) return null;
+  return (
+    <>
+      {Object.entries(detail)
+        .filter(([, value]) => value !== null && value !== undefined)
+        .map(([name, value]) => (
+          <span class="kv">
+            <span class="k">{name.replaceAll("_", " ")}</span>{" "}
+            <span class="mono">{typeof value === "string" ? value : JSON.stringify(value)}</span>
+          </span>
+        ))}
+    </>
   );
 }
 
@@ -251,7 +268,12 @@ export function DeliveryCard({
       {delivery.last_error ? <p class="sub">Last error: {delivery.last_error}</p> : null}
       {attempts.length > 0 ? <Attempts attempts={attempts} /> : null}
       {delivery.status === "pending" ? null : (
-        <RetryForm deliveryId={delivery.id} session={session} back={back} />
+        <RetryForm
+          deliveryId={delivery.id}
+          session={session}
+          back={back}
+          label={delivery.status === "dead" ? "Retry delivery" : "Send again"}
+        />
       )}
     </div>
   );
@@ -275,7 +297,7 @@ function Attempts({ attempts }: { attempts: DeliveryAttempt[] }) {
           <tr>
             <td data-label="Series">{String(a.series)}</td>
             <td data-label="Attempt">{String(a.attempt)}</td>
-            <td data-label="When">
+            <td data-label="When" class="nowrap">
               <time datetime={a.attempted_at}>{utcTime(a.attempted_at)}</time>
             </td>
             <td data-label="HTTP">{a.status_code === null ? "no response" : String(a.status_code)}</td>
@@ -292,17 +314,19 @@ export function RetryForm({
   deliveryId,
   session,
   back,
+  label = "Retry delivery",
 }: {
   deliveryId: string;
   session: DashboardSession;
   back: string;
+  label?: string;
 }) {
   return (
     <form class="inline" method="post" action={`/dashboard/deliveries/${deliveryId}/retry`}>
       <CsrfField session={session} />
       <input type="hidden" name="back" value={back} />
-      <button type="submit" class="primary">
-        Retry delivery
+      <button type="submit" class={label === "Retry delivery" ? "primary" : undefined}>
+        {label}
       </button>
     </form>
   );
