@@ -10,7 +10,6 @@ import { eventually, fakeReceiver, onlyDeliveryOf, RECEIVER, status } from "./de
 import {
   ADMIN,
   createTenant,
-  expectJson,
   fakeParallel,
   RELAY,
   resultReply,
