@@ -19,6 +19,7 @@ const RUN_ROUTES: RouteCase[] = [
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/result` },
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/timeline` },
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/deliveries` },
+  { method: "GET", path: ({ run }) => `/v1/runs/${run}/progress` },
   { method: "GET", path: () => "/v1/deliveries" },
   { method: "POST", path: () => "/v1/deliveries/dlv_x/retry" },
 ];
