@@ -211,6 +211,7 @@ describe("the dashboard in Chromium", () => {
       await page.reload();
     }
     expect(await page.locator("#deliveries-dead tr", { hasText: deadRunId }).count()).toBe(0);
+    await page.screenshot({ path: join(ARTIFACTS, "deliveries-page.png"), fullPage: true });
   });
 
   it("pauses and resumes a schedule", async () => {
@@ -237,6 +238,7 @@ describe("the dashboard in Chromium", () => {
     await page.waitForURL("**/dashboard/schedules?notice=resumed");
     expect(await row.locator(".badge").textContent()).toBe("enabled");
     expect(await row.locator("[data-next-run]").textContent()).toMatch(/08:30/);
+    await page.screenshot({ path: join(ARTIFACTS, "schedules-page.png"), fullPage: true });
   });
 
   it("cannot reach another key's run", async () => {
@@ -252,6 +254,8 @@ describe("the dashboard in Chromium", () => {
     expect(await page.textContent("main")).toContain(`No run ${theirs.id}.`);
     await page.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
     expect(await page.locator(`tr[data-run-id="${theirs.id}"]`).count()).toBe(0);
+    expect(await page.locator("tr[data-run-id]").count()).toBeGreaterThanOrEqual(2);
+    await page.screenshot({ path: join(ARTIFACTS, "runs-page.png"), fullPage: true });
   });
 
   it("signs out", async () => {
