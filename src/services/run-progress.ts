@@ -58,6 +58,11 @@ export interface ProgressRuntime {
   maxBackoffMs: number;
   /** How long one client connection is served; then it ends without `end` and the client reconnects. */
   maxStreamMs: number;
+  /**
+   * Connections to Parallel per client connection (each is a subrequest of this invocation, and
+   * Workers limit those); past it the client connection ends without `end`, as when its time is up.
+   */
+  maxUpstreamConnections: number;
   /** Comment lines are sent this often, so idle proxies keep the connection open. */
   keepAliveMs: number;
 }
@@ -73,6 +78,7 @@ export function progressRuntime(timeScale: number): ProgressRuntime {
     reconnectMs: scaled(SECOND, 100),
     maxBackoffMs: scaled(30 * SECOND, 1000),
     maxStreamMs: scaled(30 * 60 * SECOND, 10 * SECOND),
+    maxUpstreamConnections: 40,
     keepAliveMs: scaled(15 * SECOND, 250),
   };
 }
@@ -131,7 +137,7 @@ export async function* followRunProgress(
       yield { event: "end", data: toRunView(run) };
       return;
     }
-    if (Date.now() >= deadline) {
+    if (Date.now() >= deadline || connections >= runtime.maxUpstreamConnections) {
       log.info("progress.time_up", { status: run.status, connections });
       return;
     }
@@ -159,8 +165,13 @@ export async function* followRunProgress(
     }
     if (signal.aborted) return;
     yield* refresh();
-    // Parallel closed the stream (its ~570 s window) while the run goes on: connect again, not in a loop.
-    const wait = Math.min(runtime.reconnectMs - (Date.now() - connectedAt), deadline - Date.now());
+    // Parallel closed the stream (its ~570 s window) while the run goes on: connect again, not in a
+    // loop; after failures, back off.
+    const pause =
+      failures > 0
+        ? Math.min(runtime.maxBackoffMs, runtime.reconnectMs * 2 ** failures)
+        : runtime.reconnectMs - (Date.now() - connectedAt);
+    const wait = Math.min(pause, deadline - Date.now());
     if (!parallelSaysFinished && wait > 0) await runtime.sleep(wait, signal);
   }
 
@@ -176,15 +187,15 @@ export async function* followRunProgress(
       log.warn("progress.upstream_failed", { kind: outcome.kind, parallel_status: outcome.status, failures });
       // 404 or a refusal will not get better: follow the run in D1 alone.
       if (outcome.kind !== "transient") parallelSaysFinished = true;
-      else await runtime.sleep(Math.min(runtime.maxBackoffMs, runtime.reconnectMs * 2 ** failures), signal);
       return;
     }
 
     try {
       for await (const event of outcome.value) {
         if (upstreamSignal.aborted) return;
-        failures = 0;
         const relayed = relayable(event);
+        // Progress is what proves a connection healthy (every connection starts with a state event).
+        if (relayed) failures = 0;
         if (relayed?.event === "task_run.progress_stats") {
           const key = JSON.stringify([relayed.data.progress_meter, relayed.data.source_stats]);
           if (key === lastStats) continue;
@@ -200,7 +211,8 @@ export async function* followRunProgress(
           yield* refresh();
           if (progressFinished(run)) break;
         } else if (event.type === "error") {
-          log.warn("progress.upstream_error", { message: event.error.message });
+          failures++;
+          log.warn("progress.upstream_error", { message: event.error.message, failures });
           break;
         }
       }

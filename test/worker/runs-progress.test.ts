@@ -230,6 +230,28 @@ describe("followRunProgress", () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
+  it("caps its connections to Parallel, and backs off after Parallel's error events", async () => {
+    const tenant = await createTenant();
+    const run = await activeRun(tenant);
+    const events = fakeEvents([
+      [state(run.parallel_run_id, "running"), { type: "error", error: { ref_id: "x", message: "Internal error" } }],
+    ]);
+    const ctx = createServiceContext(env, createExecutionContext());
+    const stored = await findRun(env.DB, run.id);
+    if (!stored) throw new Error("run not stored");
+    const runtime = { ...progressRuntime(1), reconnectMs: 20, maxBackoffMs: 100, maxUpstreamConnections: 4 };
+    const seen: string[] = [];
+    const started = Date.now();
+    for await (const event of followRunProgress(ctx, stored, new AbortController().signal, runtime)) {
+      seen.push(event.event);
+    }
+    const elapsed = Date.now() - started;
+    expect(seen).toEqual(["run"]);
+    expect(events.calls).toHaveLength(4);
+    // Backing off 40, 80 and 100 ms between the four connections, not 20 ms each.
+    expect(elapsed).toBeGreaterThanOrEqual(200);
+  });
+
   it("returns at once when its signal aborts", async () => {
     const tenant = await createTenant();
     const run = await activeRun(tenant);
