@@ -51,8 +51,9 @@ export const runProgressRoute = createRoute({
     "**Resuming.** Parallel closes a run's event stream after about 570 seconds and its streams cannot be resumed: " +
       "each connection replays the whole reasoning trace and the latest stats. While the run is active taskrelay " +
       "connects to Parallel again by itself and drops what it already relayed on this connection, so you see each " +
-      "message once. One connection to taskrelay is served for at most 30 minutes; a stream that ends without `end` " +
-      "should be opened again (EventSource does so by itself after the `retry` delay). A new connection starts over: " +
+      "message once. One connection to taskrelay is served for at most 30 minutes (or 40 connections to Parallel); " +
+      "a stream that ends without `end` should be opened again (EventSource does so by itself after the `retry` " +
+      "delay). A new connection starts over: " +
       "`run`, then the trace so far.",
   ].join("\n"),
   security: API_KEY_SECURITY,
