@@ -1,6 +1,9 @@
-// Structured logs: one JSON line per event, with the request id, run id, step, outcome and latency
-// where they apply. Callers pass fields explicitly; nothing here reads a secret, and `redact` is
-// there for the one place a credential-shaped value could slip in (an Authorization header).
+// Structured logs: JSON lines with the request id, run id, step, outcome and latency where they
+// apply. Callers pass fields explicitly and never a secret.
+//
+// Requests and cron jobs log one wide line each ("canonical log lines"): the info-level steps they
+// take (run.status, delivery.attempt, …) are gathered into that line's `steps`, so a webhook costs two
+// lines (the request and its background work), not six. Warnings and errors are written at once.
 
 export type LogFields = Record<string, unknown>;
 
@@ -14,19 +17,54 @@ export interface Logger {
 export type LogLevel = "info" | "warn" | "error";
 const SEVERITY: Record<LogLevel, number> = { info: 0, warn: 1, error: 2 };
 
+function writeLine(level: LogLevel, minimum: LogLevel, event: string, fields: LogFields) {
+  if (SEVERITY[level] < SEVERITY[minimum]) return;
+  const line = JSON.stringify({ level, event, time: new Date().toISOString(), ...fields });
+  if (level === "error") console.error(line);
+  else if (level === "warn") console.warn(line);
+  else console.info(line);
+}
+
+/** Writes every event as its own line. */
 export function createLogger(base: LogFields = {}, minimum: LogLevel = "info"): Logger {
-  const write = (level: LogLevel, event: string, fields: LogFields = {}) => {
-    if (SEVERITY[level] < SEVERITY[minimum]) return;
-    const line = JSON.stringify({ level, event, time: new Date().toISOString(), ...base, ...fields });
-    if (level === "error") console.error(line);
-    else if (level === "warn") console.warn(line);
-    else console.log(line);
-  };
   return {
-    info: (event, fields) => write("info", event, fields),
-    warn: (event, fields) => write("warn", event, fields),
-    error: (event, fields) => write("error", event, fields),
+    info: (event, fields) => writeLine("info", minimum, event, { ...base, ...fields }),
+    warn: (event, fields) => writeLine("warn", minimum, event, { ...base, ...fields }),
+    error: (event, fields) => writeLine("error", minimum, event, { ...base, ...fields }),
     child: (fields) => createLogger({ ...base, ...fields }, minimum),
+  };
+}
+
+export interface GatheringLogger extends Logger {
+  /** Writes `event` with the steps gathered since the last flush. */
+  flush(event: string, fields?: LogFields, level?: LogLevel): void;
+  /** After the last flush: steps logged later (a long stream's end) are written at once. */
+  close(): void;
+}
+
+/** Gathers info-level steps into the next flushed line; warnings and errors are written at once. */
+export function createGatheringLogger(base: LogFields = {}, minimum: LogLevel = "info"): GatheringLogger {
+  let steps: LogFields[] = [];
+  let closed = false;
+  const gather = (extra: LogFields) => (event: string, fields?: LogFields) => {
+    if (closed) writeLine("info", minimum, event, { ...base, ...extra, ...fields });
+    else steps.push({ step: event, ...extra, ...fields });
+  };
+  const scoped = (extra: LogFields): Logger => ({
+    info: gather(extra),
+    warn: (event, fields) => writeLine("warn", minimum, event, { ...base, ...extra, ...fields }),
+    error: (event, fields) => writeLine("error", minimum, event, { ...base, ...extra, ...fields }),
+    child: (fields) => scoped({ ...extra, ...fields }),
+  });
+  return {
+    ...scoped({}),
+    flush: (event, fields, level = "info") => {
+      writeLine(level, minimum, event, { ...base, ...fields, ...(steps.length > 0 ? { steps } : {}) });
+      steps = [];
+    },
+    close: () => {
+      closed = true;
+    },
   };
 }
 

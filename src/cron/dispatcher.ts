@@ -1,7 +1,7 @@
 // The scheduled handler: one dispatcher that runs each job as a plain function and logs its summary.
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
-import { createLogger, describeError } from "../log";
+import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { runFetchResults } from "./jobs/fetch-results";
 import { runFireSchedules } from "./jobs/fire-schedules";
@@ -29,7 +29,7 @@ export async function runScheduledTick(
   now: Date,
   jobs: ReadonlyArray<{ name: string; run: Job }> = JOBS,
 ): Promise<Record<string, JobSummary>> {
-  const log = createLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
+  const log = createGatheringLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
   // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
   const startedAt = Date.now();
   const clock = () => new Date(now.getTime() + (Date.now() - startedAt));
@@ -40,7 +40,7 @@ export async function runScheduledTick(
     const before = { ...ctx.usage };
     try {
       summaries[job.name] = await job.run(ctx, now);
-      log.info("cron.job", {
+      log.flush("cron.job", {
         job: job.name,
         outcome: "ok",
         latency_ms: Date.now() - started,
@@ -50,17 +50,24 @@ export async function runScheduledTick(
     } catch (error) {
       // One failing job must not stop the others; the next tick retries it.
       summaries[job.name] = { error: describeError(error) };
-      log.error("cron.job", {
-        job: job.name,
-        outcome: "error",
-        latency_ms: Date.now() - started,
-        error: describeError(error),
-      });
+      log.flush(
+        "cron.job",
+        {
+          job: job.name,
+          outcome: "error",
+          latency_ms: Date.now() - started,
+          error: describeError(error),
+        },
+        "error",
+      );
     }
   }
   // The tick's whole D1 cost, background work (deliveries sent after a job finished) included.
   execution.waitUntil(
-    ctx.settled().then(() => log.info("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage })),
+    ctx.settled().then(() => {
+      log.flush("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage });
+      log.close();
+    }),
   );
   return summaries;
 }

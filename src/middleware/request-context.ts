@@ -1,11 +1,12 @@
 // Per request: an id (echoed as `x-request-id` and in every error), a logger that carries it, the
-// service context, and one access log line with outcome and latency.
+// service context, and one wide log line with the outcome, latency, D1 cost and the steps taken —
+// plus one for the work done after the response, if there was any.
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env";
 import { usageSince } from "../db/metered";
 import { readConfig } from "../env";
 import { newId } from "../ids";
-import { createLogger } from "../log";
+import { createGatheringLogger } from "../log";
 import { createServiceContext } from "../services/context";
 
 export function requestContext() {
@@ -15,12 +16,12 @@ export function requestContext() {
     c.set("requestId", requestId);
     c.header("x-request-id", requestId);
     // Configuration errors surface from here through onError, with the request id.
-    const log = createLogger({ request_id: requestId }, readConfig(c.env).LOG_LEVEL);
+    const log = createGatheringLogger({ request_id: requestId }, readConfig(c.env).LOG_LEVEL);
     const services = createServiceContext(c.env, c.executionCtx, { log });
     c.set("services", services);
     await next();
     const path = c.req.routePath;
-    log.info("http.request", {
+    log.flush("http.request", {
       method: c.req.method,
       path,
       status: c.res.status,
@@ -33,13 +34,14 @@ export function requestContext() {
       services.settled().then(() => {
         const background = usageSince(services.usage, atResponse);
         if (background.d1_queries > 0) {
-          log.info("http.background", {
+          log.flush("http.background", {
             method: c.req.method,
             path,
             latency_ms: Date.now() - started,
             ...background,
           });
         }
+        log.close();
       }),
     );
   });

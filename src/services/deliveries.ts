@@ -93,7 +93,6 @@ export async function startRunDelivery(
   );
   // Not created: the run already has this delivery, and whoever created it is sending it.
   if (!delivery) return null;
-  ctx.log.info("delivery.created", { delivery_id: delivery.id, run_id: run.id, event });
   ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime, run));
   return delivery;
 }

@@ -7,7 +7,6 @@ import { startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
-  ctx.log.info("run.finished", { run_id: run.id, status: run.status });
   // A scheduled run updates its schedule first; with notify: on_change an unchanged output is kept
   // (the run shows output_changed: false) but not delivered.
   let finished = run;

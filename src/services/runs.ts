@@ -64,7 +64,6 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
     }
     throw error;
   }
-  ctx.log.info("run.stored", { run_id: run.id, processor: run.processor, schedule_id: run.schedule_id });
   const submitted = await submitRun(ctx, run);
   if (submitted.status === "rejected") {
     throw new ApiError("parallel_rejected", submitted.error?.message ?? "Parallel refused the run.", [
@@ -163,7 +162,13 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
       { kind: "submitted", detail: { parallel_run_id: outcome.value.run_id, attempt } },
       SUBMITTING,
     );
-    ctx.log.info("run.submitted", { run_id: run.id, parallel_run_id: outcome.value.run_id, attempt });
+    ctx.log.info("run.submitted", {
+      run_id: run.id,
+      parallel_run_id: outcome.value.run_id,
+      processor: run.processor,
+      schedule_id: run.schedule_id,
+      attempt,
+    });
     return accepted ?? (await currentRun(ctx, run));
   }
 

@@ -32,11 +32,20 @@ export function signingKeysFor(secret: string): Uint8Array[] {
   return keys;
 }
 
-export async function hmacSha256(key: Uint8Array, message: string): Promise<Uint8Array> {
-  const cryptoKey = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-  ]);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(message)));
+// Imported once per secret and isolate: importKey is a measurable share of a webhook's cost.
+const importedKeys = new Map<string, Promise<CryptoKey[]>>();
+
+function hmacKeysFor(secret: string): Promise<CryptoKey[]> {
+  let keys = importedKeys.get(secret);
+  if (!keys) {
+    keys = Promise.all(
+      signingKeysFor(secret).map((key) =>
+        crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
+      ),
+    );
+    importedKeys.set(secret, keys);
+  }
+  return keys;
 }
 
 function decodeBase64(text: string): Uint8Array | null {
@@ -65,9 +74,10 @@ export async function signatureMatches(
   if (candidates.length === 0) return false;
   const signed = `${webhook.id}.${webhook.timestamp}.${webhook.body}`;
   let matched = false;
+  const message = encoder.encode(signed);
   for (const secret of secrets) {
-    for (const key of signingKeysFor(secret)) {
-      const expected = await hmacSha256(key, signed);
+    for (const key of await hmacKeysFor(secret)) {
+      const expected = new Uint8Array(await crypto.subtle.sign("HMAC", key, message));
       // Compare against every candidate without stopping early, so timing says nothing about which matched.
       for (const candidate of candidates) {
         if (crypto.subtle.timingSafeEqual(expected, candidate)) matched = true;
