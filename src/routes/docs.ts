@@ -1,5 +1,6 @@
 // The interactive API reference at /docs: Scalar's page over /openapi.json. The page is a small HTML
-// document; the browser loads Scalar's standalone script from its CDN (jsDelivr) when it opens it.
+// document; its script, Scalar's standalone bundle, is one of the Worker's static assets (see
+// wrangler.toml), so the page works offline and loads nothing from a CDN.
 import { Scalar } from "@scalar/hono-api-reference";
 import type { App } from "../app";
 
@@ -8,6 +9,9 @@ export function registerDocs(app: App) {
     "/docs",
     Scalar({
       url: "/openapi.json",
+      cdn: "/standalone.js",
+      // Scalar's default fonts come from fonts.scalar.com; the page uses the system's instead.
+      withDefaultFonts: false,
       pageTitle: "taskrelay API reference",
       hideClientButton: false,
       defaultHttpClient: { targetKey: "shell", clientKey: "curl" },

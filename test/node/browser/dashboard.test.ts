@@ -258,6 +258,18 @@ describe("the dashboard in Chromium", () => {
     await page.screenshot({ path: join(ARTIFACTS, "runs-page.png"), fullPage: true });
   });
 
+  it("renders the API reference at /docs from the Worker alone, with no request leaving loopback", async () => {
+    const outside: string[] = [];
+    page.on("request", (request) => {
+      if (!new URL(request.url()).hostname.startsWith("127.0.0.1")) outside.push(request.url());
+    });
+    await page.goto(`${e2e.stack.relayUrl}/docs`);
+    await page.getByText("Start a research run").first().waitFor({ timeout: 30_000 });
+    expect(outside).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, "docs-page.png") });
+    await page.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
+  });
+
   it("signs out", async () => {
     await page.click("header form button");
     await page.waitForURL("**/dashboard/sign-in?notice=signed_out");
