@@ -234,7 +234,10 @@ describe("followRunProgress", () => {
     const tenant = await createTenant();
     const run = await activeRun(tenant);
     const events = fakeEvents([
-      [state(run.parallel_run_id, "running"), { type: "error", error: { ref_id: "x", message: "Internal error" } }],
+      [
+        state(run.parallel_run_id, "running"),
+        { type: "error", error: { ref_id: "x", message: "Internal error" } },
+      ],
     ]);
     const ctx = createServiceContext(env, createExecutionContext());
     const stored = await findRun(env.DB, run.id);
