@@ -42,8 +42,10 @@ interface LogEvent {
 }
 
 const relayEvents: LogEvent[] = [];
+/** Off while throughput is measured: the load generator should do nothing else then. */
+let collecting = true;
 function collect(line: string) {
-  const json = line.startsWith("[relay] {") ? line.slice("[relay] ".length) : null;
+  const json = collecting && line.startsWith("[relay] {") ? line.slice("[relay] ".length) : null;
   if (!json) return;
   try {
     relayEvents.push(JSON.parse(json) as LogEvent);
@@ -255,6 +257,7 @@ async function main() {
     );
     ticking = false;
     await ticker;
+    collecting = false;
     await sim.reset();
     await sim.config({ drop_webhooks: 1, rate_limit_per_minute: 10_000_000 });
     const created: Array<{ id: string; parallel_run_id: string }> = [];
@@ -324,6 +327,7 @@ async function main() {
 
     // 4. A sweep tick's D1 cost as finished runs pile up.
     console.log("4/4 sweep tick cost with 10,000 and 100,000 finished runs…");
+    collecting = true;
     await sleep(3_000); // let the ingested webhooks' result fetches settle
     const tickCost = async () => {
       await stack.tick();
