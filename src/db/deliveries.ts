@@ -1,6 +1,7 @@
 // deliveries and delivery_attempts: callbacks to the user's URL, one per run and event, and every
 // attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
 // workers never send the same attempt twice.
+import { pageStatement } from "./page";
 import type { RunEventKind } from "./run-events";
 
 export const DELIVERY_EVENTS = ["run.completed", "run.failed"] as const;
@@ -238,7 +239,8 @@ export async function listRunDeliveries(db: D1Database, runId: string): Promise<
 }
 
 export interface DeliveryListQuery {
-  apiKeyId: string;
+  /** The owning key; null: every key's deliveries (the admin's dashboard). */
+  apiKeyId: string | null;
   status?: DeliveryStatus | undefined;
   /** Only deliveries with an id below this one (older): the cursor of the previous page. */
   beforeId?: string | undefined;
@@ -247,21 +249,12 @@ export interface DeliveryListQuery {
 
 /** Newest first; one row more than the page, so the caller knows whether a next page exists. */
 export async function listDeliveries(db: D1Database, query: DeliveryListQuery): Promise<Delivery[]> {
-  const where = ["api_key_id = ?"];
-  const params: unknown[] = [query.apiKeyId];
-  if (query.status) {
-    where.push("status = ?");
-    params.push(query.status);
-  }
-  if (query.beforeId) {
-    where.push("id < ?");
-    params.push(query.beforeId);
-  }
-  params.push(query.limit + 1);
-  const { results } = await db
-    .prepare(`SELECT * FROM deliveries WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`)
-    .bind(...params)
-    .all<Delivery>();
+  const filters = { api_key_id: query.apiKeyId, status: query.status };
+  const { results } = await pageStatement(db, "deliveries", {
+    filters,
+    beforeId: query.beforeId,
+    limit: query.limit,
+  }).all<Delivery>();
   return results;
 }
 
@@ -274,29 +267,5 @@ export async function listAttempts(db: D1Database, deliveryIds: string[]): Promi
     )
     .bind(...deliveryIds)
     .all<DeliveryAttempt>();
-  return results;
-}
-
-/** Every key's deliveries, newest first (the admin's dashboard); `deliveries_by_status` serves the filter. */
-export async function listDeliveriesOfAllKeys(
-  db: D1Database,
-  query: Omit<DeliveryListQuery, "apiKeyId">,
-): Promise<Delivery[]> {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  if (query.status) {
-    where.push("status = ?");
-    params.push(query.status);
-  }
-  if (query.beforeId) {
-    where.push("id < ?");
-    params.push(query.beforeId);
-  }
-  params.push(query.limit + 1);
-  const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
-  const { results } = await db
-    .prepare(`SELECT * FROM deliveries ${filter} ORDER BY id DESC LIMIT ?`)
-    .bind(...params)
-    .all<Delivery>();
   return results;
 }

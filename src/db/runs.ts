@@ -1,4 +1,5 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
+import { pageStatement } from "./page";
 import type { RunEventKind } from "./run-events";
 
 export const ACTIVE_STATUSES = ["queued", "running", "action_required", "cancelling"] as const;
@@ -173,7 +174,8 @@ export function findRunByIdempotencyKey(db: D1Database, apiKeyId: string, key: s
 }
 
 export interface RunListQuery {
-  apiKeyId: string;
+  /** The owning key; null: every key's runs (the admin's dashboard). */
+  apiKeyId: string | null;
   status?: RunStatus | undefined;
   scheduleId?: string | undefined;
   /** Only runs with an id below this one (older): the cursor of the previous page. */
@@ -181,26 +183,10 @@ export interface RunListQuery {
   limit: number;
 }
 
-/** Newest first; asks for one row more than the page so the caller knows whether a next page exists. */
+/** Newest first, one row more than the page (see db/page.ts). */
 export function listRuns(db: D1Database, query: RunListQuery): Promise<Run[]> {
-  const where = ["api_key_id = ?"];
-  const params: unknown[] = [query.apiKeyId];
-  if (query.status) {
-    where.push("status = ?");
-    params.push(query.status);
-  }
-  if (query.scheduleId) {
-    where.push("schedule_id = ?");
-    params.push(query.scheduleId);
-  }
-  if (query.beforeId) {
-    where.push("id < ?");
-    params.push(query.beforeId);
-  }
-  params.push(query.limit + 1);
-  return allRuns(
-    db.prepare(`SELECT * FROM runs WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT ?`).bind(...params),
-  );
+  const filters = { api_key_id: query.apiKeyId, status: query.status, schedule_id: query.scheduleId };
+  return allRuns(pageStatement(db, "runs", { filters, beforeId: query.beforeId, limit: query.limit }));
 }
 
 /** The columns a step may change. Everything else about a run is fixed at creation. */
@@ -362,27 +348,4 @@ export function claimResultFetch(
   leaseUntil: string,
 ): Promise<Run | null> {
   return firstRun(claimResultFetchStatement(db, id, now, leaseUntil));
-}
-
-/**
- * Every key's runs, newest first (the admin's dashboard): `runs_by_status` serves the status filter,
- * the primary key the rest. One row more than the page, as listRuns.
- */
-export function listRunsOfAllKeys(
-  db: D1Database,
-  query: Omit<RunListQuery, "apiKeyId" | "scheduleId">,
-): Promise<Run[]> {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  if (query.status) {
-    where.push("status = ?");
-    params.push(query.status);
-  }
-  if (query.beforeId) {
-    where.push("id < ?");
-    params.push(query.beforeId);
-  }
-  params.push(query.limit + 1);
-  const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
-  return allRuns(db.prepare(`SELECT * FROM runs ${filter} ORDER BY id DESC LIMIT ?`).bind(...params));
 }

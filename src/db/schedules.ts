@@ -1,5 +1,6 @@
 // schedules and schedule_occurrences: recurring run templates, and what each occurrence came to.
 import type { RunTemplate } from "../schemas/schedules";
+import { pageStatement } from "./page";
 
 export const OVERLAP_POLICIES = ["skip", "allow"] as const;
 export const MISSED_POLICIES = ["run_once", "skip"] as const;
@@ -113,29 +114,17 @@ export function findOwnedSchedule(db: D1Database, apiKeyId: string, id: string):
   );
 }
 
-/** Newest first; one row more than the page, so the caller knows whether a next page exists. */
+/** Newest first, one row more than the page (see db/page.ts); apiKeyId null: every key's (the admin's). */
 export function listSchedules(
   db: D1Database,
-  query: { apiKeyId: string; beforeId?: string | undefined; limit: number },
+  query: { apiKeyId: string | null; beforeId?: string | undefined; limit: number },
 ): Promise<Schedule[]> {
-  const before = query.beforeId ? "AND id < ?" : "";
-  const params: unknown[] = [query.apiKeyId, ...(query.beforeId ? [query.beforeId] : []), query.limit + 1];
   return allSchedules(
-    db
-      .prepare(`SELECT * FROM schedules WHERE api_key_id = ? ${before} ORDER BY id DESC LIMIT ?`)
-      .bind(...params),
-  );
-}
-
-/** Every key's schedules, newest first (the admin's dashboard); one row more than the page. */
-export function listSchedulesOfAllKeys(
-  db: D1Database,
-  query: { beforeId?: string | undefined; limit: number },
-): Promise<Schedule[]> {
-  const before = query.beforeId ? "WHERE id < ?" : "";
-  const params: unknown[] = [...(query.beforeId ? [query.beforeId] : []), query.limit + 1];
-  return allSchedules(
-    db.prepare(`SELECT * FROM schedules ${before} ORDER BY id DESC LIMIT ?`).bind(...params),
+    pageStatement(db, "schedules", {
+      filters: { api_key_id: query.apiKeyId },
+      beforeId: query.beforeId,
+      limit: query.limit,
+    }),
   );
 }
 

@@ -34,8 +34,9 @@ import {
 } from "./delivery-schedule";
 import { CALLBACK_USER_AGENT, postCallback, type SendResult } from "./delivery-send";
 import { signatureHeader } from "./delivery-signing";
+import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { toRunView } from "./run-view";
-import { decodeCursor, encodeCursor, getOwnedRun } from "./runs";
+import { getOwnedRun } from "./runs";
 import { addMs } from "./timing";
 
 /** What a delivery needs besides the clock: replaceable in tests so they neither sleep nor wait 15 s. */
@@ -364,19 +365,13 @@ export async function listOwnedRunDeliveries(
 
 export async function listOwnedDeliveries(
   ctx: ServiceContext,
-  query: {
-    apiKeyId: string;
+  query: PageRequest & {
+    /** null: every key's deliveries (the admin's dashboard). */
+    apiKeyId: string | null;
     status?: DeliveryStatus | undefined;
-    limit: number;
-    cursor?: string | undefined;
   },
 ): Promise<{ deliveries: Delivery[]; nextCursor: string | null }> {
-  const beforeId = query.cursor ? decodeCursor(query.cursor) : undefined;
-  const rows = await listDeliveries(ctx.db, { ...query, beforeId });
-  const page = rows.slice(0, query.limit);
-  const last = page.at(-1);
-  return {
-    deliveries: page,
-    nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
-  };
+  const rows = await listDeliveries(ctx.db, { ...query, beforeId: beforeIdOf(query.cursor) });
+  const { items, nextCursor } = toPage(rows, query.limit);
+  return { deliveries: items, nextCursor };
 }

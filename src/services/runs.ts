@@ -20,6 +20,7 @@ import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { RunRequest } from "../schemas/runs";
 import type { ServiceContext } from "./context";
+import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
 import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
@@ -272,34 +273,16 @@ export interface RunPage {
 
 export async function listOwnedRuns(
   ctx: ServiceContext,
-  query: {
-    apiKeyId: string;
+  query: PageRequest & {
+    /** null: every key's runs (the admin's dashboard). */
+    apiKeyId: string | null;
     status?: RunStatus | undefined;
     scheduleId?: string | undefined;
-    limit: number;
-    cursor?: string | undefined;
   },
 ): Promise<RunPage> {
-  const beforeId = query.cursor ? decodeCursor(query.cursor) : undefined;
-  const rows = await listRunRows(ctx.db, { ...query, beforeId });
-  const page = rows.slice(0, query.limit);
-  const last = page.at(-1);
-  return { runs: page, nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null };
-}
-
-/** Cursors are opaque to clients; inside, the last id of the page (ids are time-ordered). */
-export function encodeCursor(id: string): string {
-  return btoa(id).replaceAll("=", "");
-}
-
-export function decodeCursor(cursor: string): string {
-  try {
-    const id = atob(cursor);
-    if (/^[a-z]+_[0-9A-Z]+$/.test(id)) return id;
-  } catch {
-    // fall through
-  }
-  throw validationFailed([{ path: "cursor", message: "not a cursor this API returned" }]);
+  const rows = await listRunRows(ctx.db, { ...query, beforeId: beforeIdOf(query.cursor) });
+  const { items, nextCursor } = toPage(rows, query.limit);
+  return { runs: items, nextCursor };
 }
 
 const WAIT_POLL_MS = 250;

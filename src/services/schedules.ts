@@ -19,8 +19,9 @@ import { newId } from "../ids";
 import type { RunRequest } from "../schemas/runs";
 import type { RunTemplate, ScheduleCreate, ScheduleUpdate } from "../schemas/schedules";
 import type { ServiceContext } from "./context";
+import { beforeIdOf, decodeCursor, encodeCursor, type PageRequest, toPage } from "./pages";
 import { checkCallbackUrl, checkRunRequest } from "./run-request";
-import { createRun, decodeCursor, encodeCursor, listOwnedRuns, type RunPage } from "./runs";
+import { createRun, listOwnedRuns, type RunPage } from "./runs";
 import { occurrenceIdempotencyKey } from "./schedule-occurrence";
 import { checkPlaceholders, placeholderValues, renderInput } from "./schedule-template";
 import { canonicalTimeZone, checkCron, checkTimeZone, nextOccurrence } from "./schedule-times";
@@ -108,16 +109,18 @@ export async function getOwnedSchedule(ctx: ServiceContext, apiKeyId: string, id
 
 export async function listOwnedSchedules(
   ctx: ServiceContext,
-  query: { apiKeyId: string; limit: number; cursor?: string | undefined },
+  query: PageRequest & {
+    /** null: every key's schedules (the admin's dashboard). */
+    apiKeyId: string | null;
+  },
 ): Promise<{ schedules: Schedule[]; nextCursor: string | null }> {
-  const beforeId = query.cursor ? decodeCursor(query.cursor) : undefined;
-  const rows = await listSchedules(ctx.db, { apiKeyId: query.apiKeyId, beforeId, limit: query.limit });
-  const page = rows.slice(0, query.limit);
-  const last = page.at(-1);
-  return {
-    schedules: page,
-    nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
-  };
+  const rows = await listSchedules(ctx.db, {
+    apiKeyId: query.apiKeyId,
+    beforeId: beforeIdOf(query.cursor),
+    limit: query.limit,
+  });
+  const { items, nextCursor } = toPage(rows, query.limit);
+  return { schedules: items, nextCursor };
 }
 
 /**

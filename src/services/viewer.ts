@@ -1,9 +1,9 @@
 // What a dashboard viewer may see and do: one API key sees its own runs, schedules and deliveries;
 // the admin sees every key's. An admin action on a resource is done as the resource's owner, through
 // the same owner-scoped verbs the API uses, so both paths keep one set of rules.
-import { type Delivery, type DeliveryStatus, findDelivery, listDeliveriesOfAllKeys } from "../db/deliveries";
-import { findRun, listRunsOfAllKeys, type Run, type RunStatus } from "../db/runs";
-import { findSchedule, listSchedulesOfAllKeys, type Schedule } from "../db/schedules";
+import { type Delivery, type DeliveryStatus, findDelivery } from "../db/deliveries";
+import { findRun, type Run, type RunStatus } from "../db/runs";
+import { findSchedule, type Schedule } from "../db/schedules";
 import { ApiError } from "../errors";
 import type { ServiceContext } from "./context";
 import {
@@ -13,7 +13,8 @@ import {
   retryDelivery,
 } from "./deliveries";
 import { listApiKeys } from "./keys";
-import { decodeCursor, encodeCursor, getOwnedRun, getRunTimeline, listOwnedRuns, type RunPage } from "./runs";
+import type { PageRequest } from "./pages";
+import { getOwnedRun, getRunTimeline, listOwnedRuns, type RunPage } from "./runs";
 import {
   getOwnedSchedule,
   listOwnedSchedules,
@@ -24,32 +25,15 @@ import {
 
 export type Viewer = { kind: "key"; apiKeyId: string } | { kind: "admin" };
 
-interface PageQuery {
-  limit: number;
-  cursor?: string | undefined;
-}
+/** Whose resources a list shows: the key's own, or (null) every key's for the admin. */
+const ownerOf = (viewer: Viewer): string | null => (viewer.kind === "key" ? viewer.apiKeyId : null);
 
-function page<T extends { id: string }>(rows: T[], limit: number): { items: T[]; nextCursor: string | null } {
-  const items = rows.slice(0, limit);
-  const last = items.at(-1);
-  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null };
-}
-
-const beforeId = (cursor: string | undefined) => (cursor ? decodeCursor(cursor) : undefined);
-
-export async function listRunsFor(
+export function listRunsFor(
   ctx: ServiceContext,
   viewer: Viewer,
-  query: PageQuery & { status?: RunStatus | undefined },
+  query: PageRequest & { status?: RunStatus | undefined },
 ): Promise<RunPage> {
-  if (viewer.kind === "key") return listOwnedRuns(ctx, { ...query, apiKeyId: viewer.apiKeyId });
-  const rows = await listRunsOfAllKeys(ctx.db, {
-    status: query.status,
-    beforeId: beforeId(query.cursor),
-    limit: query.limit,
-  });
-  const { items, nextCursor } = page(rows, query.limit);
-  return { runs: items, nextCursor };
+  return listOwnedRuns(ctx, { ...query, apiKeyId: ownerOf(viewer) });
 }
 
 /** The key that owns the run, if this viewer may see it; not_found otherwise, exactly as an unknown id. */
@@ -81,19 +65,12 @@ export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: s
   return { run, timeline, deliveries };
 }
 
-export async function listDeliveriesFor(
+export function listDeliveriesFor(
   ctx: ServiceContext,
   viewer: Viewer,
-  query: PageQuery & { status?: DeliveryStatus | undefined },
+  query: PageRequest & { status?: DeliveryStatus | undefined },
 ): Promise<{ deliveries: Delivery[]; nextCursor: string | null }> {
-  if (viewer.kind === "key") return listOwnedDeliveries(ctx, { ...query, apiKeyId: viewer.apiKeyId });
-  const rows = await listDeliveriesOfAllKeys(ctx.db, {
-    status: query.status,
-    beforeId: beforeId(query.cursor),
-    limit: query.limit,
-  });
-  const { items, nextCursor } = page(rows, query.limit);
-  return { deliveries: items, nextCursor };
+  return listOwnedDeliveries(ctx, { ...query, apiKeyId: ownerOf(viewer) });
 }
 
 export async function retryDeliveryFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Delivery> {
@@ -103,15 +80,12 @@ export async function retryDeliveryFor(ctx: ServiceContext, viewer: Viewer, id: 
   return retryDelivery(ctx, delivery.api_key_id, id);
 }
 
-export async function listSchedulesFor(
+export function listSchedulesFor(
   ctx: ServiceContext,
   viewer: Viewer,
-  query: PageQuery,
+  query: PageRequest,
 ): Promise<{ schedules: Schedule[]; nextCursor: string | null }> {
-  if (viewer.kind === "key") return listOwnedSchedules(ctx, { ...query, apiKeyId: viewer.apiKeyId });
-  const rows = await listSchedulesOfAllKeys(ctx.db, { beforeId: beforeId(query.cursor), limit: query.limit });
-  const { items, nextCursor } = page(rows, query.limit);
-  return { schedules: items, nextCursor };
+  return listOwnedSchedules(ctx, { ...query, apiKeyId: ownerOf(viewer) });
 }
 
 async function scheduleOwner(ctx: ServiceContext, viewer: Viewer, id: string): Promise<string> {

@@ -1,0 +1,30 @@
+// One page of a list, the same way for every table: newest first (ids are time-ordered), the rows
+// matching every filter that is set, below the previous page's last id, and one row more than the
+// page so the caller knows whether another page follows.
+
+export type PagedTable = "runs" | "deliveries" | "schedules";
+
+export interface PageQuery {
+  /** Column → value; an undefined value is no filter. Column names come from code, never from input. */
+  filters: Record<string, string | null | undefined>;
+  beforeId?: string | undefined;
+  limit: number;
+}
+
+export function pageStatement(db: D1Database, table: PagedTable, query: PageQuery): D1PreparedStatement {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  for (const [column, value] of Object.entries(query.filters)) {
+    if (value === undefined || value === null) continue;
+    where.push(`${column} = ?`);
+    params.push(value);
+  }
+  if (query.beforeId) {
+    where.push("id < ?");
+    params.push(query.beforeId);
+  }
+  const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  return db
+    .prepare(`SELECT * FROM ${table} ${filter} ORDER BY id DESC LIMIT ?`)
+    .bind(...params, query.limit + 1);
+}
