@@ -22,6 +22,18 @@ const RUN_ROUTES: RouteCase[] = [
   { method: "GET", path: ({ run }) => `/v1/runs/${run}/progress` },
   { method: "GET", path: () => "/v1/deliveries" },
   { method: "POST", path: () => "/v1/deliveries/dlv_x/retry" },
+  {
+    method: "POST",
+    path: () => "/v1/schedules",
+    body: { name: "daily", cron: "0 9 * * *", timezone: "UTC", template: TEXT_RUN },
+  },
+  { method: "GET", path: () => "/v1/schedules" },
+  { method: "GET", path: () => "/v1/schedules/sch_x" },
+  { method: "PATCH", path: () => "/v1/schedules/sch_x", body: { enabled: false } },
+  { method: "DELETE", path: () => "/v1/schedules/sch_x" },
+  { method: "POST", path: () => "/v1/schedules/sch_x/trigger" },
+  { method: "GET", path: () => "/v1/schedules/sch_x/runs" },
+  { method: "GET", path: () => "/v1/schedules/sch_x/occurrences" },
 ];
 
 function send(route: RouteCase, ids: { run: string }, headers: Record<string, string>) {
