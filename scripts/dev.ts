@@ -19,7 +19,8 @@ const realParallel = env.PARALLEL_API_KEY
   : undefined;
 // A minute of (simulated) time between ticks: with the simulator at 0.01 that is a tick a second.
 const tickSeconds = Number(env.TICK_SECONDS ?? Math.max(1, Math.round(60 * (realParallel ? 1 : timeScale))));
-const stateDir = join(ROOT, ".wrangler");
+// Local D1 and the dev key live here; LOCAL_STATE_DIR lets a test run beside a developer's stack.
+const stateDir = env.LOCAL_STATE_DIR ?? join(ROOT, ".wrangler");
 const devKeyFile = join(stateDir, "taskrelay-dev-key.json");
 
 for (const [name, value] of Object.entries({
