@@ -55,9 +55,7 @@ function collect(line: string) {
 }
 
 function d1Since(mark: number, runs: number) {
-  const events = relayEvents
-    .slice(mark)
-    .filter((e) => ["http.request", "http.background", "cron.tick"].includes(e.event));
+  const events = relayEvents.slice(mark).filter((e) => ["http.request", "cron.tick"].includes(e.event));
   const sum = (field: "d1_rows_read" | "d1_rows_written" | "d1_queries") =>
     events.reduce((s, e) => s + (e[field] ?? 0), 0);
   return {

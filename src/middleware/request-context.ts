@@ -1,9 +1,8 @@
 // Per request: an id (echoed as `x-request-id` and in every error), a logger that carries it, the
-// service context, and one wide log line with the outcome, latency, D1 cost and the steps taken —
-// plus one for the work done after the response, if there was any.
+// service context, and one wide log line with the outcome, latency, D1 cost and the steps taken,
+// the work done after the response included.
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env";
-import { usageSince } from "../db/metered";
 import { readConfig } from "../env";
 import { newId } from "../ids";
 import { createGatheringLogger } from "../log";
@@ -20,27 +19,17 @@ export function requestContext() {
     const services = createServiceContext(c.env, c.executionCtx, { log });
     c.set("services", services);
     await next();
-    const path = c.req.routePath;
-    log.flush("http.request", {
+    // One line per request, written once the work it left for after the response (result fetch,
+    // delivery) has settled too: latency_ms is the response's, background_ms the whole request's.
+    const fields = {
       method: c.req.method,
-      path,
+      path: c.req.routePath,
       status: c.res.status,
       latency_ms: Date.now() - started,
-      ...services.usage,
-    });
-    // Work finished after the response (result fetch, delivery) is logged with its own D1 cost.
-    const atResponse = { ...services.usage };
+    };
     c.executionCtx.waitUntil(
       services.settled().then(() => {
-        const background = usageSince(services.usage, atResponse);
-        if (background.d1_queries > 0) {
-          log.flush("http.background", {
-            method: c.req.method,
-            path,
-            latency_ms: Date.now() - started,
-            ...background,
-          });
-        }
+        log.flush("http.request", { ...fields, background_ms: Date.now() - started, ...services.usage });
         log.close();
       }),
     );

@@ -40,7 +40,19 @@ export interface ParallelGateway {
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
+// One gateway per configuration and isolate: building the SDK client costs as much as a call.
+const gateways = new WeakMap<Config, ParallelGateway>();
+
 export function createParallelGateway(config: Config): ParallelGateway {
+  let gateway = gateways.get(config);
+  if (!gateway) {
+    gateway = buildGateway(config);
+    gateways.set(config, gateway);
+  }
+  return gateway;
+}
+
+function buildGateway(config: Config): ParallelGateway {
   const client = new Parallel({
     apiKey: requireSetting(config, "PARALLEL_API_KEY"),
     baseURL: config.PARALLEL_BASE_URL,
