@@ -79,6 +79,8 @@ async function main() {
     timeScale: TIME_SCALE,
     persistDir,
     simEnv: { SIM_SEED: "42" },
+    // Local, not the free plan's 50-subrequest invocations: sweep 100 overdue runs in one tick or two.
+    relayVars: { SWEEP_BATCH_SIZE: "50" },
     onOutput: collect,
   });
   const bare = await startWranglerDev(join(ROOT, "scripts", "bench", "bare-worker.toml"), await freePort());

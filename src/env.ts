@@ -47,8 +47,13 @@ const configSchema = z.object({
    */
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
-  /** Rows each sweeper job takes per tick; the default keeps a tick within the free plan's 50 subrequests. */
-  SWEEP_BATCH_SIZE: positiveInt(10),
+  /**
+   * Rows each sweeper job takes per tick. A full batch costs at most 8 outbound requests per row across
+   * the jobs (resubmit 1, poll 3 with its result fetch and one quick retry, fetch results 2, delivery 1,
+   * schedule 1), so the default 6 keeps a tick within the free plan's 50 subrequests. Raise it on the
+   * Paid plan for faster recovery of large backlogs.
+   */
+  SWEEP_BATCH_SIZE: positiveInt(6),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
   SUBMIT_MAX_ATTEMPTS: positiveInt(8),
   /** The least severe log level written: info (default) logs every step, warn only trouble. */
