@@ -30,6 +30,17 @@ const SchemaDefinition = z
     }
   });
 
+/** The output schema the documentation's examples use. */
+const EXAMPLE_OUTPUT_SCHEMA = {
+  type: "json",
+  json_schema: {
+    type: "object",
+    properties: { gdp: { type: "string", description: "GDP in USD, e.g. '$3.1 trillion (2023)'" } },
+    required: ["gdp"],
+    additionalProperties: false,
+  },
+};
+
 export const TaskSpecSchema = z
   .object({
     output_schema: z.union([z.string(), SchemaDefinition]).openapi({
@@ -43,15 +54,7 @@ export const TaskSpecSchema = z
   .strict()
   .openapi("TaskSpec", {
     example: {
-      output_schema: {
-        type: "json",
-        json_schema: {
-          type: "object",
-          properties: { gdp: { type: "string", description: "GDP in USD, e.g. '$3.1 trillion (2023)'" } },
-          required: ["gdp"],
-          additionalProperties: false,
-        },
-      },
+      output_schema: EXAMPLE_OUTPUT_SCHEMA,
     },
   });
 
@@ -136,15 +139,7 @@ export const RunRequestSchema = z
       processor: "base",
       input: "What was the GDP of France in 2023?",
       task_spec: {
-        output_schema: {
-          type: "json",
-          json_schema: {
-            type: "object",
-            properties: { gdp: { type: "string", description: "GDP in USD, e.g. '$3.1 trillion (2023)'" } },
-            required: ["gdp"],
-            additionalProperties: false,
-          },
-        },
+        output_schema: EXAMPLE_OUTPUT_SCHEMA,
       },
       metadata: { customer: "acme" },
       callback: { url: "https://example.com/hooks/taskrelay" },
