@@ -48,10 +48,11 @@ const configSchema = z.object({
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
   /**
-   * Rows each sweeper job takes per tick. A full batch costs at most 8 outbound requests per row across
-   * the jobs (resubmit 1, poll 3 with its result fetch and one quick retry, fetch results 2, delivery 1,
-   * schedule 1), so the default 6 keeps a tick within the free plan's 50 subrequests. Raise it on the
-   * Paid plan for faster recovery of large backlogs.
+   * Rows each sweeper job takes per tick. A row usually costs one outbound request per job (a create,
+   * a poll, a result fetch, a delivery attempt), so six full batches stay within the free plan's 50
+   * subrequests per invocation. In the worst case (a poll that finds the run done, fetches its result
+   * twice and delivers it twice) a tick can go past it; Workers then refuses the extra fetches and
+   * those steps are retried on the next tick. Raise it on the Paid plan to work off backlogs faster.
    */
   SWEEP_BATCH_SIZE: positiveInt(6),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),

@@ -4,6 +4,7 @@ import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { runFetchResults } from "./jobs/fetch-results";
+import { runFinishRuns } from "./jobs/finish-runs";
 import { runFireSchedules } from "./jobs/fire-schedules";
 import { runPollRuns } from "./jobs/poll-runs";
 import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
@@ -18,6 +19,7 @@ export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [
   { name: "resubmit_runs", run: runResubmitRuns },
   { name: "poll_runs", run: runPollRuns },
   { name: "fetch_results", run: runFetchResults },
+  { name: "finish_runs", run: runFinishRuns },
   { name: "prune_webhook_events", run: runPruneWebhookEvents },
   { name: "fire_schedules", run: runFireSchedules },
   { name: "retry_deliveries", run: runRetryDeliveries },

@@ -297,6 +297,8 @@ export function claimDueRuns(
   now: string,
   leaseUntil: string,
   limit: number,
+  /** A further condition on the due rows, for jobs that share a status (SQL written in code). */
+  also = "1",
 ): D1PreparedStatement {
   const placeholders = statuses.map(() => "?").join(", ");
   return db
@@ -305,7 +307,7 @@ export function claimDueRuns(
        WHERE id IN (
          SELECT id FROM runs
          WHERE status IN (${placeholders}) AND next_sweep_at <= ?
-           AND (lease_until IS NULL OR lease_until <= ?)
+           AND (lease_until IS NULL OR lease_until <= ?) AND (${also})
          ORDER BY next_sweep_at
          LIMIT ?
        )
@@ -320,8 +322,28 @@ export async function claimDueRunRows(
   now: string,
   leaseUntil: string,
   limit: number,
+  also?: string,
 ): Promise<Run[]> {
-  return allRuns(claimDueRuns(db, statuses, now, leaseUntil, limit));
+  return allRuns(claimDueRuns(db, statuses, now, leaseUntil, limit, also));
+}
+
+/** A completed run whose result is still to be fetched (as opposed to one still to be finished). */
+export const RESULT_MISSING_SQL = "result_stored_at IS NULL";
+/** A terminal run whose finishing (schedule bookkeeping, delivery) is due: results stored first. */
+export const READY_TO_FINISH_SQL = "status <> 'completed' OR result_stored_at IS NOT NULL";
+
+/**
+ * Marks a run's finishing done: nothing is due for it any more. Guarded by the status it was
+ * finished in, so a late completion of an expired run (due for its result fetch) is left alone.
+ */
+export function clearFinishDue(db: D1Database, run: Pick<Run, "id" | "status">): D1PreparedStatement {
+  // Bookkeeping only: updated_at keeps the time of the run's last visible change.
+  return db
+    .prepare(
+      `UPDATE runs SET next_sweep_at = NULL, lease_until = NULL
+       WHERE id = ? AND status = ? AND (${READY_TO_FINISH_SQL})`,
+    )
+    .bind(run.id, run.status);
 }
 
 /** Takes the lease on one run for fetching its result, if nobody holds it and the result is still missing. */

@@ -16,7 +16,7 @@ import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
 import { onRunFinished } from "./run-finished";
-import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -60,8 +60,9 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   if (terminal) {
     changes.finished_at = at;
     changes.attempts = 0;
-    // Completed: the result fetch is due now (the sweeper's safety net if the fast path dies).
-    changes.next_sweep_at = state.status === "completed" ? at : null;
+    // Completed: the result fetch is due now; otherwise finishing is (both the sweeper's safety net
+    // should the fast path die).
+    changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(now);
     // A late completion of an expired run clears the expiry.
     changes.error = state.status === "completed" ? null : parallelError(state);
     // A submission still in flight has lost its purpose: the run exists and has finished.
@@ -182,7 +183,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         output: output as unknown as Record<string, unknown>,
         warnings: taskRun.warnings ?? run.warnings,
         result_stored_at: at,
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
       },
       { kind: "result_fetched", detail: { output_type: output.type } },
@@ -207,7 +208,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
           code: "parallel_failed",
           message: `Parallel has no result for this run: ${outcome.message}`,
         },
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
       },
       {
@@ -230,7 +231,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
       {
         status: "failed",
         error: { code: "result_unavailable", message },
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
         attempts: attempt,
       },

@@ -1,7 +1,8 @@
 // The one hook point between the run pipeline and callback delivery: called once a run is terminal
 // and, when it completed, its result is stored. Every path that finishes a run ends here: the
-// webhook, the poller, a rejected or failed submission, expiry.
-import type { Run } from "../db/runs";
+// webhook, the poller, a rejected or failed submission, expiry — and the sweeper's finish_runs job,
+// which redoes it for a run whose finishing was cut off (each step below is idempotent).
+import { clearFinishDue, type Run } from "../db/runs";
 import type { ServiceContext } from "./context";
 import { startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
@@ -10,11 +11,14 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
   // A scheduled run updates its schedule first; with notify: on_change an unchanged output is kept
   // (the run shows output_changed: false) but not delivered.
   let finished = run;
+  let notify = true;
   if (run.schedule_id) {
     const outcome = await onScheduledRunFinished(ctx, run);
-    if (!outcome.notify) return;
+    notify = outcome.notify;
     finished = outcome.run;
   }
   // A run with a callback URL gets one delivery per event; it is sent after the response.
-  await startRunDelivery(ctx, finished);
+  if (notify) await startRunDelivery(ctx, finished);
+  // Only now is nothing left to do for the run: until here the sweeper would finish it again.
+  await clearFinishDue(ctx.db, run).run();
 }

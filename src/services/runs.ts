@@ -23,7 +23,7 @@ import type { ServiceContext } from "./context";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
-import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
 
 export const WEBHOOK_PATH = "/webhooks/parallel";
 
@@ -183,7 +183,7 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
         status: "rejected",
         error: { code: "parallel_rejected", message, detail: outcome.status },
         finished_at: at,
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
         attempts: attempt,
       },
@@ -205,7 +205,7 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
         status: "failed",
         error: { code: "submit_failed", message },
         finished_at: at,
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
         attempts: attempt,
       },

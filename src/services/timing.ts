@@ -9,6 +9,13 @@ const MINUTE = 60 * SECOND;
 /** How long a worker owns a run's next step. Not scaled: it must outlast a real call to Parallel. */
 export const LEASE_MS = 30 * SECOND;
 export const MAX_POLL_INTERVAL_MS = 30 * MINUTE;
+
+/**
+ * A finished run stays due this long after it finished: if the worker finishing it (schedule
+ * bookkeeping, creating its delivery) dies, the sweeper's finish_runs job does it again. Cleared
+ * once onRunFinished is done. Not scaled, as it must outlast the invocation doing the work.
+ */
+export const finishDueAt = (finishedAt: Date): string => addMs(finishedAt, LEASE_MS).toISOString();
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 

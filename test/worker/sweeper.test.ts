@@ -1,6 +1,6 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import { ACTIVE_STATUSES, claimDueRuns } from "../../src/db/runs";
@@ -8,12 +8,13 @@ import { readConfig } from "../../src/env";
 import { findProcessor } from "../../src/parallel/processors";
 import { claimAndFetchResult } from "../../src/services/completion";
 import { createServiceContext } from "../../src/services/context";
-import { deadlineAt, firstPollAt } from "../../src/services/timing";
+import { deadlineAt, finishDueAt, firstPollAt } from "../../src/services/timing";
 import {
   api,
   createTenant,
   expectJson,
   fakeParallel,
+  JSON_OUTPUT,
   parallelError,
   postJson,
   resultReply,
@@ -21,6 +22,7 @@ import {
   type Tenant,
   taskRun,
 } from "./harness";
+import { network } from "./setup";
 
 const MINUTE = 60_000;
 
@@ -64,6 +66,8 @@ const baseMaxLatency = findProcessor("base")?.maxLatencyMs ?? 0;
 // D1 is shared by the tests of a file; a sweep sees every due run, so each test starts empty.
 beforeEach(async () => {
   await env.DB.batch([
+    env.DB.prepare("DELETE FROM delivery_attempts"),
+    env.DB.prepare("DELETE FROM deliveries"),
     env.DB.prepare("DELETE FROM run_events"),
     env.DB.prepare("DELETE FROM webhook_events"),
     env.DB.prepare("DELETE FROM runs"),
@@ -217,6 +221,66 @@ describe("the sweeper", () => {
     ]);
     expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(1);
     expect((await getRun(tenant, created.id)).result_available).toBe(true);
+  });
+
+  it("finishes a run whose finishing was cut off: the delivery is created and sent by the sweeper", async () => {
+    const tenant = await createTenant();
+    fakeParallel();
+    const received: string[] = [];
+    network.use(
+      http.post("https://receiver.test/hook", async ({ request }) => {
+        received.push(((await request.json()) as { data: { run: { id: string } } }).data.run.id);
+        return new HttpResponse(null, { status: 204 });
+      }),
+    );
+    const run = await expectJson<{ id: string }>(
+      await postJson(
+        "/v1/runs",
+        { ...TEXT_RUN, callback: { url: "https://receiver.test/hook" } },
+        tenant.auth,
+      ),
+      202,
+    );
+    // The worker stored the result, then died before onRunFinished: no delivery, still due.
+    const finishedAt = new Date();
+    await env.DB.prepare(
+      "UPDATE runs SET status = 'completed', finished_at = ?, result_stored_at = ?, output = ?, next_sweep_at = ?, lease_until = NULL WHERE id = ?",
+    )
+      .bind(
+        finishedAt.toISOString(),
+        finishedAt.toISOString(),
+        JSON.stringify(JSON_OUTPUT),
+        finishDueAt(finishedAt),
+        run.id,
+      )
+      .run();
+
+    expect(await tick(new Date(finishedAt.getTime() + 1000))).toMatchObject({ finish_runs: { claimed: 0 } });
+    expect(received).toEqual([]);
+    expect(await tick(new Date(finishedAt.getTime() + 31_000))).toMatchObject({
+      finish_runs: { claimed: 1, finished: 1 },
+    });
+    expect(received).toEqual([run.id]);
+    const row = await env.DB.prepare("SELECT next_sweep_at FROM runs WHERE id = ?")
+      .bind(run.id)
+      .first<{ next_sweep_at: string | null }>();
+    expect(row?.next_sweep_at).toBeNull();
+    expect(await tick(new Date(finishedAt.getTime() + 120_000))).toMatchObject({
+      finish_runs: { claimed: 0 },
+    });
+    expect(received).toEqual([run.id]);
+  });
+
+  it("leaves nothing due once a run is finished on the fast path", async () => {
+    const tenant = await createTenant();
+    parallelReporting("completed");
+    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    await tick(firstPollAt(config, "base", new Date(Date.now() + 1000)));
+    expect((await getRun(tenant, run.id)).result_available).toBe(true);
+    const row = await env.DB.prepare("SELECT next_sweep_at FROM runs WHERE id = ?")
+      .bind(run.id)
+      .first<{ next_sweep_at: string | null }>();
+    expect(row?.next_sweep_at).toBeNull();
   });
 
   it("forgets webhook ids after the replay window", async () => {

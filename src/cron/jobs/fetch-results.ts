@@ -1,6 +1,6 @@
 // Job 3: completed runs whose result is not stored yet (the webhook path's fetch failed, was
 // throttled, or its worker died): fetch again, with backoff.
-import { claimDueRunRows } from "../../db/runs";
+import { claimDueRunRows, RESULT_MISSING_SQL } from "../../db/runs";
 import { fetchAndStoreResult } from "../../services/completion";
 import type { ServiceContext } from "../../services/context";
 import { addMs, LEASE_MS } from "../../services/timing";
@@ -13,6 +13,7 @@ export async function runFetchResults(ctx: ServiceContext, now: Date) {
     now.toISOString(),
     addMs(now, LEASE_MS).toISOString(),
     ctx.config.SWEEP_BATCH_SIZE,
+    RESULT_MISSING_SQL,
   );
   return processClaimed(ctx, "fetch_results", claimed, async (run) => {
     const after = await fetchAndStoreResult(ctx, run);

@@ -5,7 +5,7 @@ import { ACTIVE_STATUSES, changeRun, claimDueRunRows, type Run } from "../../db/
 import { applyParallelStatus, fetchAndStoreResult, isParallelTerminal } from "../../services/completion";
 import type { ServiceContext } from "../../services/context";
 import { onRunFinished } from "../../services/run-finished";
-import { addMs, LEASE_MS, nextPollAt, retryAt } from "../../services/timing";
+import { addMs, finishDueAt, LEASE_MS, nextPollAt, retryAt } from "../../services/timing";
 import { processClaimed } from "../each-claimed";
 
 type PollOutcome = "finished" | "still_active" | "expired" | "retry" | "lost_race";
@@ -68,7 +68,7 @@ async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise<PollOu
         status: "expired",
         error: { code: "expired", message },
         finished_at: at,
-        next_sweep_at: null,
+        next_sweep_at: finishDueAt(now),
         lease_until: null,
       },
       { kind: "expired", detail: { parallel_status: state.status } },
