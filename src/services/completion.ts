@@ -62,7 +62,7 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
     changes.attempts = 0;
     // Completed: the result fetch is due now; otherwise finishing is (both the sweeper's safety net
     // should the fast path die).
-    changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(now);
+    changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(run, now);
     // A late completion of an expired run clears the expiry.
     changes.error = state.status === "completed" ? null : parallelError(state);
     // A submission still in flight has lost its purpose: the run exists and has finished.
@@ -183,7 +183,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         output: output as unknown as Record<string, unknown>,
         warnings: taskRun.warnings ?? run.warnings,
         result_stored_at: at,
-        next_sweep_at: finishDueAt(now),
+        next_sweep_at: finishDueAt(run, now),
         lease_until: null,
       },
       { kind: "result_fetched", detail: { output_type: output.type } },
@@ -208,7 +208,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
           code: "parallel_failed",
           message: `Parallel has no result for this run: ${outcome.message}`,
         },
-        next_sweep_at: finishDueAt(now),
+        next_sweep_at: finishDueAt(run, now),
         lease_until: null,
       },
       {
@@ -231,7 +231,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
       {
         status: "failed",
         error: { code: "result_unavailable", message },
-        next_sweep_at: finishDueAt(now),
+        next_sweep_at: finishDueAt(run, now),
         lease_until: null,
         attempts: attempt,
       },

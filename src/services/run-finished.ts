@@ -8,6 +8,8 @@ import { startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
+  // Nothing to notify or to record: the run was left with nothing due (see finishDueAt).
+  if (!run.callback_url && !run.schedule_id) return;
   // A scheduled run updates its schedule first; with notify: on_change an unchanged output is kept
   // (the run shows output_changed: false) but not delivered.
   let finished = run;

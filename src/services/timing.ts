@@ -11,11 +11,17 @@ export const LEASE_MS = 30 * SECOND;
 export const MAX_POLL_INTERVAL_MS = 30 * MINUTE;
 
 /**
- * A finished run stays due this long after it finished: if the worker finishing it (schedule
- * bookkeeping, creating its delivery) dies, the sweeper's finish_runs job does it again. Cleared
- * once onRunFinished is done. Not scaled, as it must outlast the invocation doing the work.
+ * A finished run with something left to do (schedule bookkeeping, creating its delivery) stays due
+ * this long after it finished: if the worker doing it dies, the sweeper's finish_runs job does it
+ * again. Cleared once onRunFinished is done. Not scaled: it must outlast the invocation doing the
+ * work. A run with neither a callback nor a schedule has nothing left: nothing is due.
  */
-export const finishDueAt = (finishedAt: Date): string => addMs(finishedAt, LEASE_MS).toISOString();
+export function finishDueAt(
+  run: { callback_url: string | null; schedule_id: string | null },
+  finishedAt: Date,
+): string | null {
+  return run.callback_url || run.schedule_id ? addMs(finishedAt, LEASE_MS).toISOString() : null;
+}
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 

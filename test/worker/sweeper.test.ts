@@ -250,7 +250,7 @@ describe("the sweeper", () => {
         finishedAt.toISOString(),
         finishedAt.toISOString(),
         JSON.stringify(JSON_OUTPUT),
-        finishDueAt(finishedAt),
+        finishDueAt({ callback_url: "https://receiver.test/hook", schedule_id: null }, finishedAt),
         run.id,
       )
       .run();
@@ -271,16 +271,27 @@ describe("the sweeper", () => {
     expect(received).toEqual([run.id]);
   });
 
-  it("leaves nothing due once a run is finished on the fast path", async () => {
+  it("leaves nothing due once a run is finished on the fast path, callback or not", async () => {
     const tenant = await createTenant();
     parallelReporting("completed");
-    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    network.use(http.post("https://receiver.test/hook", () => new HttpResponse(null, { status: 204 })));
+    const plain = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    const withCallback = await expectJson<{ id: string }>(
+      await postJson(
+        "/v1/runs",
+        { ...TEXT_RUN, callback: { url: "https://receiver.test/hook" } },
+        tenant.auth,
+      ),
+      202,
+    );
     await tick(firstPollAt(config, "base", new Date(Date.now() + 1000)));
-    expect((await getRun(tenant, run.id)).result_available).toBe(true);
-    const row = await env.DB.prepare("SELECT next_sweep_at FROM runs WHERE id = ?")
-      .bind(run.id)
-      .first<{ next_sweep_at: string | null }>();
-    expect(row?.next_sweep_at).toBeNull();
+    for (const run of [plain, withCallback]) {
+      expect((await getRun(tenant, run.id)).result_available).toBe(true);
+      const row = await env.DB.prepare("SELECT next_sweep_at FROM runs WHERE id = ?")
+        .bind(run.id)
+        .first<{ next_sweep_at: string | null }>();
+      expect(row?.next_sweep_at, run.id).toBeNull();
+    }
   });
 
   it("forgets webhook ids after the replay window", async () => {

@@ -68,7 +68,7 @@ async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise<PollOu
         status: "expired",
         error: { code: "expired", message },
         finished_at: at,
-        next_sweep_at: finishDueAt(now),
+        next_sweep_at: finishDueAt(run, now),
         lease_until: null,
       },
       { kind: "expired", detail: { parallel_status: state.status } },
