@@ -362,12 +362,3 @@ export function claimResultFetchStatement(
     )
     .bind(leaseUntil, now, id, now);
 }
-
-export function claimResultFetch(
-  db: D1Database,
-  id: string,
-  now: string,
-  leaseUntil: string,
-): Promise<Run | null> {
-  return firstRun(claimResultFetchStatement(db, id, now, leaseUntil));
-}

@@ -4,7 +4,6 @@
 import { z } from "zod";
 import {
   changeRun,
-  claimResultFetch,
   findRun,
   findRunByParallelId,
   type Run,
@@ -16,7 +15,7 @@ import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
 import { onRunFinished } from "./run-finished";
-import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import { deadlineAt, finishDueAt, firstPollAt, retryAt } from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -135,23 +134,6 @@ export async function findRunForParallelState(
   // A run of ours already bound to another Parallel run (a resubmission after a lost create): not this one.
   if (!byMetadata || (byMetadata.parallel_run_id && byMetadata.parallel_run_id !== state.run_id)) return null;
   return { run: byMetadata, matchedBy: "metadata" };
-}
-
-/**
- * Claims the result fetch of a completed run and performs it. Returns false when another worker
- * holds the claim or the result is already stored.
- */
-export async function claimAndFetchResult(ctx: ServiceContext, runId: string): Promise<boolean> {
-  const now = ctx.now();
-  const claimed = await claimResultFetch(
-    ctx.db,
-    runId,
-    now.toISOString(),
-    addMs(now, LEASE_MS).toISOString(),
-  );
-  if (!claimed) return false;
-  await fetchAndStoreResult(ctx, claimed);
-  return true;
 }
 
 const RESULT_TIMEOUT_SECONDS = 10;

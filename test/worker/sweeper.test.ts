@@ -5,9 +5,8 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import { ACTIVE_STATUSES, claimDueRuns } from "../../src/db/runs";
 import { readConfig } from "../../src/env";
+import worker from "../../src/index";
 import { findProcessor } from "../../src/parallel/processors";
-import { claimAndFetchResult } from "../../src/services/completion";
-import { createServiceContext } from "../../src/services/context";
 import { deadlineAt, finishDueAt, firstPollAt } from "../../src/services/timing";
 import {
   api,
@@ -18,9 +17,11 @@ import {
   parallelError,
   postJson,
   resultReply,
+  signWebhook,
   TEXT_RUN,
   type Tenant,
   taskRun,
+  webhookBody,
 } from "./harness";
 import { network } from "./setup";
 
@@ -195,30 +196,45 @@ describe("the sweeper", () => {
     expect((await getRun(tenant, run.id)).result_available).toBe(true);
   });
 
-  it("fetches a result once when the webhook's fetch and the sweeper's race", async () => {
+  it("fetches a result once when a webhook arrives while the poller holds the run", async () => {
     const tenant = await createTenant();
     const parallel = fakeParallel({
-      result: async (call) => {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        return resultReply(call.path.split("/")[4] ?? "");
+      // Parallel answers the poll slowly: the webhook lands while the poller holds the run's lease.
+      retrieve: async (call) => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return HttpResponse.json(
+          taskRun({ run_id: call.path.split("/")[4] ?? "", status: "completed", is_active: false }),
+        );
       },
+      result: (call) => resultReply(call.path.split("/")[4] ?? ""),
     });
     const created = await expectJson<{ id: string; parallel_run_id: string }>(
       await postJson("/v1/runs", TEXT_RUN, tenant.auth),
       202,
     );
-    // The webhook recorded completion, and its background fetch and a sweeper tick start together.
-    await env.DB.prepare(
-      "UPDATE runs SET status = 'completed', finished_at = ?, next_sweep_at = ? WHERE id = ?",
-    )
-      .bind(new Date().toISOString(), new Date().toISOString(), created.id)
-      .run();
-    const ctx = createServiceContext(env, createExecutionContext());
-    await Promise.all([
-      claimAndFetchResult(ctx, created.id),
-      tick(new Date(Date.now() + 1000)),
-      claimAndFetchResult(ctx, created.id),
+    const body = webhookBody({ run_id: created.parallel_run_id, status: "completed" });
+    const webhook = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const ctx = createExecutionContext();
+      const response = await worker.fetch(
+        new Request("https://relay.test/webhooks/parallel", {
+          method: "POST",
+          headers: signWebhook(body),
+          body,
+        }),
+        env,
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return response.status;
+    };
+    const [, status] = await Promise.all([
+      tick(firstPollAt(config, "base", new Date(Date.now() + 1000))),
+      webhook(),
     ]);
+    expect(status).toBe(200);
+    // A later tick finds nothing left to fetch.
+    await tick(new Date(Date.now() + 60 * MINUTE));
     expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(1);
     expect((await getRun(tenant, created.id)).result_available).toBe(true);
   });
