@@ -1,8 +1,10 @@
 // Works through a job's claimed rows concurrently (a tick then takes about one slow call, not the
 // sum of them) and counts the outcomes. A step that throws is counted as an error and logged; its
 // lease runs out and a later tick redoes it.
+import { claimDueRunRows, type Run, type RunStatus } from "../db/runs";
 import { describeError } from "../log";
 import type { ServiceContext } from "../services/context";
+import { addMs, LEASE_MS } from "../services/timing";
 
 export async function processClaimed<T extends { id: string }, Outcome extends string>(
   ctx: ServiceContext,
@@ -21,4 +23,26 @@ export async function processClaimed<T extends { id: string }, Outcome extends s
     }
   }
   return summary;
+}
+
+/**
+ * One sweeper job over runs: claims up to SWEEP_BATCH_SIZE due runs in `statuses` (and matching
+ * `also`, for jobs sharing a status) with a lease, and works them with `step`.
+ */
+export async function sweepDueRuns<Outcome extends string>(
+  ctx: ServiceContext,
+  now: Date,
+  job: string,
+  due: { statuses: readonly RunStatus[]; also?: string },
+  step: (run: Run) => Promise<Outcome>,
+) {
+  const claimed = await claimDueRunRows(
+    ctx.db,
+    due.statuses,
+    now.toISOString(),
+    addMs(now, LEASE_MS).toISOString(),
+    ctx.config.SWEEP_BATCH_SIZE,
+    due.also,
+  );
+  return processClaimed(ctx, job, claimed, step);
 }

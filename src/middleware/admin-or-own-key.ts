@@ -4,7 +4,7 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env";
 import { findActiveKeyByHash } from "../db/keys";
 import { ApiError } from "../errors";
-import { sha256Hex } from "../ids";
+import { hashApiKey } from "../services/keys";
 import { bearerToken, sameSecret } from "./auth";
 
 export function requireAdminOrOwnKey() {
@@ -19,7 +19,7 @@ export function requireAdminOrOwnKey() {
     const admin = c.var.services.config.ADMIN_TOKEN;
     if (admin && (await sameSecret(token, admin))) return next();
 
-    const key = await findActiveKeyByHash(c.var.services.db, await sha256Hex(token));
+    const key = await findActiveKeyByHash(c.var.services.db, await hashApiKey(token));
     if (!key)
       throw new ApiError("unauthorized", "This token is neither the admin token nor an active API key.");
     const target = c.req.param("id");

@@ -4,7 +4,7 @@ import type { AppEnv } from "../app-env";
 import { findActiveKeyByHash } from "../db/keys";
 import { requireSetting } from "../env";
 import { ApiError } from "../errors";
-import { sha256Hex } from "../ids";
+import { hashApiKey } from "../services/keys";
 
 export function bearerToken(header: string | undefined): string | null {
   const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
@@ -17,7 +17,7 @@ export function requireApiKey() {
     if (!token) {
       throw new ApiError("unauthorized", "Send your taskrelay API key as `Authorization: Bearer <key>`.");
     }
-    const key = await findActiveKeyByHash(c.var.services.db, await sha256Hex(token));
+    const key = await findActiveKeyByHash(c.var.services.db, await hashApiKey(token));
     if (!key) throw new ApiError("unauthorized", "This API key is unknown or has been revoked.");
     c.set("apiKey", key);
     await next();

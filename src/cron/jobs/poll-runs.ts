@@ -1,24 +1,17 @@
 // Job 2 (and the expiry check): active runs whose webhook is overdue. One GET each; a terminal
 // status is processed exactly as a webhook would be; otherwise the next poll backs off. A run past
 // its deadline that Parallel still reports active gets this one last check and is expired.
-import { ACTIVE_STATUSES, changeRun, claimDueRunRows, type Run } from "../../db/runs";
+import { ACTIVE_STATUSES, changeRun, type Run } from "../../db/runs";
 import { applyParallelStatus, fetchAndStoreResult, isParallelTerminal } from "../../services/completion";
 import type { ServiceContext } from "../../services/context";
 import { onRunFinished } from "../../services/run-finished";
-import { addMs, finishDueAt, LEASE_MS, nextPollAt, retryAt } from "../../services/timing";
-import { processClaimed } from "../each-claimed";
+import { finishDueAt, nextPollAt, retryAt } from "../../services/timing";
+import { sweepDueRuns } from "../each-claimed";
 
 type PollOutcome = "finished" | "still_active" | "expired" | "retry" | "lost_race";
 
 export async function runPollRuns(ctx: ServiceContext, now: Date) {
-  const claimed = await claimDueRunRows(
-    ctx.db,
-    ACTIVE_STATUSES,
-    now.toISOString(),
-    addMs(now, LEASE_MS).toISOString(),
-    ctx.config.SWEEP_BATCH_SIZE,
-  );
-  return processClaimed(ctx, "poll_runs", claimed, (run) => pollRun(ctx, run, now));
+  return sweepDueRuns(ctx, now, "poll_runs", { statuses: ACTIVE_STATUSES }, (run) => pollRun(ctx, run, now));
 }
 
 const ACTIVE_GUARD = { sql: `status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(", ")})` };
