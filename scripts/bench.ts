@@ -12,7 +12,8 @@ import os from "node:os";
 import { join } from "node:path";
 import Parallel from "parallel-web";
 import { Webhook } from "standardwebhooks";
-import { closedLoop, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
+import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
+import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
   createApiKey,
@@ -70,6 +71,11 @@ function d1Since(mark: number, runs: number) {
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 async function main() {
+  // wrangler dev streams every invocation of a Worker, each D1 call, fetch and log line of it, to a
+  // local trace store (its Local Explorer). A deployed Worker pays nothing of the kind, and here it
+  // cost the relay ~1.2 ms of workerd CPU per webhook: off for both Workers measured, the relay and
+  // the bare one. (`npm start` leaves wrangler's default.)
+  process.env.X_LOCAL_OBSERVABILITY = "false";
   const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-"));
   const stack = await startLocalStack({
     port: await freePort(),
@@ -272,18 +278,26 @@ async function main() {
       await sim.config({ drop_webhooks: 1, rate_limit_per_minute: 10_000_000 });
       const created: Array<{ id: string; parallel_run_id: string }> = [];
       const createBody = (i: number) => JSON.stringify({ processor: "lite", input: `Throughput ${i}` });
-      const relayCreates = await closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, async (i) => {
-        const response = await fetch(`${stack.relayUrl}/v1/runs`, {
-          method: "POST",
-          headers: auth,
-          body: createBody(i),
-        });
-        const run = (await response.clone().json()) as { id: string; parallel_run_id: string };
-        if (response.ok) created.push(run);
-        return response;
-      });
-      const bareCreates = await closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, (i) =>
-        fetch(`${bare.url}/v1/runs`, { method: "POST", headers: auth, body: createBody(i) }),
+      const groups = stack.processGroups();
+      const relayGroup = groups.relay as number;
+      const bareGroup = bare.processGroup as number;
+      const cpu = (group: number) => cpuPerRequest(group, groups.sim);
+      const relayCreates = await cpu(relayGroup)(() =>
+        closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, async (i) => {
+          const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+            method: "POST",
+            headers: auth,
+            body: createBody(i),
+          });
+          const run = (await response.clone().json()) as { id: string; parallel_run_id: string };
+          if (response.ok) created.push(run);
+          return response;
+        }),
+      );
+      const bareCreates = await cpu(bareGroup)(() =>
+        closedLoop(THROUGHPUT_REQUESTS, CONCURRENCY, (i) =>
+          fetch(`${bare.url}/v1/runs`, { method: "POST", headers: auth, body: createBody(i) }),
+        ),
       );
       await waitFor(
         async () => {
@@ -313,11 +327,15 @@ async function main() {
           },
         };
       });
-      const relayIngest = await closedLoop(webhooks.length, CONCURRENCY, (i) =>
-        fetch(`${stack.relayUrl}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+      const relayIngest = await cpu(relayGroup)(() =>
+        closedLoop(webhooks.length, CONCURRENCY, (i) =>
+          fetch(`${stack.relayUrl}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+        ),
       );
-      const bareIngest = await closedLoop(webhooks.length, CONCURRENCY, (i) =>
-        fetch(`${bare.url}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+      const bareIngest = await cpu(bareGroup)(() =>
+        closedLoop(webhooks.length, CONCURRENCY, (i) =>
+          fetch(`${bare.url}/webhooks/parallel`, { method: "POST", ...webhooks[i] }),
+        ),
       );
       results.throughput = {
         concurrency: CONCURRENCY,
@@ -326,12 +344,14 @@ async function main() {
           bare_worker_per_s: round(bareCreates.perSecond, 0),
           ratio: round(relayCreates.perSecond / bareCreates.perSecond),
           relay_statuses: relayCreates.statuses,
+          cpu_ms_per_request: { relay: relayCreates.cpu, bare_worker: bareCreates.cpu },
         },
         webhook_ingestion: {
           relay_per_s: round(relayIngest.perSecond, 0),
           bare_worker_per_s: round(bareIngest.perSecond, 0),
           ratio: round(relayIngest.perSecond / bareIngest.perSecond),
           relay_statuses: relayIngest.statuses,
+          cpu_ms_per_request: { relay: relayIngest.cpu, bare_worker: bareIngest.cpu },
         },
       };
 
@@ -400,6 +420,36 @@ async function main() {
   printTable(output as BenchOutput);
 }
 
+type CpuPerRequest = GroupCpu & { simulator: number; load_generator: number };
+
+/**
+ * Wraps a load on one Worker: CPU per request of each of its processes, the simulator's and the
+ * load generator's. The figures include work the Worker left for after its responses (a webhook's
+ * result fetch): the snapshot after the load waits for it to settle.
+ */
+function cpuPerRequest(workerGroup: number, simGroup: number | null) {
+  const snapshot = (): CpuPerRequest => ({
+    ...groupCpuMs(workerGroup),
+    simulator: simGroup ? totalCpuMs(simGroup) : 0,
+    load_generator: ownCpuMs(),
+  });
+  return async (load: () => Promise<LoadResult>): Promise<LoadResult & { cpu: CpuPerRequest }> => {
+    const before = snapshot();
+    const result = await load();
+    await sleep(1_000);
+    const after = snapshot();
+    const per = (role: keyof CpuPerRequest) => round((after[role] - before[role]) / result.requests);
+    const cpu: CpuPerRequest = {
+      worker: per("worker"),
+      proxy: per("proxy"),
+      wrangler: per("wrangler"),
+      simulator: per("simulator"),
+      load_generator: per("load_generator"),
+    };
+    return { ...result, cpu };
+  };
+}
+
 interface BenchOutput {
   calls_per_run?: {
     relay_webhook_path: number;
@@ -435,12 +485,26 @@ function printTable(o: BenchOutput) {
     }
   }
   for (const [name, value] of Object.entries(o.throughput ?? {})) {
-    const t = value as { relay_per_s?: number; bare_worker_per_s?: number; ratio?: number };
+    const t = value as {
+      relay_per_s?: number;
+      bare_worker_per_s?: number;
+      ratio?: number;
+      cpu_ms_per_request?: { relay: CpuPerRequest; bare_worker: CpuPerRequest };
+    };
     if (t.ratio !== undefined)
       rows.push([
         `${name} per s: relay / bare Worker`,
         `${t.relay_per_s} / ${t.bare_worker_per_s} (${t.ratio})`,
       ]);
+    if (t.cpu_ms_per_request) {
+      const show = (c: CpuPerRequest) =>
+        `${c.worker} + ${c.proxy} + ${c.wrangler} + ${c.simulator} + ${c.load_generator}`;
+      rows.push([
+        `${name} CPU ms/request, worker + proxy + wrangler + sim + load: relay`,
+        show(t.cpu_ms_per_request.relay),
+      ]);
+      rows.push([`${name} CPU ms/request, same, bare Worker`, show(t.cpu_ms_per_request.bare_worker)]);
+    }
   }
   for (const [path, d] of Object.entries(o.d1_per_run ?? {})) {
     rows.push([

@@ -37,6 +37,8 @@ export interface LocalStack {
   killRelay(): Promise<void>;
   startRelay(): Promise<void>;
   stop(): Promise<void>;
+  /** Process group ids (each child is started detached, leading its own group), for CPU accounting. */
+  processGroups(): { relay: number | null; sim: number | null };
 }
 
 /** Fails with a clear message when the port is taken, instead of a child that hangs or dies later. */
@@ -229,6 +231,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     },
     killRelay: () => stopChild(relay, "SIGKILL"),
     startRelay,
+    processGroups: () => ({ relay: relay?.pid ?? null, sim: sim?.pid ?? null }),
     stop: async () => {
       await stopChild(relay);
       await stopChild(sim);
@@ -250,7 +253,7 @@ export async function startWranglerDev(
   configPath: string,
   port: number,
   onOutput?: (line: string) => void,
-): Promise<{ url: string; stop(): Promise<void> }> {
+): Promise<{ url: string; processGroup: number | null; stop(): Promise<void> }> {
   await assertPortFree(port, "port");
   const child = spawnChild(
     "bare",
@@ -270,7 +273,7 @@ export async function startWranglerDev(
   );
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(url, child, "The bare Worker");
-  return { url, stop: () => stopChild(child) };
+  return { url, processGroup: child.pid ?? null, stop: () => stopChild(child) };
 }
 
 /** Mints an API key through the admin API. */
