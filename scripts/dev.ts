@@ -44,9 +44,19 @@ function show(line: string) {
     )
   )
     return;
-  if (line.includes('"event":"cron.job"') && !/"(claimed|fired)":[1-9]/.test(line)) return;
+  if (isIdleTick(line)) return;
   if (line.includes('"event":"http.request"') && line.includes('"path":"/healthz"')) return;
   console.log(line);
+}
+
+/** A tick that changed nothing: shown, one a second, they would bury everything else. */
+function isIdleTick(line: string): boolean {
+  if (!line.startsWith('[relay] {"level":"info","event":"cron.tick"')) return false;
+  try {
+    return (JSON.parse(line.slice("[relay] ".length)) as { d1_rows_written?: number }).d1_rows_written === 0;
+  } catch {
+    return false;
+  }
 }
 
 async function devKey(relayUrl: string) {

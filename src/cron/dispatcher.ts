@@ -37,37 +37,30 @@ export async function runScheduledTick(
   const clock = () => new Date(now.getTime() + (Date.now() - startedAt));
   const ctx = createServiceContext(env, execution, { log, now: clock });
   const summaries: Record<string, JobSummary> = {};
+  // One line per tick ("canonical log line"): each job's summary, latency and D1 cost under `jobs`,
+  // the steps they took under `steps`. A job's failure is also written at once, as an error.
+  const report: Record<string, JobSummary> = {};
   for (const job of jobs) {
     const started = Date.now();
     const before = { ...ctx.usage };
     try {
       summaries[job.name] = await job.run(ctx, now);
-      log.flush("cron.job", {
-        job: job.name,
-        outcome: "ok",
-        latency_ms: Date.now() - started,
+      report[job.name] = {
         ...summaries[job.name],
+        latency_ms: Date.now() - started,
         ...usageSince(ctx.usage, before),
-      });
+      };
     } catch (error) {
       // One failing job must not stop the others; the next tick retries it.
       summaries[job.name] = { error: describeError(error) };
-      log.flush(
-        "cron.job",
-        {
-          job: job.name,
-          outcome: "error",
-          latency_ms: Date.now() - started,
-          error: describeError(error),
-        },
-        "error",
-      );
+      report[job.name] = { outcome: "error", latency_ms: Date.now() - started, error: describeError(error) };
+      log.error("cron.job_failed", { job: job.name, error: describeError(error) });
     }
   }
   // The tick's whole D1 cost, background work (deliveries sent after a job finished) included.
   execution.waitUntil(
     ctx.settled().then(() => {
-      log.flush("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage });
+      log.flush("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage, jobs: report });
       log.close();
     }),
   );

@@ -1,5 +1,5 @@
 // Counts what D1 does for a request or a cron tick: queries, rows read, rows written. The counts go
-// into the structured logs (http.request, cron.job, cron.tick), where the benchmark reads the
+// into the structured logs (http.request, cron.tick), where the benchmark reads the
 // D1 cost per run and per sweep tick from a real local stack, and production dashboards can too.
 
 export interface D1Usage {

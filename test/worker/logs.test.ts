@@ -5,6 +5,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { JOBS, runScheduledTick } from "../../src/cron/dispatcher";
 import worker from "../../src/index";
 import { browser, signIn } from "./dashboard-harness";
 import { eventually, fakeReceiver, onlyDeliveryOf, RECEIVER, status } from "./delivery-harness";
@@ -178,5 +179,39 @@ describe("structured logs", () => {
     expect(events("dashboard.signed_in")).toHaveLength(1);
     expect(events("progress.ended")).toHaveLength(1);
     expect(events("http.request").map((r) => r.status)).toContain(401);
+  });
+
+  it("write one line per cron tick, each job's summary and D1 cost under `jobs`, and a failed job at once", async () => {
+    const lines = await captureLogs(async () => {
+      const ctx = createExecutionContext();
+      await runScheduledTick(env, ctx, new Date());
+      await waitOnExecutionContext(ctx);
+      const failing = createExecutionContext();
+      await runScheduledTick(env, failing, new Date(), [
+        {
+          name: "broken",
+          run: async () => {
+            throw new Error("the job broke");
+          },
+        },
+        JOBS[0] as (typeof JOBS)[number],
+      ]);
+      await waitOnExecutionContext(failing);
+    });
+    const parsed = lines.map((line) => JSON.parse(line) as LogLine);
+    expect(parsed.map((l) => l.event)).toEqual(["cron.tick", "cron.job_failed", "cron.tick"]);
+    const [idle, failed, afterFailure] = parsed as [LogLine, LogLine, LogLine];
+    const jobs = idle.jobs as Record<string, Record<string, unknown>>;
+    expect(Object.keys(jobs)).toEqual(JOBS.map((j) => j.name));
+    for (const job of Object.values(jobs)) {
+      expect(job).toMatchObject({ latency_ms: expect.any(Number), d1_queries: expect.any(Number) });
+    }
+    expect(jobs.poll_runs).toMatchObject({ claimed: 0, d1_queries: 1 });
+    expect(idle.d1_queries).toBe(Object.values(jobs).reduce((n, j) => n + Number(j.d1_queries), 0));
+    expect(failed).toMatchObject({ level: "error", job: "broken", error: "Error: the job broke" });
+    expect(afterFailure.jobs).toMatchObject({
+      broken: { outcome: "error", error: "Error: the job broke" },
+      [JOBS[0]?.name ?? ""]: { claimed: 0 },
+    });
   });
 });
