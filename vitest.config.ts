@@ -21,6 +21,9 @@ export default defineConfig(async () => {
                   PARALLEL_BASE_URL: "https://parallel.test",
                   PARALLEL_WEBHOOK_SECRET: "test-webhook-secret",
                   PUBLIC_BASE_URL: "https://relay.test",
+                  // The Paid plan's figure: a test's tick is bounded by its batch, not by the budget
+                  // (test/worker/tick-budget.test.ts runs the Free plan's 50).
+                  TICK_BUDGET: "1000",
                 },
               },
             }),

@@ -85,8 +85,8 @@ async function main() {
     timeScale: TIME_SCALE,
     persistDir,
     simEnv: { SIM_SEED: "42" },
-    // Local, not the free plan's 50-subrequest invocations: sweep 100 overdue runs in one tick or two.
-    relayVars: { SWEEP_BATCH_SIZE: "50" },
+    // The Paid plan's budget, not the Free plan's 50 calls a tick: sweep 100 overdue runs in a tick or two.
+    relayVars: { SWEEP_BATCH_SIZE: "50", TICK_BUDGET: "1000" },
     onOutput: collect,
   });
   const bare = await startWranglerDev(join(ROOT, "scripts", "bench", "bare-worker.toml"), await freePort());

@@ -15,6 +15,7 @@ export interface Env {
   POLL_TIME_SCALE?: string;
   WEBHOOK_TOLERANCE_SECONDS?: string;
   SWEEP_BATCH_SIZE?: string;
+  TICK_BUDGET?: string;
   RUN_EXPIRY_MARGIN_SECONDS?: string;
   SUBMIT_MAX_ATTEMPTS?: string;
   LOG_LEVEL?: string;
@@ -47,14 +48,15 @@ const configSchema = z.object({
    */
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
+  /** The most rows one sweeper job takes per tick; TICK_BUDGET may allow fewer. */
+  SWEEP_BATCH_SIZE: positiveInt(25),
   /**
-   * Rows each sweeper job takes per tick. A row usually costs one outbound request per job (a create,
-   * a poll, a result fetch, a delivery attempt), so six full batches stay within the free plan's 50
-   * subrequests per invocation. In the worst case (a poll that finds the run done, fetches its result
-   * twice and delivers it twice) a tick can go past it; Workers then refuses the extra fetches and
-   * those steps are retried on the next tick. Raise it on the Paid plan to work off backlogs faster.
+   * The most D1 calls plus outbound requests one cron tick makes, its work after the tick included.
+   * Workers Free allows 50 per invocation (D1 queries count as subrequests); Paid 1,000 D1 queries.
+   * Each job reserves its worst case per row it claims (cron/dispatcher.ts), so a tick stays within
+   * this instead of having the platform refuse calls half-way through a step.
    */
-  SWEEP_BATCH_SIZE: positiveInt(6),
+  TICK_BUDGET: positiveInt(50),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
   SUBMIT_MAX_ATTEMPTS: positiveInt(8),
   /** The least severe log level written: info (default) logs every step, warn only trouble. */

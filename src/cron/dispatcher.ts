@@ -12,24 +12,52 @@ import { runResubmitRuns } from "./jobs/resubmit-runs";
 import { runRetryDeliveries } from "./jobs/retry-deliveries";
 
 export type JobSummary = Record<string, number | string>;
-export type Job = (ctx: ServiceContext, now: Date) => Promise<JobSummary>;
+/** A job claims at most `limit` rows and reports how many it claimed as `claimed`. */
+export type Job = (ctx: ServiceContext, now: Date, limit: number) => Promise<JobSummary>;
+export interface JobSpec {
+  name: string;
+  run: Job;
+  /**
+   * The most D1 calls plus outbound requests one claimed row can cost, the work it leaves for after
+   * the tick included; the tick reserves this much budget per row (TICK_BUDGET).
+   */
+  costPerRow: number;
+}
 
-/** Jobs run in this order each tick; each is bounded, so a tick's cost follows due work. */
-export const JOBS: ReadonlyArray<{ name: string; run: Job }> = [
-  { name: "resubmit_runs", run: runResubmitRuns },
-  { name: "poll_runs", run: runPollRuns },
-  { name: "fetch_results", run: runFetchResults },
-  { name: "finish_runs", run: runFinishRuns },
-  { name: "prune_webhook_events", run: runPruneWebhookEvents },
-  { name: "fire_schedules", run: runFireSchedules },
-  { name: "retry_deliveries", run: runRetryDeliveries },
+// Finishing a run (run-finished.ts) at worst: the schedule read and its outcome recorded (2), the
+// delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
+// later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
+const FINISH = 12;
+// A submission at worst: the create call, its outcome recorded, the run re-read; finished when
+// Parallel refuses it.
+const SUBMIT = 3 + FINISH;
+
+/**
+ * Jobs run in this order each tick, each claiming a bounded batch, so a tick's cost follows due
+ * work. When the budget is short the first jobs get it: occurrences due now and callbacks waiting
+ * come before finding and fetching finished runs, then new submissions, then housekeeping.
+ */
+export const JOBS: ReadonlyArray<JobSpec> = [
+  // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
+  // submission, the schedule released.
+  { name: "fire_schedules", run: runFireSchedules, costPerRow: 2 + 3 + SUBMIT + 1 },
+  // The run and signing secrets, the POST, the attempt recorded (no inline retry from the sweeper).
+  { name: "retry_deliveries", run: runRetryDeliveries, costPerRow: 4 },
+  { name: "finish_runs", run: runFinishRuns, costPerRow: FINISH },
+  // /result with its one quick retry, the result stored, the run finished.
+  { name: "fetch_results", run: runFetchResults, costPerRow: 2 + 1 + FINISH },
+  // The GET, the status recorded, a lost race's re-read, then as fetch_results.
+  { name: "poll_runs", run: runPollRuns, costPerRow: 3 + 2 + 1 + FINISH },
+  { name: "resubmit_runs", run: runResubmitRuns, costPerRow: SUBMIT },
+  // One DELETE, whatever it deletes: the claim reserved for every job covers it.
+  { name: "prune_webhook_events", run: runPruneWebhookEvents, costPerRow: 0 },
 ];
 
 export async function runScheduledTick(
   env: Env,
   execution: Pick<ExecutionContext, "waitUntil">,
   now: Date,
-  jobs: ReadonlyArray<{ name: string; run: Job }> = JOBS,
+  jobs: ReadonlyArray<JobSpec> = JOBS,
 ): Promise<Record<string, JobSummary>> {
   const log = createGatheringLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
   // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
@@ -40,18 +68,26 @@ export async function runScheduledTick(
   // One line per tick ("canonical log line"): each job's summary, latency and D1 cost under `jobs`,
   // the steps they took under `steps`. A job's failure is also written at once, as an error.
   const report: Record<string, JobSummary> = {};
+  // Every job's claim query is reserved up front; rows are reserved at their worst case as claimed.
+  let budget = ctx.config.TICK_BUDGET - jobs.length;
   for (const job of jobs) {
     const started = Date.now();
     const before = { ...ctx.usage };
+    const affordable = job.costPerRow > 0 ? Math.floor(Math.max(0, budget) / job.costPerRow) : Infinity;
+    const limit = Math.min(ctx.config.SWEEP_BATCH_SIZE, affordable);
     try {
-      summaries[job.name] = await job.run(ctx, now);
+      summaries[job.name] = await job.run(ctx, now, limit);
+      budget -= Number(summaries[job.name]?.claimed ?? 0) * job.costPerRow;
       report[job.name] = {
         ...summaries[job.name],
+        limit,
         latency_ms: Date.now() - started,
         ...usageSince(ctx.usage, before),
       };
     } catch (error) {
-      // One failing job must not stop the others; the next tick retries it.
+      // One failing job must not stop the others; the next tick retries it. What it may have
+      // claimed stays reserved.
+      budget -= limit * job.costPerRow;
       summaries[job.name] = { error: describeError(error) };
       report[job.name] = { outcome: "error", latency_ms: Date.now() - started, error: describeError(error) };
       log.error("cron.job_failed", { job: job.name, error: describeError(error) });

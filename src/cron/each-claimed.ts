@@ -26,12 +26,13 @@ export async function processClaimed<T extends { id: string }, Outcome extends s
 }
 
 /**
- * One sweeper job over runs: claims up to SWEEP_BATCH_SIZE due runs in `statuses` (and matching
- * `also`, for jobs sharing a status) with a lease, and works them with `step`.
+ * One sweeper job over runs: claims up to `limit` due runs in `statuses` (and matching `also`, for
+ * jobs sharing a status) with a lease, and works them with `step`.
  */
 export async function sweepDueRuns<Outcome extends string>(
   ctx: ServiceContext,
   now: Date,
+  limit: number,
   job: string,
   due: { statuses: readonly RunStatus[]; also?: string },
   step: (run: Run) => Promise<Outcome>,
@@ -41,7 +42,7 @@ export async function sweepDueRuns<Outcome extends string>(
     due.statuses,
     now.toISOString(),
     addMs(now, LEASE_MS).toISOString(),
-    ctx.config.SWEEP_BATCH_SIZE,
+    limit,
     due.also,
   );
   return processClaimed(ctx, job, claimed, step);

@@ -26,6 +26,8 @@ import { createTenant } from "./harness";
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+/** Rows the sweeper takes per job and tick here. */
+const BATCH = 6;
 
 beforeEach(clearDeliveries);
 
@@ -39,7 +41,7 @@ async function startDelivery(options: { settings?: Record<string, string> } = {}
   const created = await startRunDelivery(ctx, run, runtime);
   await settle();
   if (!created) throw new Error("no delivery created");
-  const sweep = () => runRetryDeliveries(ctx, clock.now(), runtime);
+  const sweep = () => runRetryDeliveries(ctx, clock.now(), BATCH, runtime);
   return { tenant, clock, runtime, ctx, run, deliveryId: created.id, sweep };
 }
 
@@ -234,8 +236,8 @@ describe("leases", () => {
     const { clock, ctx, runtime } = await startDelivery();
     clock.advance(6 * MINUTE);
     const [a, b] = await Promise.all([
-      runRetryDeliveries(ctx, clock.now(), runtime),
-      runRetryDeliveries(ctx, clock.now(), runtime),
+      runRetryDeliveries(ctx, clock.now(), BATCH, runtime),
+      runRetryDeliveries(ctx, clock.now(), BATCH, runtime),
     ]);
     expect((a?.claimed ?? 0) + (b?.claimed ?? 0)).toBe(1);
     expect(receiver.calls).toHaveLength(3);
@@ -247,7 +249,7 @@ describe("leases", () => {
     clock.advance(6 * MINUTE);
     await Promise.all([
       sendDelivery(ctx, deliveryId, runtime),
-      runRetryDeliveries(ctx, clock.now(), runtime),
+      runRetryDeliveries(ctx, clock.now(), BATCH, runtime),
     ]);
     expect(receiver.calls).toHaveLength(3);
   });
@@ -288,12 +290,12 @@ describe("leases", () => {
     expect(receiver.calls).toHaveLength(6);
 
     clock.advance(HOUR);
-    const { ctx } = deliveryContext({ now: clock.now, settings: { SWEEP_BATCH_SIZE: "2" } });
-    expect((await runRetryDeliveries(ctx, clock.now(), runtime)).claimed).toBe(2);
+    const { ctx } = deliveryContext({ now: clock.now });
+    expect((await runRetryDeliveries(ctx, clock.now(), 2, runtime)).claimed).toBe(2);
     const swept = await env.DB.prepare("SELECT id FROM deliveries WHERE attempt_count = 3 ORDER BY id").all<{
       id: string;
     }>();
     expect(swept.results.map((r) => r.id)).toEqual(ids.slice(0, 2));
-    expect((await runRetryDeliveries(ctx, clock.now(), runtime)).claimed).toBe(1);
+    expect((await runRetryDeliveries(ctx, clock.now(), 2, runtime)).claimed).toBe(1);
   });
 });

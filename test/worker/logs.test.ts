@@ -193,6 +193,7 @@ describe("structured logs", () => {
           run: async () => {
             throw new Error("the job broke");
           },
+          costPerRow: 1,
         },
         JOBS[0] as (typeof JOBS)[number],
       ]);

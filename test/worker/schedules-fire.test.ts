@@ -54,10 +54,10 @@ function services(clock: Clock) {
   };
 }
 
-/** One minute tick at `iso`, as the dispatcher runs it. */
-async function tick(clock: Clock, iso: string) {
+/** One minute tick at `iso`, as the dispatcher runs it (a batch of `limit`). */
+async function tick(clock: Clock, iso: string, limit = 6) {
   const { ctx, settle } = services(clock);
-  const summary = await runFireSchedules(ctx, clock.at(iso));
+  const summary = await runFireSchedules(ctx, clock.at(iso), limit);
   await settle();
   return summary;
 }
@@ -584,8 +584,8 @@ describe("leases, redone ticks, refusals and bounds", () => {
     for (let i = 0; i < 4; i++) await newSchedule(tenant, clock, {});
     clock.at("2026-06-01T09:00:00Z");
     const [a, b] = await Promise.all([
-      runFireSchedules(services(clock).ctx, clock.now()),
-      runFireSchedules(services(clock).ctx, clock.now()),
+      runFireSchedules(services(clock).ctx, clock.now(), 6),
+      runFireSchedules(services(clock).ctx, clock.now(), 6),
     ]);
     expect((a?.claimed as number) + (b?.claimed as number)).toBe(4);
     expect(parallel.creates()).toHaveLength(4);
@@ -595,10 +595,10 @@ describe("leases, redone ticks, refusals and bounds", () => {
     const tenant = await createTenant();
     const parallel = fakeParallel();
     const clock = testClock("2026-06-01T08:00:00Z");
-    const batch = services(clock).ctx.config.SWEEP_BATCH_SIZE;
+    const batch = 3;
     for (let i = 0; i < batch + 2; i++) await newSchedule(tenant, clock, {});
-    expect(await tick(clock, "2026-06-01T09:00:00Z")).toMatchObject({ claimed: batch, fired: batch });
-    expect(await tick(clock, "2026-06-01T09:01:00Z")).toMatchObject({ claimed: 2, fired: 2 });
+    expect(await tick(clock, "2026-06-01T09:00:00Z", batch)).toMatchObject({ claimed: batch, fired: batch });
+    expect(await tick(clock, "2026-06-01T09:01:00Z", batch)).toMatchObject({ claimed: 2, fired: 2 });
     expect(parallel.creates()).toHaveLength(batch + 2);
   });
 

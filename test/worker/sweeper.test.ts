@@ -328,8 +328,8 @@ describe("the sweeper", () => {
 
   it("keeps going when one job fails, and reports it", async () => {
     const summaries = await runScheduledTick(env, createExecutionContext(), new Date(), [
-      { name: "broken", run: async () => Promise.reject(new Error("boom")) },
-      { name: "fine", run: async () => ({ ok: 1 }) },
+      { name: "broken", run: async () => Promise.reject(new Error("boom")), costPerRow: 1 },
+      { name: "fine", run: async () => ({ ok: 1 }), costPerRow: 1 },
     ]);
     expect(summaries).toEqual({ broken: { error: "Error: boom" }, fine: { ok: 1 } });
   });

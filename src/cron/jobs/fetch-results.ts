@@ -5,10 +5,11 @@ import { fetchAndStoreResult } from "../../services/completion";
 import type { ServiceContext } from "../../services/context";
 import { sweepDueRuns } from "../each-claimed";
 
-export async function runFetchResults(ctx: ServiceContext, now: Date) {
+export async function runFetchResults(ctx: ServiceContext, now: Date, limit: number) {
   return sweepDueRuns(
     ctx,
     now,
+    limit,
     "fetch_results",
     { statuses: ["completed"], also: RESULT_MISSING_SQL },
     async (run) => {

@@ -6,9 +6,9 @@ import type { ServiceContext } from "../../services/context";
 import { onRunFinished } from "../../services/run-finished";
 import { sweepDueRuns } from "../each-claimed";
 
-export async function runFinishRuns(ctx: ServiceContext, now: Date) {
+export async function runFinishRuns(ctx: ServiceContext, now: Date, limit: number) {
   const due = { statuses: TERMINAL_STATUSES, also: READY_TO_FINISH_SQL };
-  return sweepDueRuns(ctx, now, "finish_runs", due, async (run) => {
+  return sweepDueRuns(ctx, now, limit, "finish_runs", due, async (run) => {
     await onRunFinished(ctx, run);
     return "finished";
   });

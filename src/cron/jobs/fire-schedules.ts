@@ -8,12 +8,12 @@ import { FIRE_LEASE_MS, fireSchedule } from "../../services/schedule-firing";
 import { addMs } from "../../services/timing";
 import type { JobSummary } from "../dispatcher";
 
-export async function runFireSchedules(ctx: ServiceContext, now: Date): Promise<JobSummary> {
+export async function runFireSchedules(ctx: ServiceContext, now: Date, limit: number): Promise<JobSummary> {
   const claimed = await claimDueSchedules(
     ctx.db,
     now.toISOString(),
     addMs(now, FIRE_LEASE_MS).toISOString(),
-    ctx.config.SWEEP_BATCH_SIZE,
+    limit,
   );
   const summary = {
     claimed: claimed.length,

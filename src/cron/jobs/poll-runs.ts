@@ -10,8 +10,10 @@ import { sweepDueRuns } from "../each-claimed";
 
 type PollOutcome = "finished" | "still_active" | "expired" | "retry" | "lost_race";
 
-export async function runPollRuns(ctx: ServiceContext, now: Date) {
-  return sweepDueRuns(ctx, now, "poll_runs", { statuses: ACTIVE_STATUSES }, (run) => pollRun(ctx, run, now));
+export async function runPollRuns(ctx: ServiceContext, now: Date, limit: number) {
+  return sweepDueRuns(ctx, now, limit, "poll_runs", { statuses: ACTIVE_STATUSES }, (run) =>
+    pollRun(ctx, run, now),
+  );
 }
 
 const ACTIVE_GUARD = { sql: `status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(", ")})` };

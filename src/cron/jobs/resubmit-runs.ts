@@ -4,8 +4,8 @@ import type { ServiceContext } from "../../services/context";
 import { submitRun } from "../../services/runs";
 import { sweepDueRuns } from "../each-claimed";
 
-export async function runResubmitRuns(ctx: ServiceContext, now: Date) {
-  return sweepDueRuns(ctx, now, "resubmit_runs", { statuses: ["submitting"] }, async (run) => {
+export async function runResubmitRuns(ctx: ServiceContext, now: Date, limit: number) {
+  return sweepDueRuns(ctx, now, limit, "resubmit_runs", { statuses: ["submitting"] }, async (run) => {
     const after = await submitRun(ctx, run);
     if (after.status === "submitting") return "retrying";
     if (after.status === "rejected" || after.status === "failed") return after.status;

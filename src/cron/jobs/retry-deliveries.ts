@@ -11,13 +11,14 @@ import { addMs } from "../../services/timing";
 export async function runRetryDeliveries(
   ctx: ServiceContext,
   now: Date,
+  limit: number,
   runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
 ) {
   const claimed = await claimDueDeliveries(
     ctx.db,
     now.toISOString(),
     addMs(now, DELIVERY_LEASE_MS).toISOString(),
-    ctx.config.SWEEP_BATCH_SIZE,
+    limit,
   );
   // Each attempt waits on a receiver for up to 15 s: in parallel, a tick takes one timeout, not ten.
   const settled = await Promise.allSettled(
