@@ -9,7 +9,10 @@ const RUNS = 300;
 describe("faults together", () => {
   let e2e: E2EStack;
   beforeAll(async () => {
-    e2e = await startE2EStack({ timeScale: 0.001, relayVars: { SWEEP_BATCH_SIZE: "100", TICK_BUDGET: "1000" } });
+    e2e = await startE2EStack({
+      timeScale: 0.001,
+      relayVars: { SWEEP_BATCH_SIZE: "100", TICK_BUDGET: "1000" },
+    });
   }, 120_000);
   afterAll(async () => e2e?.stop());
 

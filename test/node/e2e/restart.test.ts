@@ -8,7 +8,10 @@ const RUNS = 120;
 describe("relay restart", () => {
   let e2e: E2EStack;
   beforeAll(async () => {
-    e2e = await startE2EStack({ timeScale: 0.001, relayVars: { SWEEP_BATCH_SIZE: "100", TICK_BUDGET: "1000" } });
+    e2e = await startE2EStack({
+      timeScale: 0.001,
+      relayVars: { SWEEP_BATCH_SIZE: "100", TICK_BUDGET: "1000" },
+    });
   }, 120_000);
   afterAll(async () => e2e?.stop());
 
