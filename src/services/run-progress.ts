@@ -7,7 +7,11 @@
 // timestamp and text; stats unless they changed). D1 stays the source of truth for the run's state:
 // it is re-read whenever Parallel reports a state, between connections, and while the run waits for
 // its Parallel id (`submitting`) or for taskrelay to store the result Parallel reported.
-import { findRun, isTerminal, type Run } from "../db/runs";
+//
+// Watching a run is also how taskrelay learns that Parallel started it: webhooks report only the
+// end, and the poller stays quiet while a run is on time, so a `queued` run that Parallel's stream
+// reports `running` is recorded as running (the run's page and GET /v1/runs/:id then say so).
+import { changeRun, findRun, isTerminal, type Run } from "../db/runs";
 import { describeError } from "../log";
 import type { TaskRunEventsResponse } from "../parallel/client";
 import type { RunView } from "../schemas/runs";
@@ -175,6 +179,23 @@ export async function* followRunProgress(
     if (!parallelSaysFinished && wait > 0) await runtime.sleep(wait, signal);
   }
 
+  /** Queued → running, only from queued: a status recorded meanwhile (say, completed) stays. */
+  async function recordRunning(queued: Run): Promise<void> {
+    const detail = { source: "progress", from: "queued", to: "running" };
+    const at = ctx.now().toISOString();
+    const changed = await changeRun(
+      ctx.db,
+      queued,
+      at,
+      { status: "running" },
+      { kind: "status_changed", detail },
+      {
+        sql: "status = 'queued'",
+      },
+    );
+    if (changed) log.info("run.status", detail);
+  }
+
   /** One connection to Parallel's stream, relayed until it closes, fails or the run is finished. */
   async function* relayConnection(
     parallelId: string,
@@ -208,6 +229,7 @@ export async function* followRunProgress(
           yield relayed;
         } else if (event.type === "task_run.state") {
           if (!event.run.is_active) parallelSaysFinished = true;
+          if (event.run.status === "running" && run.status === "queued") await recordRunning(run);
           yield* refresh();
           if (progressFinished(run)) break;
         } else if (event.type === "error") {

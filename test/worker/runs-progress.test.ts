@@ -75,6 +75,7 @@ describe("GET /v1/runs/:id/progress", () => {
     const { reading } = await readProgress(`/v1/runs/${run.id}/progress`, tenant.auth);
     expect(eventNames(reading)).toEqual([
       "run",
+      "run",
       "task_run.progress_msg.exec_status",
       "task_run.progress_stats",
       "task_run.progress_msg.plan",
@@ -84,7 +85,18 @@ describe("GET /v1/runs/:id/progress", () => {
       "end",
     ]);
     expect(eventData(reading.events[0])).toMatchObject({ id: run.id, status: "queued" });
-    expect(eventData(reading.events[2])).toEqual({
+    // Parallel's stream is how taskrelay learns the run started: recorded, and on its timeline.
+    expect(eventData(reading.events[1])).toMatchObject({ id: run.id, status: "running" });
+    const timeline = await expectJson<{ events: Array<{ kind: string; detail: unknown }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    expect(timeline.events.map((e) => e.detail)).toContainEqual({
+      source: "progress",
+      from: "queued",
+      to: "running",
+    });
+    expect(eventData(reading.events[3])).toEqual({
       type: "task_run.progress_stats",
       progress_meter: 10,
       source_stats: {
@@ -93,9 +105,30 @@ describe("GET /v1/runs/:id/progress", () => {
         sources_read_sample: ["https://en.wikipedia.org/wiki/Example"],
       },
     });
-    expect(eventData(reading.events[3])).toMatchObject({ message: "Planning research on <b>France</b>" });
-    expect(eventData(reading.events[7])).toMatchObject({ status: "completed", result_available: true });
+    expect(eventData(reading.events[4])).toMatchObject({ message: "Planning research on <b>France</b>" });
+    expect(eventData(reading.events[8])).toMatchObject({ status: "completed", result_available: true });
     expect(events.calls.map((c) => c.parallelRunId)).toEqual([run.parallel_run_id]);
+  });
+
+  it("never moves a run back to running: a status recorded meanwhile stays", async () => {
+    const tenant = await createTenant();
+    const run = await activeRun(tenant);
+    fakeEvents([
+      [
+        // The webhook recorded the completion while the stream still reported the run running.
+        () => setRunState(run.id, "completed"),
+        state(run.parallel_run_id, "running"),
+        state(run.parallel_run_id, "completed"),
+      ],
+    ]);
+    const { reading } = await readProgress(`/v1/runs/${run.id}/progress`, tenant.auth);
+    expect(reading.events.map((e) => eventData(e).status)).toEqual(["queued", "completed", "completed"]);
+    expect((await findRun(env.DB, run.id))?.status).toBe("completed");
+    const timeline = await expectJson<{ events: Array<{ detail: { source?: string } | null }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    expect(timeline.events.filter((e) => e.detail?.source === "progress")).toEqual([]);
   });
 
   it("reconnects when Parallel closes its stream and relays each replayed message once", async () => {
@@ -120,6 +153,7 @@ describe("GET /v1/runs/:id/progress", () => {
     const { reading } = await readProgress(`/v1/runs/${run.id}/progress`, tenant.auth);
     expect(eventNames(reading)).toEqual([
       "run",
+      "run", // running
       "task_run.progress_msg.exec_status",
       "task_run.progress_msg.plan",
       "task_run.progress_stats",
@@ -151,13 +185,14 @@ describe("GET /v1/runs/:id/progress", () => {
     ]);
     setTimeout(() => void setRunState(run.id, "queued", { parallel_run_id: parallelId }), 150);
     const { reading } = await readProgress(`/v1/runs/${run.id}/progress`, tenant.auth);
-    expect(eventNames(reading)).toEqual(["run", "run", "task_run.progress_stats", "run", "end"]);
+    expect(eventNames(reading)).toEqual(["run", "run", "run", "task_run.progress_stats", "run", "end"]);
     expect(reading.events.filter((e) => e.event === "run").map((e) => eventData(e).status)).toEqual([
       "submitting",
       "queued",
+      "running",
       "failed",
     ]);
-    expect(eventData(reading.events[4])).toMatchObject({ status: "failed", result_available: false });
+    expect(eventData(reading.events[5])).toMatchObject({ status: "failed", result_available: false });
     expect(events.calls.map((c) => c.parallelRunId)).toEqual([parallelId]);
   });
 
@@ -184,7 +219,7 @@ describe("GET /v1/runs/:id/progress", () => {
       until: (r) => r.comments.length >= 2,
     });
     expect(reading.comments.slice(0, 2)).toEqual(["keep-alive", "keep-alive"]);
-    expect(eventNames(reading)).toEqual(["run"]);
+    expect(reading.events.map((e) => eventData(e).status)).toEqual(["queued", "running"]);
   });
 
   it("stops reading from Parallel when the client goes away", async () => {
@@ -226,7 +261,7 @@ describe("followRunProgress", () => {
     for await (const event of followRunProgress(ctx, stored, new AbortController().signal, runtime)) {
       seen.push(event.event);
     }
-    expect(seen).toEqual(["run", "task_run.progress_stats"]);
+    expect(seen).toEqual(["run", "run", "task_run.progress_stats"]);
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
@@ -249,7 +284,7 @@ describe("followRunProgress", () => {
       seen.push(event.event);
     }
     const elapsed = Date.now() - started;
-    expect(seen).toEqual(["run"]);
+    expect(seen).toEqual(["run", "run"]);
     expect(events.calls).toHaveLength(4);
     // Backing off 40, 80 and 100 ms between the four connections, not 20 ms each.
     expect(elapsed).toBeGreaterThanOrEqual(200);
@@ -268,6 +303,6 @@ describe("followRunProgress", () => {
     for await (const event of followRunProgress(ctx, stored, abort.signal, progressRuntime(1))) {
       seen.push(event.event);
     }
-    expect(seen).toEqual(["run"]);
+    expect(seen).toEqual(["run", "run"]);
   });
 });
