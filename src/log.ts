@@ -1,9 +1,9 @@
 // Structured logs: JSON lines with the request id, run id, step, outcome and latency where they
 // apply. Callers pass fields explicitly and never a secret.
 //
-// Requests and cron jobs log one wide line each ("canonical log lines"): the info-level steps they
-// take (run.status, delivery.attempt, …) are gathered into that line's `steps`, so a webhook costs two
-// lines (the request and its background work), not six. Warnings and errors are written at once.
+// Requests and cron ticks log one wide line each ("canonical log lines"): the info-level steps they
+// take (run.status, delivery.attempt, …) are gathered into that line's `steps`, so a webhook, its
+// result fetch and its callback cost one line, not six. Warnings and errors are written at once.
 
 export type LogFields = Record<string, unknown>;
 
