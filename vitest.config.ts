@@ -23,7 +23,7 @@ export default defineConfig(async () => {
                   PUBLIC_BASE_URL: "https://relay.test",
                   // The Paid plan's figure: a test's tick is bounded by its batch, not by the budget
                   // (test/worker/tick-budget.test.ts runs the Free plan's 50).
-                  TICK_BUDGET: "1000",
+                  SUBREQUEST_BUDGET: "1000",
                 },
               },
             }),

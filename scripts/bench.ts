@@ -86,7 +86,7 @@ async function main() {
     persistDir,
     simEnv: { SIM_SEED: "42" },
     // The Paid plan's budget, not the Free plan's 50 calls a tick: sweep 100 overdue runs in a tick or two.
-    relayVars: { SWEEP_BATCH_SIZE: "50", TICK_BUDGET: "1000" },
+    relayVars: { SWEEP_BATCH_SIZE: "50", SUBREQUEST_BUDGET: "1000" },
     onOutput: collect,
   });
   const bare = await startWranglerDev(join(ROOT, "scripts", "bench", "bare-worker.toml"), await freePort());

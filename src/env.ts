@@ -15,7 +15,7 @@ export interface Env {
   POLL_TIME_SCALE?: string;
   WEBHOOK_TOLERANCE_SECONDS?: string;
   SWEEP_BATCH_SIZE?: string;
-  TICK_BUDGET?: string;
+  SUBREQUEST_BUDGET?: string;
   RUN_EXPIRY_MARGIN_SECONDS?: string;
   SUBMIT_MAX_ATTEMPTS?: string;
   LOG_LEVEL?: string;
@@ -48,15 +48,16 @@ const configSchema = z.object({
    */
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
-  /** The most rows one sweeper job takes per tick; TICK_BUDGET may allow fewer. */
+  /** The most rows one sweeper job takes per tick; SUBREQUEST_BUDGET may allow fewer. */
   SWEEP_BATCH_SIZE: positiveInt(25),
   /**
-   * The most D1 calls plus outbound requests one cron tick makes, its work after the tick included.
-   * Workers Free allows 50 per invocation (D1 queries count as subrequests); Paid 1,000 D1 queries.
-   * Each job reserves its worst case per row it claims (cron/dispatcher.ts), so a tick stays within
-   * this instead of having the platform refuse calls half-way through a step.
+   * The most D1 calls plus outbound requests one long invocation makes: a cron tick (its work after
+   * the tick included) or a progress stream. Workers Free allows 50 per invocation (D1 queries count
+   * as subrequests); Paid 1,000 D1 queries. A tick reserves each job's worst case per row it claims
+   * (cron/dispatcher.ts) and a progress stream ends before it runs out (the client reconnects), so
+   * the platform never refuses a call half-way through a step.
    */
-  TICK_BUDGET: positiveInt(50),
+  SUBREQUEST_BUDGET: positiveInt(50),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
   SUBMIT_MAX_ATTEMPTS: positiveInt(8),
   /** The least severe log level written: info (default) logs every step, warn only trouble. */

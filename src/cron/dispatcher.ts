@@ -19,7 +19,7 @@ export interface JobSpec {
   run: Job;
   /**
    * The most D1 calls plus outbound requests one claimed row can cost, the work it leaves for after
-   * the tick included; the tick reserves this much budget per row (TICK_BUDGET).
+   * the tick included; the tick reserves this much budget per row (SUBREQUEST_BUDGET).
    */
   costPerRow: number;
 }
@@ -69,7 +69,7 @@ export async function runScheduledTick(
   // the steps they took under `steps`. A job's failure is also written at once, as an error.
   const report: Record<string, JobSummary> = {};
   // Every job's claim query is reserved up front; rows are reserved at their worst case as claimed.
-  let budget = ctx.config.TICK_BUDGET - jobs.length;
+  let budget = ctx.config.SUBREQUEST_BUDGET - jobs.length;
   for (const job of jobs) {
     const started = Date.now();
     const before = { ...ctx.usage };

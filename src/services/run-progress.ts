@@ -72,6 +72,11 @@ export interface ProgressRuntime {
 }
 
 const SECOND = 1000;
+/**
+ * The most calls one turn of the loop below makes: a connection to Parallel, a D1 read on each of its
+ * state events (the first and the last) and one after it, and recording `running`.
+ */
+const CALLS_PER_LOOP = 5;
 
 /** The waits scale with POLL_TIME_SCALE (as every wait of the relay), with floors that keep them sane. */
 export function progressRuntime(timeScale: number): ProgressRuntime {
@@ -141,8 +146,15 @@ export async function* followRunProgress(
       yield { event: "end", data: toRunView(run) };
       return;
     }
-    if (Date.now() >= deadline || connections >= runtime.maxUpstreamConnections) {
-      log.info("progress.time_up", { status: run.status, connections });
+    // Out of time, or of this invocation's calls: end without `end`, and the client's reconnection
+    // starts a fresh invocation.
+    const calls = ctx.usage.d1_queries + connections;
+    if (
+      Date.now() >= deadline ||
+      connections >= runtime.maxUpstreamConnections ||
+      calls + CALLS_PER_LOOP > ctx.config.SUBREQUEST_BUDGET
+    ) {
+      log.info("progress.time_up", { status: run.status, connections, calls });
       return;
     }
 

@@ -290,6 +290,24 @@ describe("followRunProgress", () => {
     expect(elapsed).toBeGreaterThanOrEqual(200);
   });
 
+  it("ends before its invocation runs out of calls (SUBREQUEST_BUDGET), so the client reconnects", async () => {
+    const tenant = await createTenant();
+    // Parallel is unavailable: the run waits in `submitting`, and the stream re-reads it from D1.
+    fakeParallel({ create: () => parallelError(503, "Service unavailable") });
+    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    const ctx = createServiceContext({ ...env, SUBREQUEST_BUDGET: "12" }, createExecutionContext());
+    const stored = await findRun(env.DB, run.id);
+    if (!stored) throw new Error("run not stored");
+    const runtime = { ...progressRuntime(1), pollMs: 5 };
+    const seen: string[] = [];
+    for await (const event of followRunProgress(ctx, stored, new AbortController().signal, runtime)) {
+      seen.push(event.event);
+    }
+    expect(seen).toEqual(["run"]);
+    expect(ctx.usage.d1_queries).toBeGreaterThan(3);
+    expect(ctx.usage.d1_queries).toBeLessThanOrEqual(12);
+  });
+
   it("returns at once when its signal aborts", async () => {
     const tenant = await createTenant();
     const run = await activeRun(tenant);

@@ -1,4 +1,4 @@
-// A cron tick stays within TICK_BUDGET: D1 calls plus outbound requests, its work after the tick
+// A cron tick stays within SUBREQUEST_BUDGET: D1 calls plus outbound requests, its work after the tick
 // included. Workers Free refuses the 51st in one invocation; this is the Free plan's worst case,
 // measured: a backlog of runs whose webhooks were lost, each found completed by a poll, whose result
 // fetch fails once, and whose callback receiver fails the first attempt.
@@ -138,7 +138,7 @@ describe("the tick budget", () => {
     parallelFinishedEverything();
     receiverFailingFirstAttempts();
 
-    const { summaries, cost } = await measuredTick(later(), { ...FAST, TICK_BUDGET: "50" });
+    const { summaries, cost } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "50" });
     expect(cost).toBeLessThanOrEqual(50);
     // 50 − 7 claims = 43, at 18 a poll: two runs, each finished and delivered in this tick.
     expect(summaries.poll_runs).toMatchObject({ claimed: 2, finished: 2 });
@@ -152,7 +152,7 @@ describe("the tick budget", () => {
     parallelFinishedEverything();
     receiverFailingFirstAttempts();
 
-    const { summaries, cost } = await measuredTick(later(), { ...FAST, TICK_BUDGET: "1000" });
+    const { summaries, cost } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "1000" });
     expect(summaries.poll_runs).toMatchObject({ claimed: BACKLOG, finished: BACKLOG });
     expect(await finishedRuns()).toBe(BACKLOG);
     expect(cost).toBeGreaterThan(50);
@@ -164,11 +164,11 @@ describe("the tick budget", () => {
     await storeBacklog();
     parallelFinishedEverything();
     receiverFailingFirstAttempts();
-    const { summaries } = await measuredTick(later(), { ...FAST, TICK_BUDGET: "25" });
+    const { summaries } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "25" });
     // 25 − 7 = 18: one poll; nothing left for the resubmissions after it.
     expect(summaries.poll_runs).toMatchObject({ claimed: 1 });
     expect(summaries.resubmit_runs).toMatchObject({ claimed: 0 });
-    const next = await measuredTick(later(), { ...FAST, TICK_BUDGET: "25" });
+    const next = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "25" });
     expect(next.summaries.poll_runs).toMatchObject({ claimed: 1 });
     expect(await finishedRuns()).toBe(2);
   });

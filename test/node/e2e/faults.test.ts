@@ -11,7 +11,7 @@ describe("faults together", () => {
   beforeAll(async () => {
     e2e = await startE2EStack({
       timeScale: 0.001,
-      relayVars: { SWEEP_BATCH_SIZE: "100", TICK_BUDGET: "1000" },
+      relayVars: { SWEEP_BATCH_SIZE: "100", SUBREQUEST_BUDGET: "1000" },
     });
   }, 120_000);
   afterAll(async () => e2e?.stop());
