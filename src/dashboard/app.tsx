@@ -147,8 +147,10 @@ export function createDashboard() {
   dashboard.get("/runs/:id", async (c) => {
     const ctx = c.var.services;
     const viewer = c.var.session.viewer;
-    const detail = await getRunDetailFor(ctx, viewer, c.req.param("id"));
-    const names = await keyNames(ctx, viewer);
+    const [detail, names] = await Promise.all([
+      getRunDetailFor(ctx, viewer, c.req.param("id")),
+      keyNames(ctx, viewer),
+    ]);
     return c.html(
       <RunPage
         {...detail}
@@ -192,8 +194,10 @@ export function createDashboard() {
   dashboard.get("/schedules/:id", async (c) => {
     const ctx = c.var.services;
     const viewer = c.var.session.viewer;
-    const { schedule, runs } = await getScheduleDetailFor(ctx, viewer, c.req.param("id"), OVERVIEW_SIZE);
-    const names = await keyNames(ctx, viewer);
+    const [{ schedule, runs }, names] = await Promise.all([
+      getScheduleDetailFor(ctx, viewer, c.req.param("id"), OVERVIEW_SIZE),
+      keyNames(ctx, viewer),
+    ]);
     return c.html(
       <SchedulePage
         session={c.var.session}
