@@ -54,6 +54,8 @@ export interface Run {
   attempts: number;
   next_sweep_at: string | null;
   lease_until: string | null;
+  /** Consecutive 404s from Parallel for the run: its polls, then its /result (migration 0012). */
+  not_found_count?: number;
   /** Scheduled runs: whether the output differs from the schedule's last success; null when not compared. */
   output_changed?: boolean | null;
 }
@@ -206,6 +208,7 @@ export type RunChanges = Partial<
     | "attempts"
     | "next_sweep_at"
     | "lease_until"
+    | "not_found_count"
   >
 >;
 

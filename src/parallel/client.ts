@@ -16,8 +16,14 @@ export type { TaskRun, TaskRunEventsResponse, TaskRunResult };
 export type CreateRunBody = Omit<TaskRunCreateParams, "betas">;
 
 export type ParallelFailure =
-  /** Parallel refused the request (401/402/403/422 or another 4xx): retrying will not help. */
+  /** Parallel refused the request (403, 422 or another 4xx): retrying will not help. */
   | { ok: false; kind: "rejected"; status: number; message: string }
+  /**
+   * 401 or 402: Parallel refused taskrelay's own API key or account (a bad or rotated
+   * PARALLEL_API_KEY, no credit). The operator's problem, not the request's: the same call works once
+   * they fix it.
+   */
+  | { ok: false; kind: "operator"; status: 401 | 402; message: string }
   /** 404: the run does not exist, or (for /result) it failed. */
   | { ok: false; kind: "not_found"; status: 404; message: string }
   /** 408 from /result: the run is still active. */
@@ -92,6 +98,7 @@ export function classifyParallelError(error: unknown): ParallelFailure {
   const message = parallelMessage(error);
   if (status === 404) return { ok: false, kind: "not_found", status, message };
   if (status === 408) return { ok: false, kind: "still_active", status, message };
+  if (status === 401 || status === 402) return { ok: false, kind: "operator", status, message };
   if (status === 429 || status >= 500) {
     const retryAfterMs = retryAfter(error.headers);
     return {

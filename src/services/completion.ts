@@ -3,6 +3,7 @@
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
 import {
+  ACTIVE_STATUSES,
   changeRun,
   findRun,
   findRunByParallelId,
@@ -43,6 +44,32 @@ const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'rejected')";
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
 const RESULT_MAX_ATTEMPTS = 12;
+/**
+ * /result answering 404 for a run Parallel reported completed: tried this many times (backoff 30 s,
+ * 1 min, 2 min, scaled) before taskrelay concludes there is no result. Parallel answers 404 for a
+ * failed run's result, but just after a `completed` webhook it can be a result not yet readable.
+ */
+export const RESULT_NOT_FOUND_ATTEMPTS = 4;
+
+/** Whether taskrelay knows this status from Parallel (the active ones and the terminal ones). */
+export function isKnownParallelStatus(status: string): boolean {
+  return PARALLEL_TERMINAL.has(status) || (ACTIVE_STATUSES as readonly string[]).includes(status);
+}
+
+/** A status taskrelay does not know is logged with its value, so someone can teach taskrelay it. */
+export function warnUnknownStatus(ctx: ServiceContext, run: Pick<Run, "id">, status: string) {
+  ctx.log.warn("run.unknown_status", { run_id: run.id, parallel_status: status, treated_as: "active" });
+}
+
+/**
+ * The status to record for what Parallel reported. A status taskrelay does not know is treated as
+ * active (the run keeps its active status, `queued` if it had none yet) and is never stored: an
+ * unknown status stored as-is would leave the run outside every sweep.
+ */
+export function recordedStatus(reported: string, current: RunStatus): RunStatus {
+  if (isKnownParallelStatus(reported)) return reported as RunStatus;
+  return (ACTIVE_STATUSES as readonly string[]).includes(current) ? current : "queued";
+}
 
 export type StatusSource = "webhook" | "poll";
 
@@ -51,7 +78,7 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   const at = now.toISOString();
   const terminal = PARALLEL_TERMINAL.has(state.status);
   const changes: RunChanges = {
-    status: state.status as RunStatus,
+    status: recordedStatus(state.status, run.status),
     parallel_run_id: run.parallel_run_id ?? state.run_id,
     interaction_id: run.interaction_id ?? state.interaction_id ?? state.run_id,
     ...(state.warnings ? { warnings: state.warnings } : {}),
@@ -59,6 +86,7 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   if (terminal) {
     changes.finished_at = at;
     changes.attempts = 0;
+    changes.not_found_count = 0;
     // Completed: the result fetch is due now; otherwise finishing is (both the sweeper's safety net
     // should the fast path die).
     changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(run, now);
@@ -73,6 +101,7 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
     changes.deadline_at = deadlineAt(config, run.processor, now).toISOString();
     changes.next_sweep_at = firstPollAt(config, run.processor, now).toISOString();
     changes.attempts = 0;
+    changes.not_found_count = 0;
     changes.lease_until = null;
   }
   return changes;
@@ -178,32 +207,34 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
     return stored;
   }
 
-  if (outcome.kind === "not_found") {
-    // Parallel answers 404 for the result of a run that failed.
+  const attempt = run.attempts + 1;
+  const notFound = outcome.kind === "not_found" ? (run.not_found_count ?? 0) + 1 : 0;
+  if (notFound >= RESULT_NOT_FOUND_ATTEMPTS) {
+    // Parallel answers 404 for the result of a run that failed; after a few tries in a row, believe it.
+    const message = `Parallel reported the run completed but has no result for it (HTTP 404 on ${notFound} attempts in a row): ${outcome.message}`;
     const failed = await changeRun(
       ctx.db,
       run,
       at,
       {
         status: "failed",
-        error: {
-          code: "parallel_failed",
-          message: `Parallel has no result for this run: ${outcome.message}`,
-        },
+        error: { code: "result_not_found", message },
         next_sweep_at: finishDueAt(run, now),
         lease_until: null,
+        attempts: attempt,
+        not_found_count: notFound,
       },
       {
         kind: "status_changed",
-        detail: { source: "result", from: "completed", to: "failed", message: outcome.message },
+        detail: { source: "result", from: "completed", to: "failed", attempt, parallel_status: 404, message },
       },
       pending,
     );
+    ctx.log.warn("run.result_not_found", { run_id: run.id, attempt });
     if (failed) await onRunFinished(ctx, failed);
     return failed;
   }
 
-  const attempt = run.attempts + 1;
   if (attempt >= RESULT_MAX_ATTEMPTS) {
     const message = `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`;
     const failed = await changeRun(
@@ -224,7 +255,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
     if (failed) await onRunFinished(ctx, failed);
     return failed;
   }
-  // 408 (still active), 429, 5xx, or our own credentials refused: try again later.
+  // 404 (not readable yet), 408 (still active), 429, 5xx, or our own credentials refused: try again later.
   const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
   const next = retryAt(ctx.config, attempt, now, retryAfterMs);
   ctx.log.warn("run.result_retry", {
@@ -237,7 +268,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
     ctx.db,
     run,
     at,
-    { attempts: attempt, next_sweep_at: next.toISOString(), lease_until: null },
+    { attempts: attempt, not_found_count: notFound, next_sweep_at: next.toISOString(), lease_until: null },
     {
       kind: "result_fetch_retry_scheduled",
       detail: {

@@ -10,9 +10,11 @@ import {
   fetchAndStoreResult,
   findRunForParallelState,
   finishesWithoutResult,
+  isKnownParallelStatus,
   NOT_FINISHED,
   ParallelRunStateSchema,
   statusChanges,
+  warnUnknownStatus,
 } from "./completion";
 import type { ServiceContext } from "./context";
 import { onRunFinished } from "./run-finished";
@@ -70,6 +72,7 @@ export async function receiveParallelWebhook(
   }
 
   const { run } = found;
+  if (!isKnownParallelStatus(state.data.status)) warnUnknownStatus(ctx, run, state.data.status);
   const completed = state.data.status === "completed";
   const detail = {
     source: "webhook",

@@ -3,6 +3,7 @@ import { canonicalJson } from "../canonical-json";
 import { insertRunEvent, listRunEvents, type RunEvent } from "../db/run-events";
 import {
   changeRun,
+  changeRunStatements,
   findOwnedRun,
   findRun,
   findRunByIdempotencyKey,
@@ -12,6 +13,7 @@ import {
   type Run,
   type RunChanges,
   type RunStatus,
+  returnedRun,
 } from "../db/runs";
 import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
@@ -19,11 +21,27 @@ import { newId, sha256Hex } from "../ids";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { RunRequest } from "../schemas/runs";
+import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
+import {
+  noteOperatorProblem,
+  type OperatorFailure,
+  operatorReason,
+  resolveOperatorProblem,
+} from "./operator-alerts";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
-import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import {
+  addMs,
+  deadlineAt,
+  finishDueAt,
+  firstPollAt,
+  LEASE_MS,
+  notAfter,
+  retryAt,
+  runDeadline,
+} from "./timing";
 
 export const WEBHOOK_PATH = "/webhooks/parallel";
 
@@ -120,6 +138,7 @@ function newRun(input: CreateRunInput, requestHash: string | null, now: Date): R
     result_stored_at: null,
     deadline_at: null,
     attempts: 0,
+    not_found_count: 0,
     // The request submits it now; should this worker die first, the sweeper submits it after the lease.
     next_sweep_at: addMs(now, LEASE_MS).toISOString(),
     lease_until: addMs(now, LEASE_MS).toISOString(),
@@ -155,14 +174,21 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
   const attempt = run.attempts + 1;
 
   if (outcome.ok) {
-    const accepted = await changeRun(
-      ctx.db,
-      run,
-      at,
-      acceptedChanges(ctx, run, outcome.value, now),
-      { kind: "submitted", detail: { parallel_run_id: outcome.value.run_id, attempt } },
-      SUBMITTING,
-    );
+    if (!isKnownParallelStatus(outcome.value.status)) warnUnknownStatus(ctx, run, outcome.value.status);
+    // Parallel took taskrelay's credentials: an operator alert they raised is resolved (one batch;
+    // deleting nothing writes nothing).
+    const [updated] = await ctx.db.batch([
+      ...changeRunStatements(
+        ctx.db,
+        run,
+        at,
+        acceptedChanges(ctx, run, outcome.value, now),
+        { kind: "submitted", detail: { parallel_run_id: outcome.value.run_id, attempt } },
+        SUBMITTING,
+      ),
+      resolveOperatorProblem(ctx),
+    ]);
+    const accepted = returnedRun(updated);
     ctx.log.info("run.submitted", {
       run_id: run.id,
       parallel_run_id: outcome.value.run_id,
@@ -172,6 +198,8 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
     });
     return accepted ?? (await currentRun(ctx, run));
   }
+
+  if (outcome.kind === "operator") return waitForOperator(ctx, run, outcome, now, attempt);
 
   if (outcome.kind === "rejected" || outcome.kind === "not_found" || outcome.kind === "still_active") {
     const message = `Parallel refused the run (HTTP ${outcome.status}): ${outcome.message}`;
@@ -241,12 +269,77 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
   return retrying ?? (await currentRun(ctx, run));
 }
 
+/**
+ * Parallel refused taskrelay's own key or account (401, 402): not the run's fault, so the run stays
+ * `submitting` and is tried again with backoff until its deadline, and goes through once the
+ * operator fixes the key or the credit. /healthz reports `degraded` meanwhile.
+ */
+async function waitForOperator(
+  ctx: ServiceContext,
+  run: Run,
+  outcome: OperatorFailure,
+  now: Date,
+  attempt: number,
+): Promise<Run> {
+  const at = now.toISOString();
+  const reason = operatorReason(outcome);
+  const deadline = runDeadline(ctx.config, run);
+  const alert = noteOperatorProblem(ctx, outcome, "create");
+
+  if (at >= deadline) {
+    const message = `Parallel refused taskrelay's credentials until the run's deadline (${deadline}); the last error: ${reason}`;
+    const [updated] = await ctx.db.batch([
+      ...changeRunStatements(
+        ctx.db,
+        run,
+        at,
+        {
+          status: "failed",
+          error: { code: "submit_failed", message, detail: outcome.status },
+          finished_at: at,
+          next_sweep_at: finishDueAt(run, now),
+          lease_until: null,
+          attempts: attempt,
+        },
+        { kind: "submit_failed", detail: { attempt, parallel_status: outcome.status, message: reason } },
+        SUBMITTING,
+      ),
+      ...alert,
+    ]);
+    const failed = returnedRun(updated);
+    if (failed) await onRunFinished(ctx, failed);
+    return failed ?? (await currentRun(ctx, run));
+  }
+
+  const next = notAfter(retryAt(ctx.config, attempt, now), deadline);
+  const [updated] = await ctx.db.batch([
+    ...changeRunStatements(
+      ctx.db,
+      run,
+      at,
+      { attempts: attempt, next_sweep_at: next, lease_until: null },
+      {
+        kind: "submit_retry_scheduled",
+        detail: { attempt, parallel_status: outcome.status, message: reason, next_attempt_at: next },
+      },
+      SUBMITTING,
+    ),
+    ...alert,
+  ]);
+  ctx.log.info("run.submit_waiting_for_operator", {
+    run_id: run.id,
+    attempt,
+    parallel_status: outcome.status,
+  });
+  return returnedRun(updated) ?? (await currentRun(ctx, run));
+}
+
 /** The run's columns once Parallel accepted it: polling is scheduled for when a webhook is overdue. */
 function acceptedChanges(ctx: ServiceContext, run: Run, taskRun: TaskRun, now: Date): RunChanges {
   return {
     parallel_run_id: taskRun.run_id,
     interaction_id: taskRun.interaction_id ?? taskRun.run_id,
-    status: taskRun.status as RunStatus,
+    status: recordedStatus(taskRun.status, run.status),
     warnings: taskRun.warnings ?? null,
     submitted_at: now.toISOString(),
     deadline_at: deadlineAt(ctx.config, run.processor, now).toISOString(),
@@ -285,11 +378,15 @@ export async function listOwnedRuns(
   return { runs: items, nextCursor };
 }
 
-const WAIT_POLL_MS = 250;
+/** ?wait re-reads the run after 250 ms, then backs off doubling to 2 s: prompt at first, few reads later. */
+const WAIT_FIRST_MS = 250;
+const WAIT_MAX_MS = 2000;
 
 /**
  * The stored result, waiting up to `waitSeconds` for it by re-reading D1 (never by holding
- * Parallel's blocking call). A run that ended without a result is a 409 that says why.
+ * Parallel's blocking call). A run that ended without a result is a 409 that says why. The reads
+ * stay inside SUBREQUEST_BUDGET (the request's earlier queries included): when the next read would
+ * not fit, the wait ends early with the same 409 as a wait that ran out.
  */
 export async function getRunResult(
   ctx: ServiceContext,
@@ -298,6 +395,7 @@ export async function getRunResult(
   waitSeconds: number,
 ): Promise<{ run: Run; output: Record<string, unknown> }> {
   const deadline = Date.now() + waitSeconds * 1000;
+  let interval = WAIT_FIRST_MS;
   for (;;) {
     const run = await getOwnedRun(ctx, apiKeyId, id);
     if (run.output && run.result_stored_at) return { run, output: run.output };
@@ -308,14 +406,17 @@ export async function getRunResult(
         [{ message: run.error?.message ?? "", status: run.status }],
       );
     }
-    if (Date.now() + WAIT_POLL_MS > deadline) {
+    const remaining = deadline - Date.now();
+    const outOfCalls = ctx.usage.d1_queries + 1 > ctx.config.SUBREQUEST_BUDGET;
+    if (remaining <= 0 || outOfCalls) {
       throw new ApiError(
         "result_not_ready",
         `Run ${id} is ${run.status}; its result is not stored yet. Retry later, pass ?wait=N (up to 60 seconds), or give a callback URL.`,
         [{ message: "not ready", status: run.status }],
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(interval, remaining)));
+    interval = Math.min(interval * 2, WAIT_MAX_MS);
   }
 }
 

@@ -56,6 +56,23 @@ export function deadlineAt(config: Config, processor: string, submittedAt: Date)
 }
 
 /**
+ * The run's deadline: set when Parallel accepted it; a run still `submitting` (Parallel never took
+ * it) counts from when it was stored, so it has one too.
+ */
+export function runDeadline(
+  config: Config,
+  run: { deadline_at: string | null; processor: string; created_at: string },
+): string {
+  return run.deadline_at ?? deadlineAt(config, run.processor, new Date(run.created_at)).toISOString();
+}
+
+/** `next`, but never later than the deadline, where the run's last check happens. */
+export function notAfter(next: Date, deadline: string): string {
+  const at = next.toISOString();
+  return deadline < at ? deadline : at;
+}
+
+/**
  * Backoff for a retried call (submit, result fetch): 30 s doubling to 30 min, scaled, with ±10 %
  * jitter so that runs throttled together do not retry together; never sooner than Parallel's Retry-After.
  */

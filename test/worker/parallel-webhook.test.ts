@@ -310,7 +310,7 @@ describe("handling a verified webhook", () => {
     expect(failed.error.code).toBe("run_failed");
   });
 
-  it("marks the run failed when Parallel has no result for it (404)", async () => {
+  it("keeps the run completed and retries when /result answers 404 just after the webhook", async () => {
     const tenant = await createTenant();
     const { run } = await startRun(
       tenant,
@@ -318,10 +318,8 @@ describe("handling a verified webhook", () => {
     );
     const body = webhookBody({ run_id: run.parallel_run_id, status: "completed" });
     await expectJson(await deliver(body, signWebhook(body)), 200);
-    expect(await getRun(tenant, run.id)).toMatchObject({
-      status: "failed",
-      error: { code: "parallel_failed" },
-    });
+    // A few 404s in a row end it failed (test/worker/stuck-runs.test.ts); one is retried.
+    expect(await getRun(tenant, run.id)).toMatchObject({ status: "completed", result_available: false });
   });
 
   it("keeps the run completed with a result fetch scheduled when /result keeps failing", async () => {

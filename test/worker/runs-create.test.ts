@@ -114,9 +114,8 @@ describe("POST /v1/runs", () => {
     expect(parallel.creates()).toHaveLength(2);
   });
 
+  // 401 and 402 are the operator's problem, not the run's: test/worker/stuck-runs.test.ts.
   it.each([
-    [401, "Unauthorized: invalid or missing credentials"],
-    [402, "Payment required: insufficient credit in account"],
     [403, "Forbidden: invalid processor in request"],
     [422, "Unprocessable content: request validation error"],
   ])("marks the run rejected when Parallel answers %i, and says why", async (status, message) => {

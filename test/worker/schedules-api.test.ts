@@ -361,7 +361,7 @@ describe("POST /v1/schedules/:id/trigger", () => {
 
   it("answers 422 when Parallel refuses the run, and still records it", async () => {
     const tenant = await createTenant();
-    fakeParallel({ create: () => parallelError(402, "Payment required: insufficient credit in account") });
+    fakeParallel({ create: () => parallelError(403, "Forbidden: invalid processor in request") });
     const schedule = await createSchedule(tenant);
     const body = await expectJson<ErrorBody>(
       await send("POST", `/v1/schedules/${schedule.id}/trigger`, tenant),
