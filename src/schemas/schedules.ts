@@ -12,10 +12,12 @@ export const RunTemplateSchema = z
     description:
       "What each run researches, as in POST /v1/runs. String values of `input` may use {{scheduled_at}}, " +
       "{{scheduled_date}}, {{last_success_at}} and {{last_success_date}}: *_at are ISO 8601 UTC instants, " +
-      "*_date are YYYY-MM-DD in the schedule's time zone; last_success_* are empty before the first success.",
+      "*_date are YYYY-MM-DD in the schedule's time zone; last_success_* are empty before the first success, " +
+      "unless they carry a fallback: {{last_success_date|the start of the month}}.",
     example: {
       processor: "base",
-      input: "What did Acme Corp announce since {{last_success_date}}? Today is {{scheduled_date}}.",
+      input:
+        "What did Acme Corp announce since {{last_success_date|the start of the month}}? Today is {{scheduled_date}}.",
     },
   });
 

@@ -2,7 +2,8 @@
 // anywhere inside a JSON input; not object keys) may say {{scheduled_at}}, {{scheduled_date}},
 // {{last_success_at}} or {{last_success_date}}. *_at are ISO 8601 UTC instants; *_date are calendar
 // dates (YYYY-MM-DD) in the schedule's time zone, which is what "today" means to its owner.
-// The last_success_* values are empty until the schedule's first run completes with a result.
+// The last_success_* values are empty until the schedule's first run completes with a result, so
+// they may carry a fallback for that first run: {{last_success_date|the start of the month}}.
 import type { ErrorDetail } from "../errors";
 import { dateInZone } from "./schedule-times";
 
@@ -15,25 +16,38 @@ export const PLACEHOLDERS = [
 type Placeholder = (typeof PLACEHOLDERS)[number];
 export type PlaceholderValues = Record<Placeholder, string>;
 
-const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+/** The placeholders that are empty until the first success: the only ones a fallback makes sense for. */
+const MAY_BE_EMPTY: ReadonlySet<string> = new Set<Placeholder>(["last_success_at", "last_success_date"]);
+
+/** `{{ name }}` or `{{ name | fallback text }}`; spaces around the name and the fallback are not part of them. */
+const PLACEHOLDER = /\{\{\s*([^{}|]*?)\s*(?:\|\s*([^{}]*?)\s*)?\}\}/g;
 
 type Input = string | Record<string, unknown>;
 
-/** Every unknown `{{…}}` in the input's strings, located by JSON path under `path`. */
+/** Every unknown `{{…}}`, and every fallback that cannot apply, located by JSON path under `path`. */
 export function checkPlaceholders(input: Input, path: string): ErrorDetail[] {
   const problems: ErrorDetail[] = [];
   visitStrings(input, path, (text, at) => {
     for (const match of text.matchAll(PLACEHOLDER)) {
-      const name = match[1] ?? "";
-      if (!(PLACEHOLDERS as readonly string[]).includes(name)) {
-        problems.push({
-          path: at,
-          message: `unknown placeholder {{${name}}}; the input may use ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(", ")}`,
-        });
-      }
+      const message = placeholderProblem(match[1] ?? "", match[2]);
+      if (message) problems.push({ path: at, message });
     }
   });
   return problems;
+}
+
+function placeholderProblem(name: string, fallback: string | undefined): string | null {
+  if (!(PLACEHOLDERS as readonly string[]).includes(name)) {
+    return `unknown placeholder {{${name}}}; the input may use ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(", ")}`;
+  }
+  if (fallback === undefined) return null;
+  if (!MAY_BE_EMPTY.has(name)) {
+    return `{{${name}|${fallback}}} never uses its fallback: ${name} always has a value (only {{last_success_at|…}} and {{last_success_date|…}} are empty, before the first success)`;
+  }
+  if (fallback === "") {
+    return `{{${name}|}} has an empty fallback; write the text to use before the first success, e.g. {{${name}|the start of the month}}, or drop the |`;
+  }
+  return null;
 }
 
 export function placeholderValues(
@@ -50,16 +64,21 @@ export function placeholderValues(
   };
 }
 
-/** The input with every placeholder replaced; unknown ones were refused when the schedule was saved. */
+/**
+ * The input with every placeholder replaced (by its fallback while its value is empty); unknown ones
+ * were refused when the schedule was saved.
+ */
 export function renderInput<T extends Input>(input: T, values: PlaceholderValues): T {
   return renderValue(input, values) as T;
 }
 
 function renderValue(value: unknown, values: PlaceholderValues): unknown {
   if (typeof value === "string") {
-    return value.replace(PLACEHOLDER, (whole, name: string) =>
-      Object.hasOwn(values, name) ? values[name as Placeholder] : whole,
-    );
+    return value.replace(PLACEHOLDER, (whole, name: string, fallback: string | undefined) => {
+      if (!Object.hasOwn(values, name)) return whole;
+      const filled = values[name as Placeholder];
+      return filled === "" && fallback !== undefined ? fallback : filled;
+    });
   }
   if (Array.isArray(value)) return value.map((item) => renderValue(item, values));
   if (value && typeof value === "object") {

@@ -11,7 +11,8 @@ const SCHEDULE = {
   timezone: "America/New_York",
   template: {
     processor: "base",
-    input: "What did Acme announce since {{last_success_date}}? Today is {{scheduled_date}}.",
+    input:
+      "What did Acme announce since {{last_success_date|the start of the month}}? Today is {{scheduled_date}}.",
   },
 };
 
@@ -151,6 +152,11 @@ describe("POST /v1/schedules", () => {
       "an unknown placeholder",
       { template: { processor: "base", input: { topic: "Acme", since: "{{yesterday}}" } } },
       "template.input.since",
+    ],
+    [
+      "a fallback on a placeholder that always has a value",
+      { template: { processor: "base", input: "News on {{scheduled_date|today}}" } },
+      "template.input",
     ],
     ["a callback to localhost", { callback: { url: "https://localhost/hook" } }, "callback.url"],
     ["a plain-http callback", { callback: { url: "http://example.com/hook" } }, "callback.url"],
@@ -336,7 +342,7 @@ describe("POST /v1/schedules/:id/trigger", () => {
     const today = dateInZone(before, "America/New_York");
     expect(create?.body).toMatchObject({
       processor: "base",
-      input: `What did Acme announce since ? Today is ${today}.`,
+      input: `What did Acme announce since the start of the month? Today is ${today}.`,
       metadata: { customer: "acme", taskrelay_run_id: run.id },
     });
     expect(create?.body).not.toHaveProperty("previous_interaction_id");

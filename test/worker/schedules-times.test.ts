@@ -158,6 +158,52 @@ describe("placeholders", () => {
     expect(renderInput("News on {{scheduled_date}}?", values)).toBe("News on 2026-03-08?");
   });
 
+  it("uses a placeholder's fallback while its value is empty, and the value once there is one", () => {
+    const input = {
+      question: "What did Acme announce since {{last_success_date|the start of the month}}?",
+      since: "{{ last_success_at | 2026-01-01T00:00:00Z }}",
+      plain: "{{last_success_date}}",
+    };
+    const first = placeholderValues(new Date("2026-03-09T14:00:00Z"), null, "America/New_York");
+    expect(renderInput(input, first)).toEqual({
+      question: "What did Acme announce since the start of the month?",
+      since: "2026-01-01T00:00:00Z",
+      plain: "",
+    });
+    const later = placeholderValues(
+      new Date("2026-03-10T14:00:00Z"),
+      "2026-03-09T14:05:00.000Z",
+      "America/New_York",
+    );
+    expect(renderInput(input, later)).toEqual({
+      question: "What did Acme announce since 2026-03-09?",
+      since: "2026-03-09T14:05:00.000Z",
+      plain: "2026-03-09",
+    });
+  });
+
+  it("checks fallbacks like placeholders: known name, one that can be empty, some text", () => {
+    expect(checkPlaceholders("Since {{last_success_date|the start of the month}}", "template.input")).toEqual(
+      [],
+    );
+    expect(checkPlaceholders({ a: "{{ last_success_at | never }}" }, "template.input")).toEqual([]);
+    const problems = checkPlaceholders(
+      {
+        a: "{{yesterday|the day before}}",
+        b: "{{scheduled_date|today}}",
+        c: "{{last_success_date|}}",
+        d: "{{last_success_date | }}",
+      },
+      "template.input",
+    );
+    expect(problems).toEqual([
+      { path: "template.input.a", message: expect.stringContaining("unknown placeholder {{yesterday}}") },
+      { path: "template.input.b", message: expect.stringContaining("scheduled_date always has a value") },
+      { path: "template.input.c", message: expect.stringContaining("empty fallback") },
+      { path: "template.input.d", message: expect.stringContaining("empty fallback") },
+    ]);
+  });
+
   it("refuses unknown placeholders, with the JSON path of each", () => {
     expect(checkPlaceholders("Since {{last_success_date}} and {{today}}", "template.input")).toEqual([
       expect.objectContaining({ path: "template.input", message: expect.stringContaining("{{today}}") }),
