@@ -1,11 +1,12 @@
 // `npm start`: the whole local stack with one command, offline. Applies the local D1 migrations,
 // starts the simulator (unless PARALLEL_API_KEY names a real Parallel key) and the relay, fires the
 // scheduled handler every TICK_SECONDS as Cron Triggers would, runs a callback receiver that verifies
-// and prints deliveries, and prints a ready API key and a curl to try.
+// and prints deliveries (of every key made on this stack: it reads a key's signing secret from the
+// local D1 database), and prints a ready API key and a curl to try.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startCallbackReceiver } from "./callback-receiver.ts";
-import { assertPortFree, createApiKey, ROOT, startLocalStack } from "./local-stack.ts";
+import { assertPortFree, createApiKey, localSigningSecrets, ROOT, startLocalStack } from "./local-stack.ts";
 
 const env = process.env;
 const port = Number(env.PORT ?? 8787);
@@ -22,6 +23,7 @@ const tickSeconds = Number(env.TICK_SECONDS ?? Math.max(1, Math.round(60 * (real
 // Local D1 and the dev key live here; LOCAL_STATE_DIR lets a test run beside a developer's stack.
 const stateDir = env.LOCAL_STATE_DIR ?? join(ROOT, ".wrangler");
 const devKeyFile = join(stateDir, "taskrelay-dev-key.json");
+const persistDir = join(stateDir, "state");
 
 for (const [name, value] of Object.entries({
   PORT: port,
@@ -87,7 +89,7 @@ async function main() {
     adminToken,
     webhookSecret,
     timeScale,
-    persistDir: join(stateDir, "state"),
+    persistDir,
     simEnv: Object.fromEntries(
       Object.entries(env).filter(([name]) => name.startsWith("SIM_")) as Array<[string, string]>,
     ),
@@ -102,9 +104,13 @@ async function main() {
   const receiver = await startCallbackReceiver({
     port: receiverPort,
     secrets: [key.signing_secret],
+    // Keys minted with the admin token (as the README does) verify too: their secret is in local D1.
+    learnSecret: (webhookId) => localSigningSecrets(persistDir, webhookId),
     onDelivery: (d) =>
       console.log(
-        `[receiver] ${d.verified ? "verified" : "UNVERIFIED"} ${d.body?.type ?? "?"} for ${d.body?.data.run.id ?? "?"} (webhook-id ${d.webhookId}, attempt ${d.attempt})`,
+        d.verified
+          ? `[receiver] verified ${d.body?.type} for ${d.body?.data.run.id} (webhook-id ${d.webhookId}, attempt ${d.attempt})`
+          : `[receiver] UNVERIFIED callback (webhook-id ${d.webhookId || "none"}, attempt ${d.attempt}), answered 401: ${d.reason}`,
       ),
   });
 
@@ -130,7 +136,7 @@ taskrelay is running locally.
 
   relay        ${stack.relayUrl}   (/openapi.json, /docs, /dashboard)
   simulator    ${stack.simUrl ?? `none: talking to ${realParallel?.baseUrl}`}${stack.simUrl ? `   (SIM_TIME_SCALE=${timeScale}, /_sim/stats)` : ""}
-  receiver     ${receiver.url}   (verifies and prints callbacks)
+  receiver     ${receiver.url}   (verifies and prints the callbacks of every key made here)
   cron tick    every ${tickSeconds} s (TICK_SECONDS)
   admin token  ${adminToken}   (ADMIN_TOKEN)
   webhook secret ${webhookSecret}   (PARALLEL_WEBHOOK_SECRET)

@@ -2,6 +2,7 @@
 // each other, with the migrations applied. `npm start` (scripts/dev.ts), the end-to-end tests and the
 // benchmark all start it through here, so they run exactly what a newcomer runs.
 import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 
@@ -246,6 +247,63 @@ export async function executeLocalSql(persistDir: string, sql: string): Promise<
     { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
     "Executing SQL on the local D1 database",
   );
+}
+
+/**
+ * The signing secrets of the key a delivery was sent for, read from the local D1 database (the one
+ * `npm start` runs on) by the delivery's id, its webhook-id; null when there is no such delivery.
+ * Only the local stack's receiver asks: the secrets stay in the developer's own database and never
+ * cross the relay's API, which shows a signing secret once, when the key is made. Read with
+ * node:sqlite from the file wrangler keeps (`wrangler d1 execute` would take 2-10 s a look-up, too
+ * close to a delivery's 15 s timeout on a busy machine).
+ */
+export async function localSigningSecrets(
+  persistDir: string,
+  deliveryId: string,
+): Promise<{ keyId: string; secrets: string[] } | null> {
+  const { DatabaseSync } = await loadSqlite();
+  // Where wrangler's local D1 keeps each database: one SQLite file per database, beside metadata.sqlite.
+  const dir = join(persistDir, "v3", "d1", "miniflare-D1DatabaseObject");
+  const files = readdirSync(dir).filter((name) => name.endsWith(".sqlite") && name !== "metadata.sqlite");
+  for (const file of files) {
+    const db = new DatabaseSync(join(dir, file), { readOnly: true });
+    try {
+      const row = db
+        .prepare(
+          `SELECT k.id, k.signing_secret, k.previous_signing_secret FROM deliveries d
+             JOIN api_keys k ON k.id = d.api_key_id WHERE d.id = ?`,
+        )
+        .get(deliveryId) as
+        | { id: string; signing_secret: string; previous_signing_secret: string | null }
+        | undefined;
+      if (row) {
+        return {
+          keyId: row.id,
+          secrets: [
+            row.signing_secret,
+            ...(row.previous_signing_secret ? [row.previous_signing_secret] : []),
+          ],
+        };
+      }
+    } catch (error) {
+      // Another database, without taskrelay's tables: look further.
+      if (!String(error).includes("no such table")) throw error;
+    } finally {
+      db.close();
+    }
+  }
+  return null;
+}
+
+/** node:sqlite, without the ExperimentalWarning Node 22 prints when it is loaded (once per process). */
+async function loadSqlite(): Promise<typeof import("node:sqlite")> {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => undefined;
+  try {
+    return await import("node:sqlite");
+  } finally {
+    process.emitWarning = emitWarning;
+  }
 }
 
 /** A Worker under `wrangler dev` from its own configuration (the benchmark's bare Worker). */
