@@ -27,10 +27,11 @@ const FAULT_MESSAGES: Record<500 | 502 | 503, string> = {
 };
 
 /** Counts the call, then applies latency, auth and injected faults before the handler runs. */
-function endpoint(sim: SimContext, key: EndpointKey): MiddlewareHandler {
+export function endpoint(sim: SimContext, key: EndpointKey): MiddlewareHandler {
   return async function simulateEndpoint(c, next) {
     const index = sim.stats.call(key);
-    const runId = c.req.param("id");
+    // Group endpoints name the group as {id}; the run, if any, is {run_id}.
+    const runId = c.req.param("run_id") ?? c.req.param("id");
     const run = runId === undefined ? undefined : sim.runs.get(runId);
     if (run) run.calls[key] = (run.calls[key] ?? 0) + 1;
 
@@ -66,21 +67,26 @@ function refuse(
   return null;
 }
 
+/** One slot of the create rate limit (a create, or an add-runs call whatever its size); a 429 if none. */
+export function takeCreateSlot(sim: SimContext): Response | null {
+  const config = sim.config();
+  const decision = sim.limiter.take(Date.now(), config.rate_limit_per_minute);
+  if (decision.allowed) return null;
+  sim.stats.rateLimited++;
+  return errorResponse(
+    429,
+    MESSAGES.tooManyRequests,
+    { limit_per_minute: config.rate_limit_per_minute },
+    { "retry-after": String(decision.retryAfterSeconds) },
+  );
+}
+
 export function parallelApi(sim: SimContext): Hono {
   const app = new Hono();
 
   app.post("/v1/tasks/runs", endpoint(sim, CREATE_RUN), async (c) => {
-    const config = sim.config();
-    const decision = sim.limiter.take(Date.now(), config.rate_limit_per_minute);
-    if (!decision.allowed) {
-      sim.stats.rateLimited++;
-      return errorResponse(
-        429,
-        MESSAGES.tooManyRequests,
-        { limit_per_minute: config.rate_limit_per_minute },
-        { "retry-after": String(decision.retryAfterSeconds) },
-      );
-    }
+    const limited = takeCreateSlot(sim);
+    if (limited) return limited;
     let body: unknown;
     try {
       body = JSON.parse(await c.req.text());

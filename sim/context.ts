@@ -2,6 +2,7 @@
 
 import type { SimConfig } from "./config.ts";
 import type { Faults } from "./faults.ts";
+import type { GroupStore } from "./groups.ts";
 import type { SlidingWindowLimiter } from "./rate-limit.ts";
 import type { RunStore } from "./runs.ts";
 import type { CallStats } from "./stats.ts";
@@ -11,6 +12,7 @@ export interface SimContext {
   config(): SimConfig;
   setConfig(next: SimConfig): void;
   readonly runs: RunStore;
+  readonly groups: GroupStore;
   readonly webhooks: WebhookDispatcher;
   readonly faults: Faults;
   readonly stats: CallStats;

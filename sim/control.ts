@@ -143,6 +143,7 @@ export function createControl(sim: SimContext): SimControl {
     reset() {
       for (const close of [...sim.openStreams]) close();
       sim.runs.clear();
+      sim.groups.clear();
       for (const release of [...sim.waiters]) release();
       sim.webhooks.reset();
       sim.stats.reset();

@@ -10,6 +10,8 @@ export const MESSAGES = {
   validation: "Unprocessable content: request validation error",
   tooManyRequests: "Too many requests: quota temporarily exceeded",
   runNotFound: "Run id not found",
+  groupNotFound: "TaskGroup not found",
+  tooManyInputs: "Bad request: at most 1000 inputs per request",
   resultNotFound: "Run failed or run id not found",
   resultTimeout: "Request timed out; run still active",
   notFound: "Not found",
@@ -44,4 +46,9 @@ export interface ValidationIssue {
   loc: (string | number)[];
   msg: string;
   type: string;
+}
+
+/** FastAPI's HTTPValidationError, which the OAS declares for the task-group endpoints' 422. */
+export function httpValidationError(issues: ValidationIssue[]): Response {
+  return jsonResponse({ detail: issues }, 422);
 }

@@ -1,8 +1,7 @@
 // GET /v1/tasks/runs/{id}/events (reference §2.5). Each connection starts with task_run.state,
 // replays the reasoning trace so far and the latest progress_stats, follows the run live, and
-// ends with a task_run.state carrying the output. Keep-alives are SSE comment lines (the SDK
-// JSON-parses every event's data, so a keep-alive must not be an event). A stream closes after
-// 570 s of Parallel's time (time-scaled).
+// ends with a task_run.state carrying the output. A stream closes after 570 s of Parallel's time
+// (time-scaled).
 //
 // A run's progress is a plan computed from its seed and timings, not stored: only runs someone
 // is listening to cost timers.
@@ -10,14 +9,12 @@
 import { unitDraw } from "./faults.ts";
 import type { RunRecord, RunStore } from "./runs.ts";
 import { isTerminal, toTaskRun } from "./runs.ts";
+import { liveStreamResponse } from "./sse.ts";
 import { isoFromMs, nowMs } from "./time.ts";
 import type { TaskOutput, TaskRun } from "./types.ts";
 
 export const SSE_MAX_STREAM_MS = 570_000;
 export const SSE_KEEPALIVE_MS = 15_000;
-/** Floors so a tiny time_scale cannot make a busy loop of keep-alives or instant closes. */
-const MIN_KEEPALIVE_MS = 20;
-const MIN_STREAM_MS = 50;
 
 type ProgressMessageType =
   | "task_run.progress_msg.plan"
@@ -132,110 +129,57 @@ export interface EventStreamOptions {
 }
 
 export function eventStreamResponse(run: RunRecord, options: EventStreamOptions): Response {
-  const { runs, seed, signal, openStreams } = options;
-  const encoder = new TextEncoder();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  let keepalive: ReturnType<typeof setInterval> | undefined;
-  let unsubscribe: () => void = () => {};
-  let closed = false;
-  let close: () => void = () => {};
-
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const write = (chunk: string): void => {
-        if (closed) return;
-        try {
-          controller.enqueue(encoder.encode(chunk));
-        } catch {
-          // The client went away between two writes.
-          close();
-        }
-      };
-      const send = (event: { type: string }): void => {
-        write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      };
-      const state = (output: TaskOutput | null): StateEvent => ({
-        type: "task_run.state",
-        event_id: null,
-        run: toTaskRun(run),
-        input: null,
-        output,
-      });
-      close = () => {
-        if (closed) return;
-        closed = true;
-        for (const timer of timers) clearTimeout(timer);
-        timers.clear();
-        clearInterval(keepalive);
-        unsubscribe();
-        openStreams.delete(close);
-        signal.removeEventListener("abort", close);
-        try {
-          controller.close();
-        } catch {
-          // Already cancelled by the client.
-        }
-      };
-      const finish = (): void => {
-        if (run.status === "completed") {
-          send(stats(run, seed, 100));
-          send(state(runs.outputFor(run, run.elementBasis)));
-        } else {
-          send(state(null));
-        }
-        close();
-      };
-
-      openStreams.add(close);
-      signal.addEventListener("abort", close, { once: true });
-
-      send(state(null));
-      const plan = progressPlan(run, seed);
-      const elapsed = (run.completedAtMs ?? nowMs()) - run.createdAtMs;
-      const past = plan.filter((p) => p.atMs <= elapsed);
-      for (const planned of past) {
-        if (planned.event.type !== "task_run.progress_stats") send(planned.event);
+  const { runs, seed } = options;
+  const live = {
+    signal: options.signal,
+    openStreams: options.openStreams,
+    keepaliveMs: SSE_KEEPALIVE_MS * options.timeScale,
+    lifetimeMs: SSE_MAX_STREAM_MS * options.timeScale,
+  };
+  return liveStreamResponse(live, (channel) => {
+    const state = (output: TaskOutput | null): StateEvent => ({
+      type: "task_run.state",
+      event_id: null,
+      run: toTaskRun(run),
+      input: null,
+      output,
+    });
+    const finish = (): void => {
+      if (run.status === "completed") {
+        channel.send(stats(run, seed, 100));
+        channel.send(state(runs.outputFor(run, run.elementBasis)));
+      } else {
+        channel.send(state(null));
       }
-      if (isTerminal(run.status)) {
-        finish();
-        return;
-      }
-      const latestStats = past.findLast((p) => p.event.type === "task_run.progress_stats");
-      if (latestStats) send(latestStats.event);
+      channel.close();
+    };
 
-      for (const planned of plan.filter((p) => p.atMs > elapsed)) {
-        const timer = setTimeout(() => {
-          timers.delete(timer);
-          send(planned.event);
-        }, planned.atMs - elapsed);
-        timers.add(timer);
-      }
-      let lastStatus = run.status;
-      unsubscribe = runs.subscribe(run, () => {
+    channel.send(state(null));
+    const plan = progressPlan(run, seed);
+    const elapsed = (run.completedAtMs ?? nowMs()) - run.createdAtMs;
+    const past = plan.filter((p) => p.atMs <= elapsed);
+    for (const planned of past) {
+      if (planned.event.type !== "task_run.progress_stats") channel.send(planned.event);
+    }
+    if (isTerminal(run.status)) {
+      finish();
+      return;
+    }
+    const latestStats = past.findLast((p) => p.event.type === "task_run.progress_stats");
+    if (latestStats) channel.send(latestStats.event);
+
+    for (const planned of plan.filter((p) => p.atMs > elapsed)) {
+      channel.after(planned.atMs - elapsed, () => channel.send(planned.event));
+    }
+    let lastStatus = run.status;
+    channel.onClose(
+      runs.subscribe(run, () => {
         if (isTerminal(run.status)) finish();
         else if (run.status !== lastStatus) {
           lastStatus = run.status;
-          send(state(null));
+          channel.send(state(null));
         }
-      });
-      keepalive = setInterval(
-        () => write(": ping\n\n"),
-        Math.max(MIN_KEEPALIVE_MS, SSE_KEEPALIVE_MS * options.timeScale),
-      );
-      const lifetime = setTimeout(close, Math.max(MIN_STREAM_MS, SSE_MAX_STREAM_MS * options.timeScale));
-      timers.add(lifetime);
-    },
-    cancel() {
-      close();
-    },
-  });
-
-  return new Response(body, {
-    status: 200,
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-    },
+      }),
+    );
   });
 }

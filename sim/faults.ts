@@ -5,7 +5,7 @@
 // restarts because the relay stores them.
 
 import type { SimConfig } from "./config.ts";
-import { CREATE_RUN, type EndpointKey } from "./endpoints.ts";
+import { CREATE_ENDPOINTS, type EndpointKey } from "./endpoints.ts";
 
 function fmix32(input: number): number {
   let h = input;
@@ -93,7 +93,8 @@ export class Faults {
       return { kind: "error", status: ERROR_STATUSES[pick] ?? 500 };
     }
     const throttleRate =
-      config.throttle_rate_by_endpoint[endpoint] ?? (endpoint === CREATE_RUN ? config.throttle_rate : 0);
+      config.throttle_rate_by_endpoint[endpoint] ??
+      (CREATE_ENDPOINTS.has(endpoint) ? config.throttle_rate : 0);
     if (this.happens(`throttle ${endpoint}`, callIndex, throttleRate)) return { kind: "throttle" };
     return null;
   }

@@ -32,6 +32,8 @@ export interface RunRecord {
   readonly failPlanned: boolean;
   readonly eventsEnabled: boolean;
   readonly elementBasis: boolean;
+  /** The Task Group the run was added to (POST /v1/tasks/groups/{id}/runs), or null. */
+  readonly taskgroupId: string | null;
   status: RunStatus;
   modifiedAt: string;
   startedAtMs: number | null;
@@ -63,7 +65,7 @@ export function toTaskRun(run: RunRecord): TaskRun {
     error: run.error,
     processor: run.processor.name,
     metadata: run.input.metadata ?? null,
-    taskgroup_id: null,
+    taskgroup_id: run.taskgroupId,
     created_at: run.createdAt,
     modified_at: run.modifiedAt,
   };
@@ -72,6 +74,8 @@ export function toTaskRun(run: RunRecord): TaskRun {
 export interface RunStoreOptions {
   config: () => SimConfig;
   faults: Faults;
+  /** Called after every status change of a run, with the status it left. */
+  onStatusChange?: (run: RunRecord, previous: RunStatus) => void;
   /** Called once per run, right after it reaches a terminal state. */
   onTerminal: (run: RunRecord) => void;
 }
@@ -79,6 +83,7 @@ export interface RunStoreOptions {
 export interface CreateRunOptions {
   warnings: Warning[];
   elementBasis: boolean;
+  taskgroupId?: string;
 }
 
 export class RunStore {
@@ -115,6 +120,7 @@ export class RunStore {
       failPlanned: this.#options.faults.happens("fail_runs", seq, config.fail_runs),
       eventsEnabled: input.enable_events ?? isProOrAbove(processor),
       elementBasis: options.elementBasis,
+      taskgroupId: options.taskgroupId ?? null,
       status: "queued",
       modifiedAt: createdAt,
       startedAtMs: null,
@@ -187,6 +193,7 @@ export class RunStore {
     run.completedAtMs = at;
     run.modifiedAt = isoFromMs(at);
     run.finishedBy = finishedBy;
+    const previous = run.status;
     run.status = status;
     if (status === "failed") {
       run.error = { ref_id: randomUUID(), message: MESSAGES.runFailed, detail: { reason } };
@@ -195,6 +202,7 @@ export class RunStore {
       run.output = this.outputFor(run, run.elementBasis);
       this.#completed++;
     }
+    this.#options.onStatusChange?.(run, previous);
     this.#notify(run);
     this.#options.onTerminal(run);
     return true;
@@ -247,6 +255,7 @@ export class RunStore {
       Math.max(0, run.durationMs - run.runningAfterMs),
     );
     run.timer.unref();
+    this.#options.onStatusChange?.(run, "queued");
     this.#notify(run);
   }
 

@@ -11,6 +11,8 @@ import type { SimContext } from "./context.ts";
 import { controlApi, createControl, type SimControl } from "./control.ts";
 import { errorResponse, MESSAGES } from "./errors.ts";
 import { Faults } from "./faults.ts";
+import { GroupStore } from "./groups.ts";
+import { taskGroupApi } from "./groups-api.ts";
 import { SlidingWindowLimiter } from "./rate-limit.ts";
 import { RunStore, toTaskRun } from "./runs.ts";
 import { CallStats } from "./stats.ts";
@@ -31,9 +33,11 @@ export function createSimulator(settings: unknown = {}): Simulator {
   const getConfig = (): SimConfig => config;
   const faults = new Faults(getConfig);
   const webhooks = new WebhookDispatcher(getConfig, faults);
+  const groups = new GroupStore();
   const runs = new RunStore({
     config: getConfig,
     faults,
+    onStatusChange: (run, previous) => groups.runChanged(run, previous),
     onTerminal(run) {
       const webhook = run.input.webhook;
       if (!webhook) return;
@@ -49,6 +53,7 @@ export function createSimulator(settings: unknown = {}): Simulator {
       config = next;
     },
     runs,
+    groups,
     webhooks,
     faults,
     stats: new CallStats(),
@@ -61,6 +66,7 @@ export function createSimulator(settings: unknown = {}): Simulator {
 
   const app = new Hono();
   app.route("/", parallelApi(sim));
+  app.route("/", taskGroupApi(sim));
   app.route("/_sim", controlApi(control));
   app.notFound(() => {
     sim.stats.unmatched();
@@ -79,6 +85,7 @@ export function createSimulator(settings: unknown = {}): Simulator {
       for (const release of [...sim.waiters]) release();
       webhooks.close();
       runs.clear();
+      groups.clear();
     },
   };
 }

@@ -1,5 +1,7 @@
 // Wire shapes of Parallel's Task API v1 (reference §3), as the simulator emits them.
 
+import type { RunInput } from "./validation.ts";
+
 export type RunStatus =
   | "queued"
   | "action_required"
@@ -77,4 +79,48 @@ export type TaskOutput = TextOutput | JsonOutput;
 export interface TaskRunResult {
   run: TaskRun;
   output: TaskOutput;
+}
+
+/** Task Groups (reference §2.6; SDK 1.3.3 `resources/task-group.ts`). */
+export interface TaskGroupStatus {
+  num_task_runs: number;
+  /** Only statuses some run has, e.g. {"completed": 1}; {} for an empty group. */
+  task_run_status_counts: Partial<Record<RunStatus, number>>;
+  is_active: boolean;
+  status_message: string | null;
+  modified_at: string | null;
+}
+
+export interface TaskGroup {
+  taskgroup_id: string;
+  status: TaskGroupStatus;
+  metadata: Metadata | null;
+  created_at: string | null;
+}
+
+export interface TaskGroupRunResponse {
+  status: TaskGroupStatus;
+  run_ids: string[];
+  run_cursor: string | null;
+  event_cursor: string | null;
+}
+
+export interface TaskGroupStatusEvent {
+  type: "task_group_status";
+  event_id: string;
+  status: TaskGroupStatus;
+}
+
+/** A run's state in a group stream; `input` and `output` only when asked for (runs stream). */
+export interface TaskRunEvent {
+  type: "task_run.state";
+  event_id: string;
+  run: TaskRun;
+  input: RunInput | null;
+  output: TaskOutput | null;
+}
+
+export interface ErrorEvent {
+  type: "error";
+  error: ErrorObject;
 }

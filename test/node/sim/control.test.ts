@@ -186,6 +186,12 @@ describe("/_sim control endpoints (no API key needed)", () => {
       "GET /v1/tasks/runs/{id}/input",
       "GET /v1/tasks/runs/{id}/result",
       "GET /v1/tasks/runs/{id}/events",
+      "POST /v1/tasks/groups",
+      "GET /v1/tasks/groups/{id}",
+      "POST /v1/tasks/groups/{id}/runs",
+      "GET /v1/tasks/groups/{id}/events",
+      "GET /v1/tasks/groups/{id}/runs",
+      "GET /v1/tasks/groups/{id}/runs/{run_id}",
     ]);
     expect(ENDPOINT_KEYS).toEqual(Object.keys(stats.endpoints ?? {}));
     expect(stats).toEqual({
@@ -196,6 +202,12 @@ describe("/_sim control endpoints (no API key needed)", () => {
         "GET /v1/tasks/runs/{id}/input": 0,
         "GET /v1/tasks/runs/{id}/result": 1,
         "GET /v1/tasks/runs/{id}/events": 0,
+        "POST /v1/tasks/groups": 0,
+        "GET /v1/tasks/groups/{id}": 0,
+        "POST /v1/tasks/groups/{id}/runs": 0,
+        "GET /v1/tasks/groups/{id}/events": 0,
+        "GET /v1/tasks/groups/{id}/runs": 0,
+        "GET /v1/tasks/groups/{id}/runs/{run_id}": 0,
       },
       statuses: {
         "POST /v1/tasks/runs": { "202": 1 },
@@ -203,6 +215,12 @@ describe("/_sim control endpoints (no API key needed)", () => {
         "GET /v1/tasks/runs/{id}/input": {},
         "GET /v1/tasks/runs/{id}/result": { "200": 1 },
         "GET /v1/tasks/runs/{id}/events": {},
+        "POST /v1/tasks/groups": {},
+        "GET /v1/tasks/groups/{id}": {},
+        "POST /v1/tasks/groups/{id}/runs": {},
+        "GET /v1/tasks/groups/{id}/events": {},
+        "GET /v1/tasks/groups/{id}/runs": {},
+        "GET /v1/tasks/groups/{id}/runs/{run_id}": {},
       },
       unmatched: 1,
       rate_limited: 0,
