@@ -38,7 +38,7 @@ export const MAX_GROUP_INPUTS = 1000;
 /** "The connection will remain open for up to an hour as long as at least one run … is still active." */
 export const GROUP_STREAM_MS = 3_600_000;
 /** Runs per chunk of the runs stream. */
-const RUNS_PER_CHUNK = 100;
+const RUNS_PER_CHUNK = 10;
 
 const RUN_STATUSES: readonly RunStatus[] = [
   "queued",
