@@ -71,6 +71,7 @@ function zodIssues(error: z.ZodError, prefix: (string | number)[]): ValidationIs
   }));
 }
 
+/** The parsed JSON body, or the 422 Response to answer when it is not JSON. */
 async function readJson(request: Request): Promise<unknown> {
   try {
     return JSON.parse(await request.text());
@@ -79,7 +80,7 @@ async function readJson(request: Request): Promise<unknown> {
   }
 }
 
-/** A boolean query parameter as FastAPI reads one; null if it is not a boolean. */
+/** A boolean query parameter (`true`/`false`, `1`/`0`, as the SDK and curl send them); null if neither. */
 function booleanQuery(raw: string | undefined, fallback: boolean): boolean | null {
   if (raw === undefined) return fallback;
   const value = raw.toLowerCase();
