@@ -7,6 +7,9 @@ export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
   return {
     test: {
+      // The Worker logs a JSON line per request; show a test's logs only when it fails. This is a
+      // root option: the reporter reads `silent` from the root config, so in a project it did nothing.
+      silent: "passed-only" as const,
       projects: [
         {
           plugins: [
@@ -30,8 +33,6 @@ export default defineConfig(async () => {
           ],
           test: {
             name: "worker",
-            // The Worker logs a JSON line per event; show them only for failing tests.
-            silent: "passed-only",
             include: ["test/worker/**/*.test.ts"],
             setupFiles: ["test/worker/setup.ts"],
           },

@@ -31,7 +31,7 @@ export function Page({ title, session, section, notice, children }: PageProps) {
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <title>{`${title} · taskrelay`}</title>
           <link rel="stylesheet" href={STYLE_PATH} />
-          <link rel="icon" href="data:," />
+          <link rel="icon" href="/favicon.ico" />
         </head>
         <body>
           <header class="top">

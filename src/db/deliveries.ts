@@ -230,6 +230,31 @@ export async function restartDelivery(
   return restarted?.results[0] ?? null;
 }
 
+/**
+ * "Retry now" for a pending delivery waiting for its next attempt: the attempt is due now, and the
+ * caller takes the lease to send it (same series). Null when an attempt is being sent right now
+ * (the lease is held) or the delivery is no longer pending.
+ */
+export async function claimDeliveryNow(
+  db: D1Database,
+  delivery: Delivery,
+  now: string,
+  leaseUntil: string,
+  event: DeliveryRunEvent,
+): Promise<Delivery | null> {
+  const [claimed] = await db.batch<Delivery>([
+    db
+      .prepare(
+        `UPDATE deliveries SET next_attempt_at = ?1, lease_until = ?2, updated_at = ?1
+         WHERE id = ?3 AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?1)
+         RETURNING *`,
+      )
+      .bind(now, leaseUntil, delivery.id),
+    runEvent(db, delivery.run_id, now, event),
+  ]);
+  return claimed?.results[0] ?? null;
+}
+
 export async function listRunDeliveries(db: D1Database, runId: string): Promise<Delivery[]> {
   const { results } = await db
     .prepare("SELECT * FROM deliveries WHERE run_id = ? ORDER BY id")

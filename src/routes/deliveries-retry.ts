@@ -11,13 +11,15 @@ export const retryDeliveryRoute = createRoute({
   path: "/v1/deliveries/{id}/retry",
   summary: "Send a delivery again",
   description:
-    "For a dead or succeeded delivery: a new series of attempts (the full retry schedule) with the same `webhook-id`, the first sent at once. A pending delivery is already being sent: 409.",
+    "For a dead or succeeded delivery: a new series of attempts (the full retry schedule) with the same `webhook-id`, the first sent at once. " +
+    "For a pending delivery waiting for its next attempt: that attempt is sent now, in the same series. " +
+    "A pending delivery whose attempt is being sent at this moment: 409.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
   request: { params: IdParamSchema("dlv", "dlv_01JD0Q4M3ZT6B3X9Y8W7V6U5T4") },
   responses: {
     202: {
-      description: "The delivery, pending again; its first attempt is under way.",
+      description: "The delivery, pending; its next attempt is under way.",
       content: { "application/json": { schema: DeliverySchema } },
     },
     401: errors[401],

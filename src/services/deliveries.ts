@@ -5,6 +5,7 @@
 import {
   type AttemptOutcome,
   claimDelivery,
+  claimDeliveryNow,
   type Delivery,
   type DeliveryAttempt,
   type DeliveryEvent,
@@ -311,7 +312,9 @@ async function giveUp(ctx: ServiceContext, claimed: Delivery, at: Date, reason: 
 
 /**
  * POST /v1/deliveries/:id/retry: a succeeded or dead delivery starts a new series of attempts with
- * the same webhook-id; the first is sent after the response. A pending one is already being sent.
+ * the same webhook-id; a pending one waiting for its next attempt gets that attempt now (same series,
+ * "retry now"). Either way the attempt is sent after the response. A pending delivery whose attempt
+ * is being sent at this moment is refused: it is already being retried.
  */
 export async function retryDelivery(
   ctx: ServiceContext,
@@ -321,20 +324,31 @@ export async function retryDelivery(
 ): Promise<Delivery> {
   const delivery = await findOwnedDelivery(ctx.db, apiKeyId, id);
   if (!delivery) throw new ApiError("not_found", `No delivery ${id}.`);
-  const now = ctx.now().toISOString();
-  const restarted =
-    delivery.status === "pending"
-      ? null
-      : await restartDelivery(ctx.db, delivery, now, {
-          kind: "delivery_retried",
-          detail: { delivery_id: id, series: delivery.series + 1 },
-        });
+  if (delivery.status === "pending") {
+    const claimed = await claimDeliveryNow(ctx.db, delivery, ...leaseFrom(ctx.now()), {
+      kind: "delivery_retried",
+      detail: { delivery_id: id, series: delivery.series, attempt: delivery.attempt_count + 1 },
+    });
+    if (!claimed) {
+      throw new ApiError(
+        "invalid_state",
+        `Delivery ${id} is being sent right now; its attempt is under way. Retry it once that attempt is recorded.`,
+        [{ message: "an attempt is in flight", status: "pending" }],
+      );
+    }
+    ctx.log.info("delivery.retried", { delivery_id: id, run_id: delivery.run_id, series: claimed.series });
+    ctx.waitUntil(sendClaimedDelivery(ctx, claimed, runtime));
+    return claimed;
+  }
+  const restarted = await restartDelivery(ctx.db, delivery, ctx.now().toISOString(), {
+    kind: "delivery_retried",
+    detail: { delivery_id: id, series: delivery.series + 1 },
+  });
   if (!restarted) {
-    throw new ApiError(
-      "invalid_state",
-      `Delivery ${id} is still pending: it is being sent and retried already. Retry it once it has succeeded or is dead.`,
-      [{ message: "delivery is pending", status: "pending" }],
-    );
+    // It became pending between the read and the update: another retry or the sweeper has it.
+    throw new ApiError("invalid_state", `Delivery ${id} is pending again: it is being sent already.`, [
+      { message: "delivery is pending", status: "pending" },
+    ]);
   }
   ctx.log.info("delivery.retried", { delivery_id: id, run_id: delivery.run_id, series: restarted.series });
   ctx.waitUntil(sendDelivery(ctx, id, runtime));

@@ -166,8 +166,8 @@ describe("POST /v1/deliveries/:id/retry", () => {
     await eventually(async () => expect((await onlyDeliveryOf(delivery.run_id)).status).toBe("succeeded"));
   });
 
-  it("refuses a pending delivery with 409 invalid_state", async () => {
-    const tenant = await createTenant();
+  /** A pending delivery of a finished run: two attempts failed, the third is due in 5 minutes. */
+  async function waitingDelivery(tenant: Tenant, leaseUntil: string | null = null) {
     const run = await storeFinishedRun(tenant.id);
     const now = new Date();
     const id = newId("dlv", now);
@@ -184,7 +184,7 @@ describe("POST /v1/deliveries/:id/retry", () => {
         series: 1,
         attempt_count: 2,
         next_attempt_at: later,
-        lease_until: null,
+        lease_until: leaseUntil,
         last_attempt_at: now.toISOString(),
         last_status_code: 500,
         last_error: "HTTP 500",
@@ -193,12 +193,42 @@ describe("POST /v1/deliveries/:id/retry", () => {
       },
       { kind: "delivery_created", detail: { delivery_id: id } },
     );
+    return { run, id, later };
+  }
+
+  it("sends a pending delivery's next attempt now, in the same series", async () => {
+    const tenant = await createTenant();
+    const receiver = fakeReceiver([status(204)]);
+    const { run, id } = await waitingDelivery(tenant);
+    const retried = await expectJson<DeliveryBody>(
+      await post(`/v1/deliveries/${id}/retry`, tenant.auth),
+      202,
+    );
+    expect(retried).toMatchObject({ id, status: "pending", series: 1, attempt_count: 2 });
+    await eventually(async () => expect((await onlyDeliveryOf(run.id)).status).toBe("succeeded"));
+    const stored = await onlyDeliveryOf(run.id);
+    expect(stored).toMatchObject({ series: 1, attempt_count: 3, last_status_code: 204 });
+    expect(receiver.calls.map((c) => c.headers["webhook-id"])).toEqual([id]);
+  });
+
+  it("refuses, with 409 invalid_state, a pending delivery whose attempt is being sent right now", async () => {
+    const tenant = await createTenant();
+    const leaseUntil = new Date(Date.now() + 60_000).toISOString();
+    const { run, id, later } = await waitingDelivery(tenant, leaseUntil);
     const body = await expectJson<{ error: { code: string; message: string } }>(
       await post(`/v1/deliveries/${id}/retry`, tenant.auth),
       409,
     );
     expect(body.error.code).toBe("invalid_state");
-    expect((await onlyDeliveryOf(run.id)).next_attempt_at).toBe(later);
+    expect(body.error.message).toContain("being sent right now");
+    const stored = await onlyDeliveryOf(run.id);
+    expect(stored.next_attempt_at).toBe(later);
+    expect(stored.lease_until).toBe(leaseUntil);
+    const timeline = await expectJson<{ events: Array<{ kind: string }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    expect(timeline.events.map((e) => e.kind)).not.toContain("delivery_retried");
   });
 });
 
