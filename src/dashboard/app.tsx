@@ -19,6 +19,7 @@ import {
   listRunsFor,
   listSchedulesFor,
   retryDeliveryFor,
+  scheduleNamesFor,
   setScheduleEnabledFor,
   triggerScheduleFor,
 } from "../services/viewer";
@@ -50,7 +51,7 @@ const OVERVIEW_SIZE = 10;
 
 /** Fixed messages for `?notice=`: the query names one, it never carries text onto the page. */
 const NOTICES: Record<string, string> = {
-  retried: "Delivery retried: its first new attempt is under way.",
+  retried: "Delivery retried: an attempt is under way.",
   paused: "Schedule paused.",
   resumed: "Schedule resumed: the next run is computed from now.",
   triggered: "Schedule run started.",
@@ -126,9 +127,12 @@ export function createDashboard() {
   dashboard.get("/runs", async (c) => {
     const ctx = c.var.services;
     const q = query(RunQuery, c.req.query());
-    const [page, names] = await Promise.all([
-      listRunsFor(ctx, c.var.session.viewer, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }),
-      keyNames(ctx, c.var.session.viewer),
+    const viewer = c.var.session.viewer;
+    const [[page, scheduleNames], names] = await Promise.all([
+      listRunsFor(ctx, viewer, { status: q.status, cursor: q.cursor, limit: PAGE_SIZE }).then(
+        async (page) => [page, await scheduleNamesFor(ctx, viewer, page.runs)] as const,
+      ),
+      keyNames(ctx, viewer),
     ]);
     return c.html(
       <RunsPage
@@ -138,7 +142,9 @@ export function createDashboard() {
         cursor={q.cursor}
         nextCursor={page.nextCursor}
         keyNames={names}
+        scheduleNames={scheduleNames}
         now={ctx.now()}
+        nonce={c.var.nonce}
         notice={notice(q.notice)}
       />,
     );
@@ -186,6 +192,7 @@ export function createDashboard() {
         nextCursor={page.nextCursor}
         keyNames={names}
         now={ctx.now()}
+        nonce={c.var.nonce}
         notice={notice(q.notice)}
       />,
     );
@@ -194,7 +201,7 @@ export function createDashboard() {
   dashboard.get("/schedules/:id", async (c) => {
     const ctx = c.var.services;
     const viewer = c.var.session.viewer;
-    const [{ schedule, runs }, names] = await Promise.all([
+    const [{ schedule, runs, occurrences }, names] = await Promise.all([
       getScheduleDetailFor(ctx, viewer, c.req.param("id"), OVERVIEW_SIZE),
       keyNames(ctx, viewer),
     ]);
@@ -203,6 +210,8 @@ export function createDashboard() {
         session={c.var.session}
         schedule={schedule}
         runs={runs}
+        occurrences={occurrences}
+        nonce={c.var.nonce}
         keyName={names.get(schedule.api_key_id) ?? null}
         now={ctx.now()}
         notice={notice(c.req.query("notice"))}
@@ -256,6 +265,7 @@ export function createDashboard() {
         cursor={q.cursor}
         keyNames={names}
         now={ctx.now()}
+        nonce={c.var.nonce}
         notice={notice(q.notice)}
       />,
     );

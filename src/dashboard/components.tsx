@@ -2,7 +2,9 @@
 // component here renders raw HTML, and links to URLs that came from data are http(s) only.
 import { raw } from "hono/html";
 import type { Child } from "hono/jsx";
+import { FAVICON_PATH } from "../routes/docs";
 import type { DashboardSession } from "../services/dashboard-sessions";
+import { CLOCK_SCRIPT } from "./clock-script";
 import { relativeTime, safeHttpUrl, utcTime } from "./format";
 import { STYLE_PATH } from "./style";
 
@@ -13,10 +15,12 @@ export interface PageProps {
   session?: DashboardSession | undefined;
   section?: Section | undefined;
   notice?: string | undefined;
+  /** This response's CSP nonce: with it, the page's relative times keep counting (CLOCK_SCRIPT). */
+  nonce?: string | undefined;
   children?: Child;
 }
 
-export function Page({ title, session, section, notice, children }: PageProps) {
+export function Page({ title, session, section, notice, nonce, children }: PageProps) {
   const link = (name: Section, label: string) => (
     <a href={`/dashboard/${name}`} aria-current={section === name ? "page" : undefined}>
       {label}
@@ -31,7 +35,7 @@ export function Page({ title, session, section, notice, children }: PageProps) {
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <title>{`${title} · taskrelay`}</title>
           <link rel="stylesheet" href={STYLE_PATH} />
-          <link rel="icon" href="/favicon.ico" />
+          <link rel="icon" href={FAVICON_PATH} />
         </head>
         <body>
           <header class="top">
@@ -70,6 +74,7 @@ export function Page({ title, session, section, notice, children }: PageProps) {
             ) : null}
             {children}
           </main>
+          {nonce ? <script nonce={nonce} dangerouslySetInnerHTML={{ __html: CLOCK_SCRIPT }} /> : null}
         </body>
       </html>
     </>
@@ -80,21 +85,38 @@ export function CsrfField({ session }: { session: DashboardSession }) {
   return <input type="hidden" name="csrf" value={session.csrfToken} />;
 }
 
-export function Status({ status, live }: { status: string; live?: boolean }) {
+export function Status({ status, live, label }: { status: string; live?: boolean; label?: string }) {
   return (
     <span class={`badge s-${status}`} data-run-status={live ? status : undefined}>
-      {status}
+      {label ?? status}
     </span>
   );
 }
 
-/** A moment as "3 min ago", with the exact UTC time on hover and in the markup. */
+/** A moment as "3 min ago", with the exact UTC time on hover and in the markup; kept current by CLOCK_SCRIPT. */
 export function When({ at, now }: { at: string | null | undefined; now: Date }) {
   if (!at) return <span class="empty">—</span>;
   return (
-    <time datetime={at} title={utcTime(at)}>
+    <time datetime={at} title={utcTime(at)} data-relative>
       {relativeTime(at, now)}
     </time>
+  );
+}
+
+/** A link to a schedule, by its name; a deleted schedule (its runs are kept) shows its id, unlinked. */
+export function ScheduleLink({ id, names }: { id: string; names: Map<string, string> }) {
+  const name = names.get(id);
+  if (name === undefined) {
+    return (
+      <span class="sub">
+        <code>{id}</code> (deleted)
+      </span>
+    );
+  }
+  return (
+    <a href={`/dashboard/schedules/${id}`} data-schedule-link={id}>
+      {name}
+    </a>
   );
 }
 

@@ -57,6 +57,12 @@ export function safeHttpUrl(value: unknown): string | null {
   }
 }
 
+/** The host a citation comes from, without "www." ("imf.org"); null for anything but an http(s) URL. */
+export function hostOf(value: unknown): string | null {
+  const url = safeHttpUrl(value);
+  return url ? new URL(url).hostname.replace(/^www\./, "") : null;
+}
+
 /** A path inside the dashboard to come back to after a form, or the fallback (never another site). */
 export function dashboardPath(value: unknown, fallback: string): string {
   if (typeof value !== "string") return fallback;

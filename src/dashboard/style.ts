@@ -1,6 +1,6 @@
 // The dashboard's one stylesheet, served at STYLE_PATH. Mobile first: tables turn into cards below 720 px.
 
-export const STYLE_VERSION = "1";
+export const STYLE_VERSION = "2";
 export const STYLE_PATH = `/dashboard/style.css?v=${STYLE_VERSION}`;
 
 export const DASHBOARD_CSS = `
@@ -19,13 +19,13 @@ section.card,.card{background:var(--card);border:1px solid var(--line);border-ra
 table{width:100%;border-collapse:collapse;background:var(--card)}
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
 .nowrap{white-space:nowrap}.kv{display:inline-block;margin-right:.8rem}.kv .k{color:var(--muted)}
-th{font-size:.8rem;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
+th{font-size:.8rem;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em;overflow-wrap:normal;word-break:keep-all;hyphens:none}
 td .sub{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600;background:#eaeef2;color:var(--idle);white-space:nowrap}
-.s-completed,.s-succeeded,.s-enabled{background:#dafbe1;color:var(--ok)}
+.s-completed,.s-succeeded,.s-enabled,.s-fired,.s-triggered{background:#dafbe1;color:var(--ok)}
 .s-running,.s-queued,.s-submitting,.s-pending,.s-cancelling,.s-action_required{background:#ddf4ff;color:#0969da}
 .s-failed,.s-rejected,.s-expired,.s-dead{background:#ffebe9;color:var(--bad)}
-.s-cancelled,.s-paused{background:#fff8c5;color:var(--warn)}
+.s-cancelled,.s-paused,.s-skipped_overlap,.s-skipped_missed{background:#fff8c5;color:var(--warn)}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 button,.button{font:inherit;padding:.35rem .8rem;border-radius:6px;border:1px solid var(--line);background:#fff;color:var(--fg);cursor:pointer;text-decoration:none;display:inline-block}
@@ -48,7 +48,7 @@ ol.messages li{padding:.25rem 0;border-top:1px dashed var(--line)}ol.messages .k
 .tree .bool,.tree .null{color:#953800}.tree summary{cursor:pointer;color:var(--muted)}
 .basis{border-top:1px solid var(--line);padding:.6rem 0}.basis:first-child{border-top:0}
 .basis h3{font-size:1rem;margin:0 0 .3rem}.basis blockquote{margin:.2rem 0 .2rem 1rem;color:var(--muted);font-size:.9rem}
-.basis ul{padding-left:1.2rem;margin:.3rem 0}
+.basis ul{padding-left:1.2rem;margin:.3rem 0}.citations .domain{white-space:nowrap}
 .signin{max-width:28rem;margin:3rem auto}.signin label{display:block;margin-bottom:.4rem;font-weight:600}
 .signin input{width:100%;margin-bottom:.8rem}
 @media (max-width:720px){

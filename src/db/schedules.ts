@@ -370,3 +370,18 @@ export async function recordScheduledRunOutcome(
     .first<{ output_changed: number | null }>();
   return stored?.output_changed == null ? null : stored.output_changed === 1;
 }
+
+/** Names of the schedules among `ids` (at most a page of them) that `apiKeyId` owns; null: any key's. */
+export async function listScheduleNames(
+  db: D1Database,
+  ids: string[],
+  apiKeyId: string | null,
+): Promise<Array<{ id: string; name: string }>> {
+  if (ids.length === 0) return [];
+  const owner = apiKeyId === null ? "" : " AND api_key_id = ?";
+  const { results } = await db
+    .prepare(`SELECT id, name FROM schedules WHERE id IN (${ids.map(() => "?").join(", ")})${owner}`)
+    .bind(...ids, ...(apiKeyId === null ? [] : [apiKeyId]))
+    .all<{ id: string; name: string }>();
+  return results;
+}

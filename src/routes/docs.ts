@@ -24,12 +24,14 @@ export function registerDocs(app: App) {
       withDefaultFonts: false,
       pageTitle: "taskrelay API reference",
       favicon: FAVICON_PATH,
-      hideClientButton: false,
       defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
       // No cloud features. "Ask AI" is Scalar's agent (on by default on localhost); the developer
       // toolbar holds "Share" (uploads the document), "Deploy" and "Generate SDK", and turning it off
-      // also removes the sidebar's "Generate SDKs & MCP" offer; `mcp.disabled` removes "Generate MCP".
+      // also removes the sidebar's "Generate SDKs & MCP" offer; `mcp.disabled` removes "Generate MCP";
+      // the "client button" is "Open API Client", a link to client.scalar.com. The in-page client
+      // ("Test Request") stays: it sends to the server in /openapi.json, this relay.
       agent: { disabled: true },
+      hideClientButton: true,
       showDeveloperTools: "never",
       mcp: { disabled: true },
       telemetry: false,

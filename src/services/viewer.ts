@@ -3,7 +3,13 @@
 // the same owner-scoped verbs the API uses, so both paths keep one set of rules.
 import { type Delivery, type DeliveryStatus, findDelivery } from "../db/deliveries";
 import { findRun, type Run, type RunStatus } from "../db/runs";
-import { findSchedule, type Schedule } from "../db/schedules";
+import {
+  findSchedule,
+  listOccurrences,
+  listScheduleNames,
+  type Occurrence,
+  type Schedule,
+} from "../db/schedules";
 import { ApiError } from "../errors";
 import type { ServiceContext } from "./context";
 import {
@@ -15,13 +21,7 @@ import {
 import { listApiKeys } from "./keys";
 import type { PageRequest } from "./pages";
 import { getOwnedRun, getRunTimeline, listOwnedRuns, type RunPage } from "./runs";
-import {
-  getOwnedSchedule,
-  listOwnedSchedules,
-  listScheduleRuns,
-  triggerSchedule,
-  updateSchedule,
-} from "./schedules";
+import { getOwnedSchedule, listOwnedSchedules, triggerSchedule, updateSchedule } from "./schedules";
 
 export type Viewer = { kind: "key"; apiKeyId: string } | { kind: "admin" };
 
@@ -52,17 +52,20 @@ export interface RunDetail {
   run: Run;
   timeline: Awaited<ReturnType<typeof getRunTimeline>>;
   deliveries: DeliveryWithAttempts[];
+  /** The run's schedule's name, by id (empty for a run without one, or whose schedule is deleted). */
+  scheduleNames: Map<string, string>;
 }
 
-/** A run with its timeline and its deliveries (each with every attempt). */
+/** A run with its timeline, its deliveries (each with every attempt) and its schedule's name. */
 export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<RunDetail> {
   const owner = await runOwner(ctx, viewer, id);
   const run = await getOwnedRun(ctx, owner, id);
-  const [timeline, deliveries] = await Promise.all([
+  const [timeline, deliveries, scheduleNames] = await Promise.all([
     getRunTimeline(ctx, owner, id),
     listOwnedRunDeliveries(ctx, owner, id),
+    scheduleNamesFor(ctx, viewer, [run]),
   ]);
-  return { run, timeline, deliveries };
+  return { run, timeline, deliveries, scheduleNames };
 }
 
 export function listDeliveriesFor(
@@ -95,17 +98,21 @@ async function scheduleOwner(ctx: ServiceContext, viewer: Viewer, id: string): P
   return schedule.api_key_id;
 }
 
-/** A schedule with its newest runs. */
+/** A schedule with its newest runs and what its newest occurrences came to. */
 export async function getScheduleDetailFor(
   ctx: ServiceContext,
   viewer: Viewer,
   id: string,
-  runLimit: number,
-): Promise<{ schedule: Schedule; runs: Run[] }> {
+  limit: number,
+): Promise<{ schedule: Schedule; runs: Run[]; occurrences: Occurrence[] }> {
   const owner = await scheduleOwner(ctx, viewer, id);
-  const schedule = await getOwnedSchedule(ctx, owner, id);
-  const { runs } = await listScheduleRuns(ctx, { apiKeyId: owner, scheduleId: id, limit: runLimit });
-  return { schedule, runs };
+  // One wait: the lists are read alongside the ownership check, and dropped if it fails.
+  const [schedule, { runs }, occurrences] = await Promise.all([
+    getOwnedSchedule(ctx, owner, id),
+    listOwnedRuns(ctx, { apiKeyId: owner, scheduleId: id, limit }),
+    listOccurrences(ctx.db, { scheduleId: id, limit }),
+  ]);
+  return { schedule, runs, occurrences: occurrences.slice(0, limit) };
 }
 
 /** Pauses (false) or resumes (true) a schedule, exactly as PATCH /v1/schedules/:id with `enabled`. */
@@ -127,4 +134,15 @@ export async function triggerScheduleFor(ctx: ServiceContext, viewer: Viewer, id
 export async function keyNames(ctx: ServiceContext, viewer: Viewer): Promise<Map<string, string>> {
   if (viewer.kind === "key") return new Map();
   return new Map((await listApiKeys(ctx)).map((key) => [key.id, key.name]));
+}
+
+/** The names of the schedules these runs came from, by id, as far as this viewer may see them. */
+export async function scheduleNamesFor(
+  ctx: ServiceContext,
+  viewer: Viewer,
+  runs: Array<Pick<Run, "schedule_id">>,
+): Promise<Map<string, string>> {
+  const ids = [...new Set(runs.flatMap((run) => (run.schedule_id ? [run.schedule_id] : [])))];
+  const rows = await listScheduleNames(ctx.db, ids, ownerOf(viewer));
+  return new Map(rows.map((row) => [row.id, row.name]));
 }

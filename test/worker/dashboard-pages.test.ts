@@ -3,6 +3,8 @@
 // first, retry); every other key's resource unreachable; every value escaped.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { insertDelivery } from "../../src/db/deliveries";
+import { newId } from "../../src/ids";
 import { onRunFinished } from "../../src/services/run-finished";
 import { attributeValues, signedIn } from "./dashboard-harness";
 import {
@@ -14,7 +16,16 @@ import {
   status,
   storeFinishedRun,
 } from "./delivery-harness";
-import { ADMIN, createTenant, expectJson, fakeParallel, postJson, TEXT_RUN, type Tenant } from "./harness";
+import {
+  ADMIN,
+  api,
+  createTenant,
+  expectJson,
+  fakeParallel,
+  postJson,
+  TEXT_RUN,
+  type Tenant,
+} from "./harness";
 import { eventNames, parseSse } from "./progress-harness";
 
 const ADMIN_TOKEN = ADMIN.authorization.replace("Bearer ", "");
@@ -85,7 +96,24 @@ describe("runs", () => {
     expect(html).toMatch(/<td data-label="HTTP">503<\/td>/);
     expect(html).toMatch(/<td data-label="HTTP">204<\/td>/);
     expect(html).not.toContain('id="progress"');
-    expect(html).not.toContain("<script");
+    expect(html).not.toContain("new EventSource");
+    // The citation's domain beside its title.
+    expect(html).toMatch(/>IMF<\/a><span class="sub domain" data-citation-domain="true"> imf\.org<\/span>/);
+  });
+
+  it("keeps relative times current with the clock script, under the response's nonce", async () => {
+    const tenant = await createTenant();
+    const run = await storeFinishedRun(tenant.id);
+    const b = await signedIn(tenant.key);
+    const response = await b.get(`/dashboard/runs/${run.id}`);
+    const html = await response.text();
+    const nonce = /script-src 'nonce-([^']+)'/.exec(
+      response.headers.get("content-security-policy") ?? "",
+    )?.[1];
+    expect(html).toContain(`<time datetime="${run.created_at}"`);
+    expect(html).toMatch(/<time datetime="[^"]+" title="[^"]+" data-relative="true">\d+ s ago<\/time>/);
+    expect(html).toContain(`<script nonce="${nonce}">`);
+    expect(html).toContain('document.querySelectorAll("time[data-relative]")');
   });
 
   it("shows an active run with a live progress section fed by its own cookie-authenticated stream", async () => {
@@ -179,6 +207,52 @@ describe("runs", () => {
 });
 
 describe("deliveries", () => {
+  it("shows when a pending delivery's next attempt is due, and sends it now on Retry now", async () => {
+    const tenant = await createTenant();
+    // Two attempts failed; the third is due in five minutes.
+    const run = await storeFinishedRun(tenant.id);
+    const now = new Date();
+    const nextAttemptAt = new Date(now.getTime() + 300_000).toISOString();
+    const pending = await insertDelivery(
+      env.DB,
+      {
+        id: newId("dlv", now),
+        run_id: run.id,
+        api_key_id: tenant.id,
+        event: "run.completed",
+        url: RECEIVER,
+        status: "pending",
+        series: 1,
+        attempt_count: 2,
+        next_attempt_at: nextAttemptAt,
+        lease_until: null,
+        last_attempt_at: now.toISOString(),
+        last_status_code: 503,
+        last_error: "HTTP 503",
+        created_at: now.toISOString(),
+        updated_at: now.toISOString(),
+      },
+      { kind: "delivery_created", detail: {} },
+    );
+    if (!pending) throw new Error("the delivery was not stored");
+    const b = await signedIn(tenant.key);
+    for (const path of ["/dashboard/deliveries", `/dashboard/runs/${run.id}`]) {
+      const html = await b.page(path);
+      expect(html, path).toContain(`data-next-attempt="${nextAttemptAt}"`);
+      expect(html, path).toMatch(/Next attempt <time[^>]*>in [45] min<\/time>/);
+      expect(html, path).toContain(">Retry now</button>");
+    }
+
+    fakeReceiver([status(204)]);
+    const response = await b.post(`/dashboard/deliveries/${pending.id}/retry`, {
+      csrf: await b.csrf("/dashboard/deliveries"),
+      back: "/dashboard/deliveries",
+    });
+    expect(response.headers.get("location")).toBe("/dashboard/deliveries?notice=retried");
+    await eventually(async () => expect((await onlyDeliveryOf(run.id)).status).toBe("succeeded"));
+    expect(await onlyDeliveryOf(run.id)).toMatchObject({ series: 1, attempt_count: 3 });
+  });
+
   it("shows dead letters first and retries one from the page", async () => {
     const tenant = await createTenant();
     const dead = await runWithDelivery(tenant, [status(410)]);
@@ -256,6 +330,40 @@ describe("schedules", () => {
     expect(runPage).toContain("Schedule run started.");
     expect(runPage).toContain(`/dashboard/schedules/${schedule.id}`);
     expect(await b.page(`/dashboard/schedules/${schedule.id}`)).toContain(location.split("?")[0] ?? "");
+    // The runs list names the schedule a run came from (escaped), not its id.
+    const runs = await b.page("/dashboard/runs");
+    expect(runs).toContain(
+      `<a href="/dashboard/schedules/${schedule.id}" data-schedule-link="${schedule.id}">&lt;b&gt;Acme&lt;/b&gt; news</a>`,
+    );
+  });
+
+  it("lists a schedule's occurrences as GET /v1/schedules/:id/occurrences does", async () => {
+    const tenant = await createTenant();
+    const schedule = await createSchedule(tenant);
+    // What ticks leave behind: one fired, one skipped (run in flight), one missed (no tick reached it).
+    const fired = await storeFinishedRun(tenant.id, { schedule_id: schedule.id });
+    const rows: Array<[string, string, string | null, string | null]> = [
+      ["2026-11-30T14:00:00.000Z", "fired", fired.id, null],
+      ["2026-12-01T14:00:00.000Z", "skipped_overlap", null, "the previous run is still in flight"],
+      ["2026-12-02T14:00:00.000Z", "skipped_missed", null, "missed: no tick reached it in time"],
+    ];
+    await env.DB.batch(
+      rows.map(([at, outcome, runId, reason]) =>
+        env.DB.prepare(
+          "INSERT INTO schedule_occurrences (schedule_id, scheduled_at, decided_at, outcome, run_id, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        ).bind(schedule.id, at, at, outcome, runId, reason),
+      ),
+    );
+    const listed = await expectJson<{ data: Array<{ outcome: string; run_id: string | null }> }>(
+      await api(`/v1/schedules/${schedule.id}/occurrences`, { headers: tenant.auth }),
+      200,
+    );
+    const html = await (await signedIn(tenant.key)).page(`/dashboard/schedules/${schedule.id}`);
+    expect(attributeValues(html, "data-occurrence")).toEqual(listed.data.map((o) => o.outcome));
+    expect(attributeValues(html, "data-occurrence")).toEqual(["skipped_missed", "skipped_overlap", "fired"]);
+    expect(html).toContain("skipped: previous run in flight");
+    expect(html).toContain("the previous run is still in flight");
+    expect(html).toContain(`<a href="/dashboard/runs/${fired.id}">`);
   });
 });
 

@@ -1,7 +1,7 @@
 import type { Delivery } from "../../db/deliveries";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import { Page, Pager, Status, When } from "../components";
-import { RetryForm } from "./run";
+import { NextAttempt, RetryForm } from "./run";
 
 export interface DeliveryList {
   status: "dead" | "pending" | "succeeded";
@@ -51,20 +51,12 @@ function DeliveryTable(props: {
             <td data-label="Last attempt">
               <When at={d.last_attempt_at} now={now} />
               {d.last_status_code !== null ? <div class="sub">HTTP {String(d.last_status_code)}</div> : null}
+              <NextAttempt delivery={d} now={now} />
             </td>
             <td data-label="Last error">{d.last_error ?? ""}</td>
             {admin ? <td data-label="Key">{props.keyNames.get(d.api_key_id) ?? d.api_key_id}</td> : null}
             <td data-label="Action">
-              {d.status === "pending" ? (
-                <span class="sub">being sent</span>
-              ) : (
-                <RetryForm
-                  deliveryId={d.id}
-                  session={session}
-                  back={props.back}
-                  label={d.status === "dead" ? "Retry delivery" : "Send again"}
-                />
-              )}
+              <RetryForm delivery={d} session={session} back={props.back} now={now} />
             </td>
           </tr>
         ))}
@@ -81,11 +73,18 @@ export function DeliveriesPage(props: {
   cursor: string | undefined;
   keyNames: Map<string, string>;
   now: Date;
+  nonce: string;
   notice?: string | undefined;
 }) {
   const back = props.only ? `/dashboard/deliveries?status=${props.only}` : "/dashboard/deliveries";
   return (
-    <Page title="Deliveries" session={props.session} section="deliveries" notice={props.notice}>
+    <Page
+      title="Deliveries"
+      session={props.session}
+      section="deliveries"
+      notice={props.notice}
+      nonce={props.nonce}
+    >
       <h1>Deliveries</h1>
       <nav class="filters" aria-label="Delivery status">
         <a href="/dashboard/deliveries" aria-current={props.only ? undefined : "page"}>

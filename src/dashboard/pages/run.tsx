@@ -1,11 +1,11 @@
-import type { DeliveryAttempt } from "../../db/deliveries";
+import type { Delivery, DeliveryAttempt } from "../../db/deliveries";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import type { DeliveryWithAttempts } from "../../services/deliveries";
 import { progressFinished } from "../../services/run-progress";
 import { toRunInputView } from "../../services/run-view";
 import type { RunDetail } from "../../services/viewer";
-import { CsrfField, ExternalLink, Page, Status, ValueView, When } from "../components";
-import { utcTime } from "../format";
+import { CsrfField, ExternalLink, Page, ScheduleLink, Status, ValueView, When } from "../components";
+import { hostOf, utcTime } from "../format";
 import { PROGRESS_SCRIPT } from "../progress-script";
 
 export interface RunPageProps extends RunDetail {
@@ -22,7 +22,7 @@ export function RunPage(props: RunPageProps) {
   const input = toRunInputView(run);
   const output = run.output as { type?: string; content?: unknown; basis?: unknown } | null;
   return (
-    <Page title={run.id} session={session} section="runs" notice={props.notice}>
+    <Page title={run.id} session={session} section="runs" notice={props.notice} nonce={props.nonce}>
       <h1>
         Run <code>{run.id}</code> <Status status={run.status} live />
       </h1>
@@ -46,9 +46,7 @@ export function RunPage(props: RunPageProps) {
             <>
               <dt>Schedule</dt>
               <dd>
-                <a href={`/dashboard/schedules/${run.schedule_id}`}>
-                  <code>{run.schedule_id}</code>
-                </a>
+                <ScheduleLink id={run.schedule_id} names={props.scheduleNames} />
                 {run.output_changed === null || run.output_changed === undefined
                   ? null
                   : run.output_changed
@@ -173,7 +171,7 @@ export function RunPage(props: RunPageProps) {
           <p class="empty">{run.callback_url ? "None yet: the run is not finished." : "No callback URL."}</p>
         ) : (
           deliveries.map((d) => (
-            <DeliveryCard delivery={d} session={session} back={`/dashboard/runs/${run.id}`} />
+            <DeliveryCard delivery={d} session={session} back={`/dashboard/runs/${run.id}`} now={now} />
           ))
         )}
       </section>
@@ -228,6 +226,12 @@ function Basis({ basis }: { basis: unknown }) {
                       ? citation.title
                       : String(citation.url)}
                   </ExternalLink>
+                  {hostOf(citation.url) ? (
+                    <span class="sub domain" data-citation-domain>
+                      {" "}
+                      {hostOf(citation.url)}
+                    </span>
+                  ) : null}
                   {Array.isArray(citation.excerpts)
                     ? citation.excerpts
                         .filter((e): e is string => typeof e === "string")
@@ -248,10 +252,12 @@ export function DeliveryCard({
   delivery: { delivery, attempts },
   session,
   back,
+  now,
 }: {
   delivery: DeliveryWithAttempts;
   session: DashboardSession;
   back: string;
+  now: Date;
 }) {
   return (
     <div class="card delivery" data-delivery-id={delivery.id}>
@@ -261,20 +267,11 @@ export function DeliveryCard({
       </p>
       <p class="sub">
         to <code>{delivery.url}</code>
-        {delivery.status === "pending" && delivery.next_attempt_at
-          ? ` · next attempt ${utcTime(delivery.next_attempt_at)}`
-          : ""}
       </p>
+      <NextAttempt delivery={delivery} now={now} />
       {delivery.last_error ? <p class="sub">Last error: {delivery.last_error}</p> : null}
       {attempts.length > 0 ? <Attempts attempts={attempts} /> : null}
-      {delivery.status === "pending" ? null : (
-        <RetryForm
-          deliveryId={delivery.id}
-          session={session}
-          back={back}
-          label={delivery.status === "dead" ? "Retry delivery" : "Send again"}
-        />
-      )}
+      <RetryForm delivery={delivery} session={session} back={back} now={now} />
     </div>
   );
 }
@@ -310,23 +307,48 @@ function Attempts({ attempts }: { attempts: DeliveryAttempt[] }) {
   );
 }
 
+/** When a pending delivery's next attempt is due ("in 4 min", and the UTC time). */
+export function NextAttempt({ delivery, now }: { delivery: Delivery; now: Date }) {
+  if (delivery.status !== "pending" || !delivery.next_attempt_at) return null;
+  return (
+    <p class="sub" data-next-attempt={delivery.next_attempt_at}>
+      Next attempt <When at={delivery.next_attempt_at} now={now} /> ({utcTime(delivery.next_attempt_at)})
+    </p>
+  );
+}
+
+const RETRY_LABELS: Record<Delivery["status"], string> = {
+  dead: "Retry delivery",
+  pending: "Retry now",
+  succeeded: "Send again",
+};
+
+/** POST /v1/deliveries/:id/retry from a page: a new series for a dead or succeeded delivery, the next attempt now for a pending one. */
 export function RetryForm({
-  deliveryId,
+  delivery,
   session,
   back,
-  label = "Retry delivery",
+  now,
 }: {
-  deliveryId: string;
+  delivery: Delivery;
   session: DashboardSession;
   back: string;
-  label?: string;
+  now: Date;
 }) {
+  // An attempt in flight holds the lease; the API would refuse a retry until it is recorded.
+  if (
+    delivery.status === "pending" &&
+    delivery.lease_until &&
+    Date.parse(delivery.lease_until) > now.getTime()
+  ) {
+    return <span class="sub">being sent now</span>;
+  }
   return (
-    <form class="inline" method="post" action={`/dashboard/deliveries/${deliveryId}/retry`}>
+    <form class="inline" method="post" action={`/dashboard/deliveries/${delivery.id}/retry`}>
       <CsrfField session={session} />
       <input type="hidden" name="back" value={back} />
-      <button type="submit" class={label === "Retry delivery" ? "primary" : undefined}>
-        {label}
+      <button type="submit" class={delivery.status === "succeeded" ? undefined : "primary"}>
+        {RETRY_LABELS[delivery.status]}
       </button>
     </form>
   );

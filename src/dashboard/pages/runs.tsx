@@ -1,7 +1,7 @@
 import type { Run } from "../../db/runs";
 import { RUN_STATUSES } from "../../db/runs";
 import type { DashboardSession } from "../../services/dashboard-sessions";
-import { Page, Pager, Status, When } from "../components";
+import { Page, Pager, ScheduleLink, Status, When } from "../components";
 import { inputPreview } from "../format";
 
 export interface RunsPageProps {
@@ -11,7 +11,10 @@ export interface RunsPageProps {
   cursor: string | undefined;
   nextCursor: string | null;
   keyNames: Map<string, string>;
+  /** Schedule names by id, for the runs a schedule started. */
+  scheduleNames: Map<string, string>;
   now: Date;
+  nonce: string;
   notice?: string | undefined;
 }
 
@@ -22,12 +25,14 @@ export function RunsPage({
   cursor,
   nextCursor,
   keyNames,
+  scheduleNames,
   now,
+  nonce,
   notice,
 }: RunsPageProps) {
   const admin = session.viewer.kind === "admin";
   return (
-    <Page title="Runs" session={session} section="runs" notice={notice}>
+    <Page title="Runs" session={session} section="runs" notice={notice} nonce={nonce}>
       <h1>Runs</h1>
       <form class="filters" method="get" action="/dashboard/runs">
         <label>
@@ -78,9 +83,7 @@ export function RunsPage({
                 </td>
                 <td data-label="Schedule">
                   {run.schedule_id ? (
-                    <a href={`/dashboard/schedules/${run.schedule_id}`}>
-                      <code>{run.schedule_id}</code>
-                    </a>
+                    <ScheduleLink id={run.schedule_id} names={scheduleNames} />
                   ) : (
                     <span class="empty">—</span>
                   )}

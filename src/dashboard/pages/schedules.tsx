@@ -1,5 +1,5 @@
 import type { Run } from "../../db/runs";
-import type { Schedule } from "../../db/schedules";
+import type { Occurrence, OccurrenceOutcome, Schedule } from "../../db/schedules";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import { toScheduleDetailView } from "../../services/schedule-view";
 import { CsrfField, Page, Pager, Status, ValueView, When } from "../components";
@@ -33,6 +33,15 @@ function ScheduleActions({
 
 const scheduleState = (s: Schedule) => (s.enabled ? "enabled" : "paused");
 
+/** What each occurrence came to, in the words of GET /v1/schedules/:id/occurrences' description. */
+const OUTCOME_LABELS: Record<OccurrenceOutcome, string> = {
+  fired: "fired",
+  triggered: "triggered by hand",
+  skipped_overlap: "skipped: previous run in flight",
+  skipped_missed: "skipped: missed",
+  failed: "failed",
+};
+
 export function SchedulesPage(props: {
   session: DashboardSession;
   schedules: Schedule[];
@@ -40,12 +49,13 @@ export function SchedulesPage(props: {
   nextCursor: string | null;
   keyNames: Map<string, string>;
   now: Date;
+  nonce: string;
   notice?: string | undefined;
 }) {
   const { session, schedules, now } = props;
   const admin = session.viewer.kind === "admin";
   return (
-    <Page title="Schedules" session={session} section="schedules" notice={props.notice}>
+    <Page title="Schedules" session={session} section="schedules" notice={props.notice} nonce={props.nonce}>
       <h1>Schedules</h1>
       {schedules.length === 0 ? (
         <p class="empty">No schedules yet: create one with POST /v1/schedules.</p>
@@ -122,14 +132,16 @@ export function SchedulePage(props: {
   session: DashboardSession;
   schedule: Schedule;
   runs: Run[];
+  occurrences: Occurrence[];
   keyName: string | null;
   now: Date;
+  nonce: string;
   notice?: string | undefined;
 }) {
   const { session, schedule: s, runs, now } = props;
   const fireTimes = toScheduleDetailView(s).next_fire_times;
   return (
-    <Page title={s.name} session={session} section="schedules" notice={props.notice}>
+    <Page title={s.name} session={session} section="schedules" notice={props.notice} nonce={props.nonce}>
       <h1>
         {s.name} <Status status={scheduleState(s)} />
       </h1>
@@ -191,6 +203,48 @@ export function SchedulePage(props: {
           Processor <code>{s.template.processor}</code>
         </p>
         <ValueView value={s.template.input} />
+      </section>
+      <section class="card" id="occurrences">
+        <h2>Occurrences</h2>
+        {props.occurrences.length === 0 ? (
+          <p class="empty">None yet: the schedule has not come due.</p>
+        ) : (
+          <table class="list">
+            <thead>
+              <tr>
+                <th>Scheduled for</th>
+                <th>Outcome</th>
+                <th>Run</th>
+                <th>Reason</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.occurrences.map((o) => (
+                <tr data-occurrence={o.outcome}>
+                  <td data-label="Scheduled for">
+                    {zonedTime(o.scheduled_at, s.timezone)}
+                    <div class="sub">
+                      decided <When at={o.decided_at} now={now} />
+                    </div>
+                  </td>
+                  <td data-label="Outcome">
+                    <Status status={o.outcome} label={OUTCOME_LABELS[o.outcome]} />
+                  </td>
+                  <td data-label="Run">
+                    {o.run_id ? (
+                      <a href={`/dashboard/runs/${o.run_id}`}>
+                        <code>{o.run_id}</code>
+                      </a>
+                    ) : (
+                      <span class="empty">none</span>
+                    )}
+                  </td>
+                  <td data-label="Reason">{o.reason ?? ""}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
       </section>
       <section class="card" id="schedule-runs">
         <h2>Last runs</h2>
