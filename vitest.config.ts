@@ -1,6 +1,9 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
+// No usage metrics from the wrangler code the pool and the local stack run (CI and a newcomer alike).
+process.env.WRANGLER_SEND_METRICS ??= "false";
+
 // Two worlds: the Worker's tests run inside workerd against real D1 with the real migrations;
 // the simulator, the launcher and the end-to-end tests run in Node against real processes.
 export default defineConfig(async () => {
