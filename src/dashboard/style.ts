@@ -18,7 +18,7 @@ h1{font-size:1.35rem;margin:.2rem 0 1rem;overflow-wrap:anywhere}h2{font-size:1.1
 section.card,.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem;margin:0 0 1rem;overflow-x:auto}
 table{width:100%;border-collapse:collapse;background:var(--card)}
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
-.nowrap{white-space:nowrap}.kv{display:inline-block;margin-right:.8rem}.kv .k{color:var(--muted)}
+.nowrap,time[data-relative]{white-space:nowrap}.kv{display:inline-block;margin-right:.8rem}.kv .k{color:var(--muted)}
 th{font-size:.8rem;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em;overflow-wrap:normal;word-break:keep-all;hyphens:none}
 td .sub{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;font-weight:600;background:#eaeef2;color:var(--idle);white-space:nowrap}

@@ -315,6 +315,7 @@ describe("the dashboard in Chromium", () => {
       await page.goto(`${e2e.stack.relayUrl}/dashboard/runs/${run.id}`);
       await reloadUntil(page, "#deliveries .delivery .s-succeeded", "the delivery sent now to succeed");
       expect(busy.calls()).toBe(callsBefore + 1);
+      await snapshot(page, "run-page-retried");
       // Sent before it was due: the retry did not wait for the schedule, and stayed in its series.
       const [delivery] = (
         await e2e.get<{ data: Array<{ series: number; attempts: Array<{ attempted_at: string }> }> }>(
@@ -337,7 +338,12 @@ describe("the dashboard in Chromium", () => {
         name,
         cron: "30 8 * * 1-5",
         timezone: "Europe/Berlin",
-        template: { processor: "lite", input: "Battery news on {{scheduled_date}}" },
+        // Long enough to fill the runs list's widest column, where narrow headers used to break.
+        template: {
+          processor: "lite",
+          input:
+            "Battery news on {{scheduled_date}}: which cell makers announced new plants in Europe, and what capacity in GWh did each name?",
+        },
       }),
     });
     const schedule = (await response.json()) as { id: string };
@@ -365,6 +371,13 @@ describe("the dashboard in Chromium", () => {
     const runRow = page.locator(`tr[data-run-id="${runId}"]`);
     expect((await runRow.locator("[data-label=Schedule]").textContent())?.trim()).toBe(name);
     await snapshot(page, "runs-page");
+    // The measurement sees a break when there is one: a header squeezed the way the old stylesheet
+    // let the layout squeeze it (styles set through the DOM, which the page's CSP allows).
+    await page.evaluate(() => {
+      const th = [...document.querySelectorAll("th")].find((h) => h.textContent === "Processor");
+      if (th) Object.assign(th.style, { overflowWrap: "anywhere", width: "2ch", maxWidth: "2ch" });
+    });
+    expect(await headerWordsBrokenAcrossLines(page)).toContain('"Processor" in "Processor"');
 
     await page.goto(`${e2e.stack.relayUrl}/dashboard/schedules/${schedule.id}`);
     const occurrences = await e2e.get<{ data: Array<{ outcome: string; run_id: string | null }> }>(
@@ -421,6 +434,12 @@ describe("the dashboard in Chromium", () => {
     await page.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
     expect(await page.locator(`tr[data-run-id="${theirs.id}"]`).count()).toBe(0);
     expect(await page.locator(`tr[data-run-id="${own.id}"]`).count()).toBe(1);
+    // The admin sees both, with a column more (the key).
+    const admin = await signedIn(ADMIN_TOKEN);
+    expect(await admin.locator(`tr[data-run-id="${theirs.id}"] [data-label=Key]`).textContent()).toBe(
+      "someone-else",
+    );
+    await snapshot(admin, "runs-page-admin");
   });
 
   it("renders /docs from the Worker alone, without Scalar's cloud features, and no click leaves loopback", async () => {
