@@ -1,6 +1,6 @@
-// The browser the browser tests drive: the system's Chromium when there is one, otherwise the
-// Chromium inside the @sparticuz/chromium npm package, so `npm install && npm test` needs nothing but
-// Node and npm. The package's browser is brotli-packed; it is unpacked once per machine into
+// The browser the browser tests drive: CHROMIUM_PATH or the system's Chromium when there is one;
+// otherwise the Chromium inside the @sparticuz/chromium npm package (Linux x86-64), so
+// `npm install && npm test` needs nothing but Node and npm. The package's browser is brotli-packed; it is unpacked once per machine into
 // node_modules/.cache (os.tmpdir() is where the package unpacks, so it is pointed there for the call).
 // The unpacking goes to a directory of its own and is renamed into place when complete: the package
 // trusts any file that exists, and two test runs at once must not start a half-written binary.
@@ -56,12 +56,18 @@ async function unpackedChromium(): Promise<string> {
 }
 
 export async function launchChromium(): Promise<Browser> {
-  if (existsSync(SYSTEM_CHROMIUM)) {
+  const system = process.env.CHROMIUM_PATH ?? (existsSync(SYSTEM_CHROMIUM) ? SYSTEM_CHROMIUM : undefined);
+  if (system) {
     return chromium.launch({
-      executablePath: SYSTEM_CHROMIUM,
+      executablePath: system,
       headless: true,
       args: ["--no-sandbox", "--disable-gpu", ...QUIET_FLAGS],
     });
+  }
+  if (process.platform !== "linux" || process.arch !== "x64") {
+    throw new Error(
+      `The browser tests need Chromium. The one inside @sparticuz/chromium is for Linux x86-64, and this is ${process.platform} ${process.arch}: set CHROMIUM_PATH to a Chromium or Chrome executable.`,
+    );
   }
   return chromium.launch({
     executablePath: await unpackedChromium(),
