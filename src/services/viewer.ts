@@ -2,7 +2,7 @@
 // the admin sees every key's. An admin action on a resource is done as the resource's owner, through
 // the same owner-scoped verbs the API uses, so both paths keep one set of rules.
 import { type Delivery, type DeliveryStatus, findDelivery } from "../db/deliveries";
-import { findRun, type Run, type RunStatus } from "../db/runs";
+import { findRun, type Run, type RunStatus, type RunSummary } from "../db/runs";
 import { findSchedule, type Schedule } from "../db/schedules";
 import { ApiError } from "../errors";
 import type { ServiceContext } from "./context";
@@ -101,7 +101,7 @@ export async function getScheduleDetailFor(
   viewer: Viewer,
   id: string,
   runLimit: number,
-): Promise<{ schedule: Schedule; runs: Run[] }> {
+): Promise<{ schedule: Schedule; runs: RunSummary[] }> {
   const owner = await scheduleOwner(ctx, viewer, id);
   const schedule = await getOwnedSchedule(ctx, owner, id);
   const { runs } = await listScheduleRuns(ctx, { apiKeyId: owner, scheduleId: id, limit: runLimit });

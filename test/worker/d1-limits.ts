@@ -45,12 +45,15 @@ function refuse(message: string): never {
 
 function checkSql(sql: string) {
   const bytes = encoder.encode(sql).length;
-  if (bytes > D1_LIMITS.sqlBytes) refuse(`statement too long: ${bytes} bytes of SQL, the limit is ${D1_LIMITS.sqlBytes}`);
+  if (bytes > D1_LIMITS.sqlBytes)
+    refuse(`statement too long: ${bytes} bytes of SQL, the limit is ${D1_LIMITS.sqlBytes}`);
 }
 
 function checkValues(sql: string, values: unknown[]) {
   if (values.length > D1_LIMITS.boundParameters) {
-    refuse(`too many SQL variables: ${values.length} bound parameters, the limit is ${D1_LIMITS.boundParameters}`);
+    refuse(
+      `too many SQL variables: ${values.length} bound parameters, the limit is ${D1_LIMITS.boundParameters}`,
+    );
   }
   let total = 0;
   for (const value of values) {
@@ -71,7 +74,8 @@ function checkRows(result: D1Result<unknown>) {
     if (typeof row !== "object" || row === null) continue;
     let total = 0;
     for (const value of Object.values(row)) total += bytesOf(value);
-    if (total > D1_LIMITS.rowBytes) refuse(`row too big: a row of ${total} bytes, the limit is ${D1_LIMITS.rowBytes}`);
+    if (total > D1_LIMITS.rowBytes)
+      refuse(`row too big: a row of ${total} bytes, the limit is ${D1_LIMITS.rowBytes}`);
   }
 }
 

@@ -26,7 +26,10 @@ import {
 function outputOfSize(bytes: number) {
   return {
     type: "json",
-    content: { report: `${"Research findings, in full. ".repeat(Math.ceil(bytes / 28))}`.slice(0, bytes), pages: 42 },
+    content: {
+      report: `${"Research findings, in full. ".repeat(Math.ceil(bytes / 28))}`.slice(0, bytes),
+      pages: 42,
+    },
     basis: [
       {
         field: "report",
@@ -48,7 +51,11 @@ async function completeWithOutput(tenant: Tenant, output: unknown, callback = fa
   const webhook = webhookBody({ run_id: run.parallel_run_id, status: "completed" });
   const execution = createExecutionContext();
   await worker.fetch(
-    new Request(`${RELAY}/webhooks/parallel`, { method: "POST", headers: signWebhook(webhook), body: webhook }),
+    new Request(`${RELAY}/webhooks/parallel`, {
+      method: "POST",
+      headers: signWebhook(webhook),
+      body: webhook,
+    }),
     env,
     execution,
   );
@@ -97,7 +104,10 @@ describe("results of any size", () => {
         .bind(id)
         .first<{ inline: number; output_key: string | null }>();
     expect(await stored(inline.run.id)).toEqual({ inline: 1, output_key: null });
-    expect(await stored(external.run.id)).toMatchObject({ inline: 0, output_key: expect.stringContaining(external.run.id) });
+    expect(await stored(external.run.id)).toMatchObject({
+      inline: 0,
+      output_key: expect.stringContaining(external.run.id),
+    });
     for (const [id, output] of [
       [inline.run.id, small],
       [external.run.id, large],

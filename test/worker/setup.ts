@@ -14,7 +14,8 @@ import { asInvocation, limitedDatabase } from "./d1-limits";
 await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
 // The Worker's handlers receive this same env object, so every path goes through the double.
 env.DB = limitedDatabase(env.DB);
-const budgetOf = (bindings: { SUBREQUEST_BUDGET?: string } | undefined) => Number(bindings?.SUBREQUEST_BUDGET ?? 50);
+const budgetOf = (bindings: { SUBREQUEST_BUDGET?: string } | undefined) =>
+  Number(bindings?.SUBREQUEST_BUDGET ?? 50);
 const { fetch, scheduled } = worker;
 worker.fetch = (request, bindings, execution) =>
   asInvocation(`fetch ${new URL(request.url).pathname}`, budgetOf(bindings), () =>
