@@ -372,6 +372,14 @@ export async function listOwnedRunDeliveries(
   runId: string,
 ): Promise<DeliveryWithAttempts[]> {
   await getOwnedRun(ctx, apiKeyId, runId);
+  return listRunDeliveriesWithAttempts(ctx, runId);
+}
+
+/** A run's deliveries with their attempts, for a caller that has already checked who may see the run. */
+export async function listRunDeliveriesWithAttempts(
+  ctx: ServiceContext,
+  runId: string,
+): Promise<DeliveryWithAttempts[]> {
   const deliveries = await listRunDeliveries(ctx.db, runId);
   const attempts = await listAttempts(
     ctx.db,

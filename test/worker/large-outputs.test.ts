@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import worker from "../../src/index";
 import { INLINE_OUTPUT_MAX_BYTES } from "../../src/services/outputs";
+import { signedIn } from "./dashboard-harness";
 import { eventually, fakeReceiver, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   api,
@@ -177,5 +178,29 @@ describe("lists read only the columns they show", () => {
       200,
     );
     expect(page.data).toEqual([expect.objectContaining({ id: run.id, result_available: true })]);
+  });
+});
+
+describe("the dashboard's run page", () => {
+  it("shows the first part of a large output and a link that downloads all of it", async () => {
+    const tenant = await createTenant();
+    const output = outputOfSize(1_000_000);
+    const { run } = await completeWithOutput(tenant, output);
+    const b = await signedIn(tenant.key);
+    const html = await b.page(`/dashboard/runs/${run.id}`);
+    const size = JSON.stringify(output).length;
+    expect(html).toContain(`${size.toLocaleString("en-US")} bytes of JSON`);
+    expect(html).toContain(`href="/dashboard/runs/${run.id}/output"`);
+    expect(html).toContain("Research findings, in full.");
+    // The page holds only the first part.
+    expect(html.length).toBeLessThan(200_000);
+
+    const download = await b.get(`/dashboard/runs/${run.id}/output`);
+    expect(download.status).toBe(200);
+    expect(download.headers.get("content-disposition")).toContain("attachment");
+    expect(JSON.parse(await download.text())).toEqual(output);
+    // Another key's browser cannot download it.
+    const other = await signedIn((await createTenant("other")).key);
+    expect((await other.get(`/dashboard/runs/${run.id}/output`)).status).toBe(404);
   });
 });
