@@ -103,3 +103,13 @@ export function wrapStream(
 export function byteLength(text: string): number {
   return encoder.encode(text).length;
 }
+
+/** SHA-256 (hex) of an output stored in R2, streamed through the digest; null if the object is gone. */
+export async function storedOutputDigest(bucket: Env["OUTPUTS"], key: string): Promise<string | null> {
+  const object = await bucket.get(key);
+  if (!object) return null;
+  const digest = new crypto.DigestStream("SHA-256");
+  await object.body.pipeTo(digest);
+  const bytes = new Uint8Array(await digest.digest);
+  return `r2:${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}

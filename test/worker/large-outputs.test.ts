@@ -49,7 +49,13 @@ async function completeWithOutput(tenant: Tenant, output: unknown, callback = fa
     await postJson("/v1/runs", body, tenant.auth),
     202,
   );
-  const webhook = webhookBody({ run_id: run.parallel_run_id, status: "completed" });
+  await completionWebhook(run.parallel_run_id);
+  return { run, parallel };
+}
+
+/** Parallel's webhook that the run completed, through the Worker, its background work awaited. */
+async function completionWebhook(parallelRunId: string) {
+  const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
   const execution = createExecutionContext();
   await worker.fetch(
     new Request(`${RELAY}/webhooks/parallel`, {
@@ -61,7 +67,6 @@ async function completeWithOutput(tenant: Tenant, output: unknown, callback = fa
     execution,
   );
   await waitOnExecutionContext(execution);
-  return { run, parallel };
 }
 
 const resultCalls = (parallel: ReturnType<typeof fakeParallel>) =>
@@ -202,5 +207,48 @@ describe("the dashboard's run page", () => {
     // Another key's browser cannot download it.
     const other = await signedIn((await createTenant("other")).key);
     expect((await other.get(`/dashboard/runs/${run.id}/output`)).status).toBe(404);
+  });
+});
+
+describe("schedules", () => {
+  it("a scheduled run with an output in R2 records its success and is compared for notify: on_change", async () => {
+    const tenant = await createTenant();
+    const [a, b] = [outputOfSize(400_000), outputOfSize(500_000)];
+    const outputs = [a, a, b];
+    fakeParallel({ result: (call) => resultReply(call.path.split("/")[4] ?? "", outputs.shift()) });
+    const schedule = await expectJson<{ id: string }>(
+      await postJson(
+        "/v1/schedules",
+        {
+          name: "big",
+          cron: "0 9 * * *",
+          timezone: "UTC",
+          template: TEXT_RUN,
+          notify: "on_change",
+          overlap: "allow",
+        },
+        tenant.auth,
+      ),
+      201,
+    );
+    const changes: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const run = await expectJson<{ id: string; parallel_run_id: string }>(
+        await postJson(`/v1/schedules/${schedule.id}/trigger`, {}, tenant.auth),
+        202,
+      );
+      await completionWebhook(run.parallel_run_id);
+      const view = await expectJson<{ output_changed: unknown }>(
+        await api(`/v1/runs/${run.id}`, { headers: tenant.auth }),
+        200,
+      );
+      changes.push(view.output_changed);
+    }
+    expect(changes).toEqual([true, false, true]);
+    const after = await expectJson<{ last_success_at: string | null }>(
+      await api(`/v1/schedules/${schedule.id}`, { headers: tenant.auth }),
+      200,
+    );
+    expect(after.last_success_at).not.toBeNull();
   });
 });
