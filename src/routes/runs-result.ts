@@ -62,10 +62,10 @@ export function registerRunResult(app: App) {
     if (!stored) throw new Error(`run ${run.id}: its output ${run.output_key} is missing from R2`);
     const prefix = `{"run":${JSON.stringify(view)},"output":`;
     const suffix = "}";
-    const streamed = c.body(wrapStream(prefix, stored.body, suffix), 200, {
-      "content-type": "application/json",
-      "content-length": String(byteLength(prefix) + stored.bytes + byteLength(suffix)),
-    });
+    // FixedLengthStream: the response carries its Content-Length although its body is a stream.
+    const sized = new FixedLengthStream(byteLength(prefix) + stored.bytes + byteLength(suffix));
+    void wrapStream(prefix, stored.body, suffix).pipeTo(sized.writable);
+    const streamed = c.body(sized.readable, 200, { "content-type": "application/json" });
     // The same RunResult JSON, written by hand: zod-openapi types only c.json() bodies as the schema.
     return streamed as never;
   });
