@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
+import { describeError } from "../log";
 import { requireApiKey } from "../middleware/auth";
 import { API_KEY_SECURITY, errors } from "../schemas/common";
 import { RunResultSchema } from "../schemas/runs";
@@ -62,10 +63,19 @@ export function registerRunResult(app: App) {
     if (!stored) throw new Error(`run ${run.id}: its output ${run.output_key} is missing from R2`);
     const prefix = `{"run":${JSON.stringify(view)},"output":`;
     const suffix = "}";
-    // FixedLengthStream: the response carries its Content-Length although its body is a stream.
-    const sized = new FixedLengthStream(byteLength(prefix) + stored.bytes + byteLength(suffix));
-    void wrapStream(prefix, stored.body, suffix).pipeTo(sized.writable);
-    const streamed = c.body(sized.readable, 200, { "content-type": "application/json" });
+    // FixedLengthStream: the response is sent with its Content-Length although its body is a stream.
+    const length = byteLength(prefix) + stored.bytes + byteLength(suffix);
+    const sized = new FixedLengthStream(length);
+    // A failure half-way cuts the response short (the client sees fewer bytes than announced).
+    wrapStream(prefix, stored.body, suffix)
+      .pipeTo(sized.writable)
+      .catch((error: unknown) =>
+        c.var.services.log.error("run.result_stream_failed", { run_id: run.id, error: describeError(error) }),
+      );
+    const streamed = c.body(sized.readable, 200, {
+      "content-type": "application/json",
+      "content-length": String(length),
+    });
     // The same RunResult JSON, written by hand: zod-openapi types only c.json() bodies as the schema.
     return streamed as never;
   });
