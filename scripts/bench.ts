@@ -469,12 +469,16 @@ async function main() {
       // For scale: the one request that does read a whole 1 MB inline output.
       const inlineOne = await peakOf("/v1/runs/run_benchmem00000001/result", inlineAuth);
 
-      const big = JSON.parse(await (await createSized(50_000_000, 0)).text()) as { id: string };
-      await waitFor(
-        async () => (await listed(memoryAuth)).some((r) => r.id === big.id && r.result_available),
-        300_000,
-        "the 50 MB result stored",
-      );
+      // Completing it (webhook, /result parsed by the SDK, the put to R2): the peak while it is stored.
+      let big = { id: "" };
+      const bigStore = await peakMemoryOf(pid, async () => {
+        big = JSON.parse(await (await createSized(50_000_000, 0)).text()) as { id: string };
+        await waitFor(
+          async () => (await listed(memoryAuth)).some((r) => r.id === big.id && r.result_available),
+          300_000,
+          "the 50 MB result stored",
+        );
+      });
       const bigResult = await peakOf(`/v1/runs/${big.id}/result`, {
         ...memoryAuth,
         "accept-encoding": "identity",
@@ -484,6 +488,7 @@ async function main() {
         list_100_runs_1mb_outputs_inline_d1: inlineList,
         result_1mb_inline: inlineOne,
         result_50mb_streamed_from_r2: bigResult,
+        completion_storing_50mb_output: bigStore,
       };
     }
   } finally {

@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import { asInvocation, D1_LIMITS } from "./d1-limits";
-import { createTenant, RELAY } from "./harness";
+import { api, createTenant, RELAY } from "./harness";
 
 const db = () => env.DB;
 
@@ -82,5 +82,18 @@ describe("the D1 limits double", () => {
     // The key lookup and the list: two D1 calls.
     expect(await call("2")).toBe(200);
     expect(await call("1")).toBe(500);
+  });
+
+  it("applies it to requests through exports.default too (the harness's api())", async () => {
+    const tenant = await createTenant();
+    const bindings = env as { SUBREQUEST_BUDGET?: string };
+    const budget = bindings.SUBREQUEST_BUDGET;
+    bindings.SUBREQUEST_BUDGET = "1";
+    try {
+      expect((await api("/v1/runs", { headers: tenant.auth })).status).toBe(500);
+    } finally {
+      bindings.SUBREQUEST_BUDGET = budget;
+    }
+    expect((await api("/v1/runs", { headers: tenant.auth })).status).toBe(200);
   });
 });
