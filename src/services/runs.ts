@@ -13,8 +13,8 @@ import {
   type Run,
   type RunChanges,
   type RunStatus,
-  returnedRun,
   type RunSummary,
+  returnedRun,
 } from "../db/runs";
 import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
