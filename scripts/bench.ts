@@ -6,6 +6,8 @@
 //      baseline's completion-to-result-in-hand latency.
 //   3. Sustained create rate and webhook ingestion rate, against a bare Hono Worker on the same workerd.
 //   4. D1 rows read and written per run, and per sweep tick with 10,000 and 100,000 finished runs.
+//   5. Peak memory of GET /v1/runs?limit=100 over 100 runs with 1 MB outputs (in R2, and stored
+//      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -14,6 +16,7 @@ import Parallel from "parallel-web";
 import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
 import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
+import { type PeakMemory, peakMemoryOf, workerPid } from "./bench/memory.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
   createApiKey,
@@ -31,7 +34,9 @@ const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 cre
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
 /** Which of the four parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4").split(","));
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5").split(","));
+const MEMORY_RUNS = 100;
+const MEMORY_OUTPUT_BYTES = 1_000_000;
 const WEBHOOK_SECRET = "bench-webhook-secret";
 const ADMIN_TOKEN = "bench-admin-token";
 
@@ -394,6 +399,96 @@ async function main() {
         at_100000_more: at100k,
       };
     }
+    if (PARTS.has("5")) {
+      console.log(
+        `5/5 peak memory of a list of ${MEMORY_RUNS} runs with 1 MB outputs, and of a 50 MB result…`,
+      );
+      await sim.reset();
+      const pid = workerPid(stack.processGroups().relay as number);
+      if (!pid) throw new Error("no workerd process found for the relay");
+      const memoryKey = await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench-memory");
+      const memoryAuth = { authorization: `Bearer ${memoryKey.key}`, "content-type": "application/json" };
+      const get = async (path: string, headers: Record<string, string>) => {
+        const response = await fetch(`${stack.relayUrl}${path}`, { headers });
+        const text = await response.text();
+        if (response.status !== 200)
+          throw new Error(`GET ${path} answered ${response.status}: ${text.slice(0, 300)}`);
+        return text;
+      };
+      const createSized = async (bytes: number, i: number) => {
+        const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+          method: "POST",
+          headers: memoryAuth,
+          body: JSON.stringify({
+            processor: "lite",
+            input: `Memory ${bytes} ${i}`,
+            task_spec: { output_schema: "A long report." },
+            metadata: { sim_output_bytes: String(bytes) },
+          }),
+        });
+        return new Response(await response.text(), { status: response.status });
+      };
+      await closedLoop(MEMORY_RUNS, 8, (i) => createSized(MEMORY_OUTPUT_BYTES, i));
+      const listed = async (headers: Record<string, string>) =>
+        (
+          JSON.parse(await get("/v1/runs?limit=100", headers)) as {
+            data: Array<{ id: string; result_available: boolean }>;
+          }
+        ).data;
+      await waitFor(
+        async () => (await listed(memoryAuth)).filter((r) => r.result_available).length >= MEMORY_RUNS,
+        300_000,
+        "every 1 MB result stored",
+      );
+      // The worst of three, the first included: a warm heap has room that hides what a request allocates.
+      const peakOf = async (path: string, headers: Record<string, string>): Promise<PeakMemory> => {
+        const samples: PeakMemory[] = [];
+        for (let i = 0; i < 3; i++) {
+          await sleep(500);
+          samples.push(await peakMemoryOf(pid, () => get(path, headers).then(() => undefined)));
+        }
+        return samples.reduce((worst, m) => (m.peak_added_mb > worst.peak_added_mb ? m : worst));
+      };
+      const r2List = await peakOf("/v1/runs?limit=100", memoryAuth);
+
+      // Rows as stored before migration 0011: the same 1 MB outputs inline in D1, under another key.
+      const inlineKey = await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench-memory-inline");
+      await executeLocalSql(
+        persistDir,
+        `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ${MEMORY_RUNS})
+         INSERT INTO runs (id, api_key_id, status, processor, input, output, created_at, updated_at, finished_at, result_stored_at, attempts)
+         SELECT printf('run_benchmem%08d', n), '${inlineKey.id}', 'completed', 'lite', '"q"',
+                '{"type":"text","content":"' || printf('%.*c', ${MEMORY_OUTPUT_BYTES - 40}, 'x') || '","basis":[]}',
+                '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',
+                '2026-01-01T00:00:00.000Z', 0 FROM seq`,
+      );
+      const inlineAuth = { authorization: `Bearer ${inlineKey.key}` };
+      const inlineList = await peakOf("/v1/runs?limit=100", inlineAuth);
+      // For scale: the one request that does read a whole 1 MB inline output.
+      const inlineOne = await peakOf("/v1/runs/run_benchmem00000001/result", inlineAuth);
+
+      // Completing it (webhook, /result parsed by the SDK, the put to R2): the peak while it is stored.
+      let big = { id: "" };
+      const bigStore = await peakMemoryOf(pid, async () => {
+        big = JSON.parse(await (await createSized(50_000_000, 0)).text()) as { id: string };
+        await waitFor(
+          async () => (await listed(memoryAuth)).some((r) => r.id === big.id && r.result_available),
+          300_000,
+          "the 50 MB result stored",
+        );
+      });
+      const bigResult = await peakOf(`/v1/runs/${big.id}/result`, {
+        ...memoryAuth,
+        "accept-encoding": "identity",
+      });
+      results.memory = {
+        list_100_runs_1mb_outputs_in_r2: r2List,
+        list_100_runs_1mb_outputs_inline_d1: inlineList,
+        result_1mb_inline: inlineOne,
+        result_50mb_streamed_from_r2: bigResult,
+        completion_storing_50mb_output: bigStore,
+      };
+    }
   } finally {
     ticking = false;
     await ticker;
@@ -461,6 +556,7 @@ interface BenchOutput {
   completion_to_callback?: Record<string, unknown>;
   throughput?: Record<string, unknown>;
   sweep_tick?: Record<string, unknown>;
+  memory?: Record<string, PeakMemory>;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -516,6 +612,9 @@ function printTable(o: BenchOutput) {
     const t = value as { rows_read?: number; rows_written?: number };
     if (t.rows_read !== undefined)
       rows.push([`sweep tick D1 rows read / written, ${name}`, `${t.rows_read} / ${t.rows_written}`]);
+  }
+  for (const [name, m] of Object.entries(o.memory ?? {})) {
+    rows.push([`peak RSS added by one request (MB), ${name}`, `${m.peak_added_mb} (of ${m.peak_rss_mb})`]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n")}\n\nWrote bench-results.json`);

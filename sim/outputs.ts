@@ -75,8 +75,10 @@ export function generateOutput(request: OutputRequest): TaskOutput {
     domains: citationDomains(input),
   };
   const kind = outputKind(input);
+  const size = requestedSize(input);
   if (kind.kind === "text" || (kind.kind === "auto" && !isProOrAbove(processor))) {
-    return textOutput(context, kind.kind === "text" ? kind.description : null);
+    const text = textOutput(context, kind.kind === "text" ? kind.description : null);
+    return size === null ? text : padText(context, text, size);
   }
   const schema = kind.kind === "json" ? kind.schema : { ...AUTO_OUTPUT_SCHEMA };
   context.root = schema;
@@ -92,7 +94,109 @@ export function generateOutput(request: OutputRequest): TaskOutput {
     output_schema: kind.kind === "auto" ? schema : null,
     mcp_tool_calls: null,
   };
-  return output;
+  return size === null ? output : padJson(context, output, schema, size);
+}
+
+/** Metadata `sim_output_bytes` (a decimal string, e.g. "5000000"): the output's JSON is about that large. */
+export const OUTPUT_BYTES_METADATA_KEY = "sim_output_bytes";
+
+function requestedSize(input: RunInput): number | null {
+  const raw = input.metadata?.[OUTPUT_BYTES_METADATA_KEY];
+  if (raw === undefined) return null;
+  const bytes = Number(raw);
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : null;
+}
+
+/** Plain ASCII with nothing JSON escapes, so each character adds exactly one byte. */
+function filler(context: Context, field: string, length: number): string {
+  if (length <= 0) return "";
+  const sentence = ` Further ${humanize(field).toLowerCase()} of ${context.subject.replace(/[^A-Za-z0-9 .,-]/g, "")}, per public filings.`;
+  return sentence.repeat(Math.ceil(length / sentence.length)).slice(0, length);
+}
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+function padText(context: Context, output: TextOutput, size: number): TextOutput {
+  // "\n\n" is four bytes of JSON.
+  const missing = size - jsonBytes(output) - 4;
+  if (missing <= 0) return output;
+  return { ...output, content: `${output.content}\n\n${filler(context, "finding", missing).trimStart()}` };
+}
+
+/**
+ * Grows one free-text string field of the content (one the schema leaves unconstrained) until the
+ * output's JSON is about `size` bytes; its basis entry says so. With no such field the basis grows.
+ */
+function padJson(
+  context: Context,
+  output: JsonOutput,
+  schema: Record<string, unknown>,
+  size: number,
+): JsonOutput {
+  const missing = size - jsonBytes(output);
+  if (missing <= 0) return output;
+  const content = structuredClone(output.content);
+  const slot = freeTextSlot(context.root, schema, content, "output", 0);
+  if (slot) {
+    slot.set(`${slot.get()}${filler(context, slot.field, missing)}`);
+    const basis = output.basis.map((entry) =>
+      entry.field === slot.topField
+        ? { ...entry, reasoning: `${entry.reasoning} The full text runs to about ${size} bytes.` }
+        : entry,
+    );
+    return { ...output, content, basis };
+  }
+  const [first, ...rest] = output.basis;
+  if (!first) return output;
+  return {
+    ...output,
+    basis: [{ ...first, reasoning: `${first.reasoning}${filler(context, first.field, missing)}` }, ...rest],
+  };
+}
+
+interface Slot {
+  field: string;
+  topField: string;
+  get(): string;
+  set(value: string): void;
+}
+
+function freeTextSlot(
+  root: Record<string, unknown>,
+  schema: unknown,
+  value: unknown,
+  topField: string,
+  depth: number,
+): Slot | null {
+  if (depth > MAX_GENERATION_DEPTH || !isRecord(schema)) return null;
+  if (typeof schema.$ref === "string")
+    return freeTextSlot(root, resolveRef(root, schema.$ref), value, topField, depth + 1);
+  if (isRecord(value) && isRecord(schema.properties)) {
+    for (const [name, sub] of Object.entries(schema.properties)) {
+      const top = depth === 0 ? name : topField;
+      const resolved = isRecord(sub) && typeof sub.$ref === "string" ? resolveRef(root, sub.$ref) : sub;
+      if (typeof value[name] === "string" && isFreeText(resolved)) {
+        return {
+          field: name,
+          topField: top,
+          get: () => value[name] as string,
+          set: (v) => (value[name] = v),
+        };
+      }
+      const inner = freeTextSlot(root, resolved, value[name], top, depth + 1);
+      if (inner) return inner;
+    }
+  }
+  if (Array.isArray(value) && value.length > 0 && isRecord(schema.items)) {
+    return freeTextSlot(root, schema.items, value[0], topField, depth + 1);
+  }
+  return null;
+}
+
+function isFreeText(schema: unknown): boolean {
+  if (!isRecord(schema)) return false;
+  const constrained = ["enum", "const", "pattern", "format", "maxLength", "anyOf", "oneOf", "allOf"];
+  return typesOf(schema).includes("string") && !constrained.some((keyword) => keyword in schema);
 }
 
 interface Context {

@@ -5,6 +5,8 @@ import { ApiError } from "./errors";
 
 export interface Env {
   DB: D1Database;
+  /** Outputs too large for a D1 row (services/outputs.ts). */
+  OUTPUTS: R2Bucket;
   PARALLEL_API_KEY?: string;
   PARALLEL_BASE_URL?: string;
   PARALLEL_WEBHOOK_SECRET?: string;

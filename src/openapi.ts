@@ -184,7 +184,24 @@ export const CallbackEventSchema = z
     data: z
       .object({
         run: RunSchema,
-        output: RunOutputSchema.nullable(),
+        output: RunOutputSchema.nullable().openapi({
+          description:
+            "The output, up to 256 KiB of JSON (262,144 bytes). A larger output is not sent: it is null, and " +
+            "`output_url` and `output_bytes` are set instead.",
+        }),
+        output_url: z
+          .url()
+          .optional()
+          .openapi({
+            description:
+              "Only for an output over 256 KiB: GET it with the API key (Authorization: Bearer …); it answers as " +
+              "GET /v1/runs/{id}/result, `{run, output}` with the whole output.",
+            example: "https://taskrelay.example.workers.dev/v1/runs/run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/result",
+          }),
+        output_bytes: z.number().int().optional().openapi({
+          description: "Only with `output_url`: the size of the output's JSON in bytes.",
+          example: 5_000_000,
+        }),
         error: z
           .object({ code: z.string(), message: z.string() })
           .catchall(z.unknown())

@@ -10,6 +10,7 @@ import { ApiError } from "../errors";
 import { describeError } from "../log";
 import { streamRunProgress } from "../routes/runs-progress";
 import { SESSION_TTL_MS, signIn, signOut } from "../services/dashboard-sessions";
+import { readOutputBody } from "../services/outputs";
 import {
   getRunDetailFor,
   getRunFor,
@@ -167,6 +168,19 @@ export function createDashboard() {
         notice={notice(c.req.query("notice"))}
       />,
     );
+  });
+
+  // The whole output as a download, streamed (an output in R2 can be tens of MB).
+  dashboard.get("/runs/:id/output", async (c) => {
+    const ctx = c.var.services;
+    const run = await getRunFor(ctx, c.var.session.viewer, c.req.param("id"));
+    const stored = run.result_stored_at ? await readOutputBody(ctx.outputs, run) : null;
+    if (!stored) throw new ApiError("not_found", `Run ${run.id} has no stored output.`);
+    return c.body(stored.body, 200, {
+      "content-type": "application/json",
+      "content-length": String(stored.bytes),
+      "content-disposition": `attachment; filename="${run.id}-output.json"`,
+    });
   });
 
   // The page's own progress stream: EventSource cannot send an Authorization header, so this one is

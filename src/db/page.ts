@@ -9,6 +9,8 @@ export interface PageQuery {
   filters: Record<string, string | null | undefined>;
   beforeId?: string | undefined;
   limit: number;
+  /** The columns to read (names from code); every column when not given. */
+  columns?: readonly string[];
 }
 
 export function pageStatement(db: D1Database, table: PagedTable, query: PageQuery): D1PreparedStatement {
@@ -25,6 +27,6 @@ export function pageStatement(db: D1Database, table: PagedTable, query: PageQuer
   }
   const filter = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
   return db
-    .prepare(`SELECT * FROM ${table} ${filter} ORDER BY id DESC LIMIT ?`)
+    .prepare(`SELECT ${query.columns?.join(", ") ?? "*"} FROM ${table} ${filter} ORDER BY id DESC LIMIT ?`)
     .bind(...params, query.limit + 1);
 }

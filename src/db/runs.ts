@@ -58,7 +58,40 @@ export interface Run {
   not_found_count?: number;
   /** Scheduled runs: whether the output differs from the schedule's last success; null when not compared. */
   output_changed?: boolean | null;
+  /** An output too large for a D1 row is in R2 under this key, and `output` is null (services/outputs.ts). */
+  output_key?: string | null;
+  /** The size of the output's JSON, wherever it is stored; null until a result is stored. */
+  output_bytes?: number | null;
 }
+
+/**
+ * The columns a list shows (the API's run view, the dashboard's rows): never the output, so a page
+ * of runs costs the same whatever their outputs weigh.
+ */
+export const RUN_SUMMARY_COLUMNS = [
+  "id",
+  "api_key_id",
+  "schedule_id",
+  "parallel_run_id",
+  "interaction_id",
+  "status",
+  "processor",
+  "input",
+  "metadata",
+  "previous_interaction_id",
+  "callback_url",
+  "warnings",
+  "error",
+  "created_at",
+  "updated_at",
+  "submitted_at",
+  "finished_at",
+  "result_stored_at",
+  "output_changed",
+  "output_bytes",
+] as const satisfies ReadonlyArray<keyof Run>;
+
+export type RunSummary = Pick<Run, (typeof RUN_SUMMARY_COLUMNS)[number]>;
 
 type RunRow = Omit<
   Run,
@@ -72,6 +105,8 @@ type RunRow = Omit<
   | "output"
   | "warnings"
   | "error"
+  | "output_key"
+  | "output_bytes"
 > & {
   input: string;
   task_spec: string | null;
@@ -83,6 +118,8 @@ type RunRow = Omit<
   output: string | null;
   warnings: string | null;
   error: string | null;
+  output_key?: string | null;
+  output_bytes?: number | null;
 };
 
 const json = (value: unknown): string | null => (value == null ? null : JSON.stringify(value));
@@ -104,6 +141,17 @@ export function rowToRun(row: RunRow): Run {
   };
 }
 
+function rowToRunSummary(row: Pick<RunRow, (typeof RUN_SUMMARY_COLUMNS)[number]>): RunSummary {
+  return {
+    ...row,
+    input: JSON.parse(row.input) as Run["input"],
+    metadata: parse(row.metadata),
+    output_changed: row.output_changed == null ? null : row.output_changed === 1,
+    warnings: parse(row.warnings),
+    error: parse(row.error),
+  };
+}
+
 async function firstRun(statement: D1PreparedStatement): Promise<Run | null> {
   const row = await statement.first<RunRow>();
   return row ? rowToRun(row) : null;
@@ -120,8 +168,8 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
          idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
-         result_stored_at, deadline_at, attempts, next_sweep_at, lease_until)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -153,6 +201,8 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.attempts,
       run.next_sweep_at,
       run.lease_until,
+      run.output_key ?? null,
+      run.output_bytes ?? null,
     );
 }
 
@@ -185,10 +235,17 @@ export interface RunListQuery {
   limit: number;
 }
 
-/** Newest first, one row more than the page (see db/page.ts). */
-export function listRuns(db: D1Database, query: RunListQuery): Promise<Run[]> {
+/** Newest first, one row more than the page (see db/page.ts); the summary columns only. */
+export async function listRuns(db: D1Database, query: RunListQuery): Promise<RunSummary[]> {
   const filters = { api_key_id: query.apiKeyId, status: query.status, schedule_id: query.scheduleId };
-  return allRuns(pageStatement(db, "runs", { filters, beforeId: query.beforeId, limit: query.limit }));
+  const statement = pageStatement(db, "runs", {
+    filters,
+    beforeId: query.beforeId,
+    limit: query.limit,
+    columns: RUN_SUMMARY_COLUMNS,
+  });
+  const { results } = await statement.all<Pick<RunRow, (typeof RUN_SUMMARY_COLUMNS)[number]>>();
+  return results.map(rowToRunSummary);
 }
 
 /** The columns a step may change. Everything else about a run is fixed at creation. */
@@ -199,6 +256,8 @@ export type RunChanges = Partial<
     | "interaction_id"
     | "status"
     | "output"
+    | "output_key"
+    | "output_bytes"
     | "warnings"
     | "error"
     | "submitted_at"

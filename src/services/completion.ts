@@ -15,6 +15,7 @@ import {
 import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
+import { placeOutput } from "./outputs";
 import { onRunFinished } from "./run-finished";
 import { deadlineAt, finishDueAt, firstPollAt, retryAt } from "./timing";
 
@@ -186,22 +187,33 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
 
   if (outcome.ok) {
     const { output, run: taskRun } = outcome.value;
+    // Over D1's row limit, or just large: R2 holds it and the row its key (services/outputs.ts).
+    const placed = await placeOutput(ctx.outputs, run.id, output as unknown as Record<string, unknown>);
+    const storedIn = placed.output_key ? "r2" : "d1";
     const stored = await changeRun(
       ctx.db,
       run,
       at,
       {
-        output: output as unknown as Record<string, unknown>,
+        ...placed,
         warnings: taskRun.warnings ?? run.warnings,
         result_stored_at: at,
         next_sweep_at: finishDueAt(run, now),
         lease_until: null,
       },
-      { kind: "result_fetched", detail: { output_type: output.type } },
+      {
+        kind: "result_fetched",
+        detail: { output_type: output.type, output_bytes: placed.output_bytes, stored_in: storedIn },
+      },
       pending,
     );
     if (stored) {
-      ctx.log.info("run.result_stored", { run_id: run.id, output_type: output.type });
+      ctx.log.info("run.result_stored", {
+        run_id: run.id,
+        output_type: output.type,
+        output_bytes: placed.output_bytes,
+        stored_in: storedIn,
+      });
       await onRunFinished(ctx, stored);
     }
     return stored;

@@ -10,6 +10,8 @@ export interface ServiceContext {
   /** D1, metered: every query this context makes is counted in `usage`. */
   db: D1Database;
   usage: D1Usage;
+  /** R2: outputs too large for a D1 row (services/outputs.ts). */
+  outputs: R2Bucket;
   config: Config;
   /** Created on first use: routes that never call Parallel work without PARALLEL_API_KEY. */
   readonly parallel: ParallelGateway;
@@ -40,6 +42,7 @@ export function createServiceContext(
   return {
     db: meteredDatabase(env.DB, usage),
     usage,
+    outputs: env.OUTPUTS,
     config,
     get parallel() {
       parallel ??= createParallelGateway(config);

@@ -21,6 +21,7 @@ import {
 } from "../db/deliveries";
 import { findSigningSecrets, type SigningSecrets } from "../db/keys";
 import { findRun, isTerminal, type Run } from "../db/runs";
+import { type Config, requireSetting } from "../env";
 import { ApiError } from "../errors";
 import { newId } from "../ids";
 import { describeError } from "../log";
@@ -170,7 +171,7 @@ export async function attemptDelivery(
   ]);
   if (!run || !secrets) return giveUp(ctx, claimed, started, "the run or its API key no longer exists");
 
-  const request = await signedRequest(claimed, run, activeSecrets(secrets, started), started);
+  const request = await signedRequest(ctx, claimed, run, activeSecrets(secrets, started), started);
   const result = await postCallback(request, { timeoutMs: runtime.timeoutMs, now: started });
   const finished = ctx.now();
   const attempt: DeliveryAttempt = {
@@ -210,17 +211,36 @@ function activeSecrets(secrets: SigningSecrets, now: Date): string[] {
     : [secrets.signing_secret];
 }
 
-/** The body every attempt sends: the event, when it happened, and the run as GET /v1/runs/:id shows it. */
-export function callbackBody(delivery: Delivery, run: Run) {
+/**
+ * The body every attempt sends: the event, when it happened, and the run as GET /v1/runs/:id shows it.
+ * An output stored in R2 (over INLINE_OUTPUT_MAX_BYTES) is not sent: `output_url` and `output_bytes`
+ * say where to fetch it with the key's credentials.
+ */
+export function callbackBody(delivery: Delivery, run: Run, config: Config) {
+  const timestamp = run.finished_at ?? delivery.created_at;
+  if (run.output_key) {
+    const base = requireSetting(config, "PUBLIC_BASE_URL").replace(/\/+$/, "");
+    return {
+      type: delivery.event,
+      timestamp,
+      data: {
+        run: toRunView(run),
+        output: null,
+        output_url: `${base}/v1/runs/${run.id}/result`,
+        output_bytes: run.output_bytes ?? null,
+        error: null,
+      },
+    };
+  }
   return {
     type: delivery.event,
-    timestamp: run.finished_at ?? delivery.created_at,
+    timestamp,
     data: { run: toRunView(run), output: run.output ?? null, error: run.error ?? null },
   };
 }
 
-async function signedRequest(delivery: Delivery, run: Run, secrets: string[], at: Date) {
-  const body = JSON.stringify(callbackBody(delivery, run));
+async function signedRequest(ctx: ServiceContext, delivery: Delivery, run: Run, secrets: string[], at: Date) {
+  const body = JSON.stringify(callbackBody(delivery, run, ctx.config));
   const timestamp = Math.floor(at.getTime() / 1000);
   return {
     url: delivery.url,
@@ -366,6 +386,14 @@ export async function listOwnedRunDeliveries(
   runId: string,
 ): Promise<DeliveryWithAttempts[]> {
   await getOwnedRun(ctx, apiKeyId, runId);
+  return listRunDeliveriesWithAttempts(ctx, runId);
+}
+
+/** A run's deliveries with their attempts, for a caller that has already checked who may see the run. */
+export async function listRunDeliveriesWithAttempts(
+  ctx: ServiceContext,
+  runId: string,
+): Promise<DeliveryWithAttempts[]> {
   const deliveries = await listRunDeliveries(ctx.db, runId);
   const attempts = await listAttempts(
     ctx.db,

@@ -1,8 +1,8 @@
 // How a run is shown: to its owner through the API, and inside callback deliveries.
-import type { Run } from "../db/runs";
+import type { Run, RunSummary } from "../db/runs";
 import type { RunView } from "../schemas/runs";
 
-export function toRunView(run: Run): RunView {
+export function toRunView(run: RunSummary): RunView {
   return {
     id: run.id,
     status: run.status,
@@ -15,7 +15,8 @@ export function toRunView(run: Run): RunView {
     callback: run.callback_url ? { url: run.callback_url } : null,
     warnings: run.warnings,
     error: run.error,
-    result_available: run.result_stored_at !== null && run.output !== null,
+    // Set only once the output is stored (inline or in R2); lists do not read outputs.
+    result_available: run.result_stored_at !== null,
     created_at: run.created_at,
     updated_at: run.updated_at,
     submitted_at: run.submitted_at,

@@ -13,6 +13,7 @@ import {
   type Run,
   type RunChanges,
   type RunStatus,
+  type RunSummary,
   returnedRun,
 } from "../db/runs";
 import { requireSetting } from "../env";
@@ -29,6 +30,7 @@ import {
   operatorReason,
   resolveOperatorProblem,
 } from "./operator-alerts";
+import { hasStoredOutput } from "./outputs";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
@@ -360,7 +362,8 @@ export async function getOwnedRun(ctx: ServiceContext, apiKeyId: string, id: str
 }
 
 export interface RunPage {
-  runs: Run[];
+  /** The columns lists show: never outputs (db/runs.ts RUN_SUMMARY_COLUMNS). */
+  runs: RunSummary[];
   nextCursor: string | null;
 }
 
@@ -383,7 +386,7 @@ const WAIT_FIRST_MS = 250;
 const WAIT_MAX_MS = 2000;
 
 /**
- * The stored result, waiting up to `waitSeconds` for it by re-reading D1 (never by holding
+ * The run once its result is stored, waiting up to `waitSeconds` for it by re-reading D1 (never by holding
  * Parallel's blocking call). A run that ended without a result is a 409 that says why. The reads
  * stay inside SUBREQUEST_BUDGET (the request's earlier queries included): when the next read would
  * not fit, the wait ends early with the same 409 as a wait that ran out.
@@ -393,12 +396,13 @@ export async function getRunResult(
   apiKeyId: string,
   id: string,
   waitSeconds: number,
-): Promise<{ run: Run; output: Record<string, unknown> }> {
+): Promise<{ run: Run }> {
   const deadline = Date.now() + waitSeconds * 1000;
   let interval = WAIT_FIRST_MS;
   for (;;) {
     const run = await getOwnedRun(ctx, apiKeyId, id);
-    if (run.output && run.result_stored_at) return { run, output: run.output };
+    // The output itself is read by the caller (services/outputs.ts): inline, or streamed from R2.
+    if (hasStoredOutput(run)) return { run };
     if (isTerminal(run.status) && run.status !== "completed") {
       throw new ApiError(
         "run_failed",

@@ -7,6 +7,7 @@ import type { Run } from "../db/runs";
 import { findSchedule, recordScheduledRunOutcome } from "../db/schedules";
 import { sha256Hex } from "../ids";
 import type { ServiceContext } from "./context";
+import { storedOutputDigest } from "./outputs";
 import { occurrenceOfRun } from "./schedule-occurrence";
 
 /**
@@ -21,10 +22,18 @@ export async function onScheduledRunFinished(
   if (!run.schedule_id) return { notify: true, run };
   const schedule = await findSchedule(ctx.db, run.schedule_id);
   if (!schedule) return { notify: true, run };
-  const content = run.status === "completed" ? run.output?.content : undefined;
-  if (content === undefined) return { notify: true, run };
+  const completed = run.status === "completed";
+  const content = completed ? run.output?.content : undefined;
+  // An output in R2 is compared by the digest of its stored JSON (content and basis), streamed, so
+  // a large output is never parsed here.
+  const outputHash =
+    completed && run.output_key
+      ? await storedOutputDigest(ctx.outputs, run.output_key)
+      : content === undefined
+        ? null
+        : await sha256Hex(canonicalJson(content));
+  if (outputHash === null) return { notify: true, run };
 
-  const outputHash = await sha256Hex(canonicalJson(content));
   const computed = schedule.last_output_hash !== outputHash;
   const stored = await recordScheduledRunOutcome(ctx.db, run.id, ctx.now().toISOString(), {
     outputChanged: computed,

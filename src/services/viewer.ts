@@ -2,7 +2,8 @@
 // the admin sees every key's. An admin action on a resource is done as the resource's owner, through
 // the same owner-scoped verbs the API uses, so both paths keep one set of rules.
 import { type Delivery, type DeliveryStatus, findDelivery } from "../db/deliveries";
-import { findRun, type Run, type RunStatus } from "../db/runs";
+import { listRunEvents, type RunEvent } from "../db/run-events";
+import { findRun, type Run, type RunStatus, type RunSummary } from "../db/runs";
 import {
   findSchedule,
   listOccurrences,
@@ -15,12 +16,13 @@ import type { ServiceContext } from "./context";
 import {
   type DeliveryWithAttempts,
   listOwnedDeliveries,
-  listOwnedRunDeliveries,
+  listRunDeliveriesWithAttempts,
   retryDelivery,
 } from "./deliveries";
 import { listApiKeys } from "./keys";
+import { readOutputStart } from "./outputs";
 import type { PageRequest } from "./pages";
-import { getOwnedRun, getRunTimeline, listOwnedRuns, type RunPage } from "./runs";
+import { getOwnedRun, listOwnedRuns, type RunPage } from "./runs";
 import { getOwnedSchedule, listOwnedSchedules, triggerSchedule, updateSchedule } from "./schedules";
 
 export type Viewer = { kind: "key"; apiKeyId: string } | { kind: "admin" };
@@ -36,36 +38,45 @@ export function listRunsFor(
   return listOwnedRuns(ctx, { ...query, apiKeyId: ownerOf(viewer) });
 }
 
-/** The key that owns the run, if this viewer may see it; not_found otherwise, exactly as an unknown id. */
-async function runOwner(ctx: ServiceContext, viewer: Viewer, id: string): Promise<string> {
-  if (viewer.kind === "key") return viewer.apiKeyId;
+/** The run, if this viewer may see it (one read); not_found otherwise, exactly as an unknown id. */
+export async function getRunFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Run> {
+  if (viewer.kind === "key") return getOwnedRun(ctx, viewer.apiKeyId, id);
   const run = await findRun(ctx.db, id);
   if (!run) throw new ApiError("not_found", `No run ${id}.`);
-  return run.api_key_id;
+  return run;
 }
 
-export async function getRunFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Run> {
-  return getOwnedRun(ctx, await runOwner(ctx, viewer, id), id);
-}
+/** How much of an output stored in R2 the run page shows; the rest is a download. */
+export const OUTPUT_PREVIEW_BYTES = 64 * 1024;
 
 export interface RunDetail {
   run: Run;
-  timeline: Awaited<ReturnType<typeof getRunTimeline>>;
+  timeline: RunEvent[];
   deliveries: DeliveryWithAttempts[];
   /** The run's schedule's name, by id (empty for a run without one, or whose schedule is deleted). */
   scheduleNames: Map<string, string>;
+  /** An output too large for D1 (in R2): its first OUTPUT_PREVIEW_BYTES as text, and its size. */
+  outputStart: { text: string; bytes: number } | null;
 }
 
-/** A run with its timeline, its deliveries (each with every attempt) and its schedule's name. */
+/**
+ * A run with its timeline, its deliveries (each with every attempt), its schedule's name and, for an
+ * output in R2, the start of it: the run row is read once.
+ */
 export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<RunDetail> {
-  const owner = await runOwner(ctx, viewer, id);
-  const run = await getOwnedRun(ctx, owner, id);
-  const [timeline, deliveries, scheduleNames] = await Promise.all([
-    getRunTimeline(ctx, owner, id),
-    listOwnedRunDeliveries(ctx, owner, id),
+  const run = await getRunFor(ctx, viewer, id);
+  const [timeline, deliveries, scheduleNames, outputStart] = await Promise.all([
+    listRunEvents(ctx.db, id),
+    listRunDeliveriesWithAttempts(ctx, id),
     scheduleNamesFor(ctx, viewer, [run]),
+    run.output_key
+      ? readOutputStart(ctx.outputs, run.output_key, OUTPUT_PREVIEW_BYTES).then((text) => ({
+          text,
+          bytes: run.output_bytes ?? 0,
+        }))
+      : null,
   ]);
-  return { run, timeline, deliveries, scheduleNames };
+  return { run, timeline, deliveries, scheduleNames, outputStart };
 }
 
 export function listDeliveriesFor(
@@ -104,7 +115,7 @@ export async function getScheduleDetailFor(
   viewer: Viewer,
   id: string,
   limit: number,
-): Promise<{ schedule: Schedule; runs: Run[]; occurrences: Occurrence[] }> {
+): Promise<{ schedule: Schedule; runs: RunSummary[]; occurrences: Occurrence[] }> {
   const owner = await scheduleOwner(ctx, viewer, id);
   // One wait: the lists are read alongside the ownership check, and dropped if it fails.
   const [schedule, { runs }, occurrences] = await Promise.all([

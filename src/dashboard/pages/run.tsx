@@ -101,6 +101,17 @@ export function RunPage(props: RunPageProps) {
           </section>
           <Basis basis={output.basis} />
         </>
+      ) : props.outputStart ? (
+        <section class="card" id="output">
+          <h2>Output</h2>
+          <p class="sub">
+            {`${props.outputStart.bytes.toLocaleString("en-US")} bytes of JSON; the first ${props.outputStart.text.length.toLocaleString("en-US")} characters are shown. `}
+            <a href={`/dashboard/runs/${run.id}/output`} download={`${run.id}-output.json`}>
+              Download the whole output
+            </a>
+          </p>
+          <div class="text-output mono">{props.outputStart.text}…</div>
+        </section>
       ) : null}
 
       {run.warnings && run.warnings.length > 0 ? (

@@ -1,4 +1,4 @@
-import type { Run } from "../../db/runs";
+import type { RunSummary } from "../../db/runs";
 import { RUN_STATUSES } from "../../db/runs";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import { Page, Pager, ScheduleLink, Status, When } from "../components";
@@ -6,7 +6,7 @@ import { inputPreview } from "../format";
 
 export interface RunsPageProps {
   session: DashboardSession;
-  runs: Run[];
+  runs: RunSummary[];
   status: string | undefined;
   cursor: string | undefined;
   nextCursor: string | null;

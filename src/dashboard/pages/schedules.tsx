@@ -1,4 +1,4 @@
-import type { Run } from "../../db/runs";
+import type { RunSummary } from "../../db/runs";
 import type { Occurrence, OccurrenceOutcome, Schedule } from "../../db/schedules";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import { toScheduleDetailView } from "../../services/schedule-view";
@@ -131,7 +131,7 @@ export function SchedulesPage(props: {
 export function SchedulePage(props: {
   session: DashboardSession;
   schedule: Schedule;
-  runs: Run[];
+  runs: RunSummary[];
   occurrences: Occurrence[];
   keyName: string | null;
   now: Date;

@@ -289,3 +289,53 @@ describe("determinism", () => {
     });
   });
 });
+
+describe("outputs of a requested size (metadata sim_output_bytes)", () => {
+  const sized = (input: RunInput, bytes: number): RunInput => ({
+    ...input,
+    metadata: { ...input.metadata, sim_output_bytes: String(bytes) },
+  });
+  const size = (output: TaskOutput) => Buffer.byteLength(JSON.stringify(output));
+
+  it("makes a JSON output of about 5 MB that still fits its schema, the long field in its basis", () => {
+    const output = generateOutput({
+      seed: 1,
+      input: sized(jsonInput({ company: "Acme" }, COMPANY_SCHEMA), 5_000_000),
+      processor: core,
+      elementBasis: false,
+    }) as JsonOutput;
+    expect(Math.abs(size(output) - 5_000_000)).toBeLessThan(1_000);
+    expect(violations(output.content, COMPANY_SCHEMA, COMPANY_SCHEMA)).toEqual([]);
+    const [long] = Object.entries(output.content).filter(
+      ([, v]) => typeof v === "string" && v.length > 1_000_000,
+    );
+    expect(long).toBeDefined();
+    expect(output.basis.find((b) => b.field === long?.[0])?.reasoning).toContain("5000000 bytes");
+    expectBasisShape(output);
+  });
+
+  it("makes a text output of about 50 MB for a text schema", () => {
+    const output = generateOutput({
+      seed: 1,
+      input: sized(
+        { input: "The EV market", processor: "lite", task_spec: { output_schema: "A report." } },
+        50_000_000,
+      ),
+      processor: lite,
+      elementBasis: false,
+    });
+    expect(output.type).toBe("text");
+    expect(Math.abs(size(output) - 50_000_000)).toBeLessThan(1_000);
+    expect(output.basis).toHaveLength(1);
+  });
+
+  it("leaves an output alone without the key, and makes the same output for the same request", () => {
+    const input = jsonInput({ company: "Acme" }, COMPANY_SCHEMA);
+    const plain = generateOutput({ seed: 1, input, processor: core, elementBasis: false });
+    expect(size(plain)).toBeLessThan(10_000);
+    const a = generateOutput({ seed: 1, input: sized(input, 300_000), processor: core, elementBasis: false });
+    expect(
+      generateOutput({ seed: 1, input: sized(input, 300_000), processor: core, elementBasis: false }),
+    ).toEqual(a);
+  });
+});
