@@ -2,11 +2,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { PatternRouter } from "hono/router/pattern-router";
 import type { AppEnv } from "./app-env";
 import { registerDashboard } from "./dashboard/app";
-import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
+import { ApiError, errorEnvelope } from "./errors";
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
+import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
@@ -37,17 +39,7 @@ import { registerScheduleUpdate } from "./routes/schedules-update";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
-      if (!result.success) {
-        throw validationFailed(
-          result.error.issues.map(
-            (issue): ErrorDetail => ({ path: issue.path.map(String).join("."), message: issue.message }),
-          ),
-        );
-      }
-    },
-  });
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() });
 
   app.use("*", requestContext());
   app.use(
@@ -99,8 +91,33 @@ export function createApp() {
   });
   registerOpenApi(app);
 
+  app.get("/", (c) => {
+    c.header("vary", "accept");
+    // A browser is sent to the dashboard; an API client gets where to go next.
+    if (c.req.header("accept")?.includes("text/html")) return c.redirect("/dashboard", 302);
+    const origin = new URL(c.req.url).origin;
+    return c.json({
+      name: "taskrelay",
+      description: "Parallel Task API runs from HTTP, results by signed callback, recurring schedules.",
+      links: Object.fromEntries(
+        Object.entries(INDEX_LINKS).map(([name, path]) => [name, `${origin}${path}`]),
+      ),
+    });
+  });
+
+  const allowedMethods = routedMethods(app);
   app.notFound((c) => {
-    throw new ApiError("not_found", `No route ${c.req.method} ${new URL(c.req.url).pathname}.`);
+    const path = new URL(c.req.url).pathname;
+    const allowed = allowedMethods(path);
+    if (allowed.length > 0) {
+      throw new ApiError(
+        "method_not_allowed",
+        `${path} does not take ${c.req.method}; it takes ${allowed.join(", ")}.`,
+        [],
+        { allow: allowed.join(", ") },
+      );
+    }
+    throw new ApiError("not_found", `No route ${c.req.method} ${path}.`);
   });
 
   app.onError((error, c) => {
@@ -116,6 +133,40 @@ export function createApp() {
   });
 
   return app;
+}
+
+/** What GET / links to. */
+const INDEX_LINKS = {
+  openapi: "/openapi.json",
+  docs: "/docs",
+  dashboard: "/dashboard",
+  health: "/healthz",
+  runs: "/v1/runs",
+  schedules: "/v1/schedules",
+  deliveries: "/v1/deliveries",
+};
+
+/**
+ * The methods the app routes for a path (GET brings HEAD), for a 405's Allow header. Built on the
+ * first miss, once every route is registered; middleware and catch-alls (method ALL) do not count.
+ */
+function routedMethods(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
+  let router: PatternRouter<string> | undefined;
+  const methods = new Set<string>();
+  return (path) => {
+    if (!router) {
+      router = new PatternRouter<string>();
+      for (const route of app.routes) {
+        if (route.method === "ALL") continue;
+        router.add(route.method, route.path, route.method);
+        methods.add(route.method);
+      }
+    }
+    const routed = router;
+    const allowed = [...methods].filter((method) => routed.match(method, path)[0].length > 0);
+    if (allowed.includes("GET")) allowed.push("HEAD");
+    return allowed;
+  };
 }
 
 /** Anything thrown becomes one of the closed error codes; an unexpected error never shows its message. */

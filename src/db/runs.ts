@@ -43,7 +43,10 @@ export interface Run {
   idempotency_key: string | null;
   request_hash: string | null;
   output: Record<string, unknown> | null;
+  /** Parallel's warnings, as its last status update sent them. */
   warnings: unknown[] | null;
+  /** taskrelay's own warnings about the run, set when it is stored (migration 0010). */
+  relay_warnings?: unknown[] | null;
   error: RunError | null;
   created_at: string;
   updated_at: string;
@@ -71,6 +74,7 @@ type RunRow = Omit<
   | "mcp_servers"
   | "output"
   | "warnings"
+  | "relay_warnings"
   | "error"
 > & {
   input: string;
@@ -82,6 +86,7 @@ type RunRow = Omit<
   mcp_servers: string | null;
   output: string | null;
   warnings: string | null;
+  relay_warnings?: string | null;
   error: string | null;
 };
 
@@ -100,6 +105,7 @@ export function rowToRun(row: RunRow): Run {
     mcp_servers: parse(row.mcp_servers),
     output: parse(row.output),
     warnings: parse(row.warnings),
+    relay_warnings: parse(row.relay_warnings ?? null),
     error: parse(row.error),
   };
 }
@@ -119,9 +125,9 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
     .prepare(
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
-         idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
-         result_stored_at, deadline_at, attempts, next_sweep_at, lease_until)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         idempotency_key, request_hash, output, warnings, relay_warnings, error, created_at, updated_at, submitted_at,
+         finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -143,6 +149,7 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.request_hash,
       json(run.output),
       json(run.warnings),
+      json(run.relay_warnings ?? null),
       json(run.error),
       run.created_at,
       run.updated_at,

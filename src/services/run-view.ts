@@ -13,7 +13,8 @@ export function toRunView(run: Run): RunView {
     schedule_id: run.schedule_id,
     metadata: run.metadata,
     callback: run.callback_url ? { url: run.callback_url } : null,
-    warnings: run.warnings,
+    warnings:
+      run.relay_warnings || run.warnings ? [...(run.relay_warnings ?? []), ...(run.warnings ?? [])] : null,
     error: run.error,
     result_available: run.result_stored_at !== null && run.output !== null,
     created_at: run.created_at,

@@ -19,7 +19,7 @@ import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
-import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
 import type { RunRequest } from "../schemas/runs";
 import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
@@ -107,6 +107,8 @@ function replay(earlier: Run, requestHash: string | null): CreateRunResult {
   return { run: earlier, replayed: true };
 }
 
+const nullIfEmpty = <T>(list: T[]): T[] | null => (list.length > 0 ? list : null);
+
 function newRun(input: CreateRunInput, requestHash: string | null, now: Date): Run {
   const at = now.toISOString();
   const { request } = input;
@@ -130,6 +132,7 @@ function newRun(input: CreateRunInput, requestHash: string | null, now: Date): R
     request_hash: requestHash,
     output: null,
     warnings: null,
+    relay_warnings: nullIfEmpty(runWarnings(request)),
     error: null,
     created_at: at,
     updated_at: at,
