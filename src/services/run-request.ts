@@ -27,7 +27,16 @@ export function checkRunRequest(request: unknown, config: Config, prefix = ""): 
     ...checkMetadata(fields.metadata, "metadata"),
     ...checkCallback(fields.callback, config, "callback"),
   ];
-  return problems.map((p) => (p.path ? { ...p, path: `${prefix}${p.path}` } : p));
+  // A message that names its own path ("input.year must be …") names the prefixed one.
+  return problems.map((p) =>
+    p.path
+      ? {
+          ...p,
+          path: `${prefix}${p.path}`,
+          message: p.message.startsWith(p.path) ? `${prefix}${p.message}` : p.message,
+        }
+      : p,
+  );
 }
 
 /** The callback's URL against the policy, for a callback that is an object with a string url. */
