@@ -210,7 +210,10 @@ export const RunRequestSchema = z
       .array(McpServerSchema)
       .optional()
       .openapi({ description: "MCP servers Parallel may call during the run (adds Parallel's MCP beta)." }),
-    callback: CallbackSchema.nullish().openapi({ description: "null or absent: no callback." }),
+    callback: CallbackSchema.nullish().openapi({
+      description: "null or absent: no callback.",
+      example: { url: "https://example.com/hooks/taskrelay" },
+    }),
   })
   .strict()
   .openapi("RunRequest", {

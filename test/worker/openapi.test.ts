@@ -185,4 +185,42 @@ describe("/openapi.json", () => {
       expect(schema?.example !== undefined || everyProperty, `${name} has an example`).toBe(true);
     }
   });
+
+  it("says what the routes accept: callback null, no auto input schema, integer wait and limit", async () => {
+    const doc = await document();
+    const nullable = (schema: SchemaObject | undefined) =>
+      Array.isArray(schema?.type)
+        ? schema.type.includes("null")
+        : !!schema?.anyOf?.some((s) => s.type === "null");
+    expect(nullable(doc.components.schemas.RunRequest?.properties?.callback)).toBe(true);
+    expect(nullable(doc.components.schemas.ScheduleCreate?.properties?.callback)).toBe(true);
+
+    const inputSchema = doc.components.schemas.TaskSpec?.properties?.input_schema;
+    const definition = inputSchema?.anyOf?.find((s) => s.type === "object");
+    expect(definition?.properties?.type?.enum).toEqual(["json", "text"]);
+    expect(inputSchema?.description).toContain("no auto input schema");
+    const outputTypes = doc.components.schemas.TaskSpec?.properties?.output_schema?.anyOf?.find(
+      (s) => s.type === "object",
+    )?.properties?.type?.enum;
+    expect(outputTypes).toEqual(["json", "text", "auto"]);
+
+    const param = (path: string, name: string) =>
+      doc.paths[path]?.get?.parameters?.find((p) => p.name === name)?.schema as
+        | (SchemaObject & { minimum?: number; maximum?: number; default?: number })
+        | undefined;
+    expect(param("/v1/runs/{id}/result", "wait")).toMatchObject({
+      type: "integer",
+      minimum: 0,
+      maximum: 60,
+      default: 0,
+    });
+    for (const path of ["/v1/runs", "/v1/schedules", "/v1/deliveries"]) {
+      expect(param(path, "limit"), path).toMatchObject({
+        type: "integer",
+        minimum: 1,
+        maximum: 100,
+        default: 20,
+      });
+    }
+  });
 });
