@@ -19,6 +19,7 @@ import { registerKeyList } from "./routes/keys-list";
 import { registerKeyRevoke } from "./routes/keys-revoke";
 import { registerSigningSecretRotate } from "./routes/keys-rotate-signing-secret";
 import { registerParallelWebhook } from "./routes/parallel-webhook";
+import { registerRoot } from "./routes/root";
 import { registerRunCreate } from "./routes/runs-create";
 import { registerRunDeliveries } from "./routes/runs-deliveries";
 import { registerRunGet } from "./routes/runs-get";
@@ -52,6 +53,7 @@ export function createApp() {
     }),
   );
 
+  registerRoot(app);
   registerHealth(app);
   registerKeyCreate(app);
   registerKeyList(app);
@@ -91,20 +93,6 @@ export function createApp() {
   });
   registerOpenApi(app);
 
-  app.get("/", (c) => {
-    c.header("vary", "accept");
-    // A browser is sent to the dashboard; an API client gets where to go next.
-    if (c.req.header("accept")?.includes("text/html")) return c.redirect("/dashboard", 302);
-    const origin = new URL(c.req.url).origin;
-    return c.json({
-      name: "taskrelay",
-      description: "Parallel Task API runs from HTTP, results by signed callback, recurring schedules.",
-      links: Object.fromEntries(
-        Object.entries(INDEX_LINKS).map(([name, path]) => [name, `${origin}${path}`]),
-      ),
-    });
-  });
-
   const allowedMethods = routedMethods(app);
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
@@ -134,17 +122,6 @@ export function createApp() {
 
   return app;
 }
-
-/** What GET / links to. */
-const INDEX_LINKS = {
-  openapi: "/openapi.json",
-  docs: "/docs",
-  dashboard: "/dashboard",
-  health: "/healthz",
-  runs: "/v1/runs",
-  schedules: "/v1/schedules",
-  deliveries: "/v1/deliveries",
-};
 
 /**
  * The methods the app routes for a path (GET brings HEAD), for a 405's Allow header. Built on the
