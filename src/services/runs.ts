@@ -65,7 +65,9 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   requireSetting(ctx.config, "PARALLEL_API_KEY");
   requireSetting(ctx.config, "PUBLIC_BASE_URL");
 
-  const requestHash = input.idempotencyKey ? await sha256Hex(canonicalJson(input.request)) : null;
+  const requestHash = input.idempotencyKey
+    ? await sha256Hex(canonicalJson(hashedRequest(input.request)))
+    : null;
   if (input.idempotencyKey) {
     const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
     if (earlier) return replay(earlier, requestHash);
@@ -94,6 +96,13 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
     ]);
   }
   return { run: submitted, replayed: false };
+}
+
+/** `callback: null` means no callback, as an absent one does: the same request for an Idempotency-Key. */
+function hashedRequest(request: RunRequest): RunRequest {
+  if (request.callback !== null) return request;
+  const { callback: _none, ...rest } = request;
+  return rest;
 }
 
 function replay(earlier: Run, requestHash: string | null): CreateRunResult {

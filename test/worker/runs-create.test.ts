@@ -74,6 +74,12 @@ describe("POST /v1/runs", () => {
     );
     expect(run.callback).toBeNull();
     expect(parallel.creates()).toHaveLength(1);
+    // The same request as no callback at all, for an Idempotency-Key.
+    const key = { ...tenant.auth, "idempotency-key": "null-callback" };
+    const first = await expectJson(await postJson("/v1/runs", TEXT_RUN, key), 202);
+    const again = await postJson("/v1/runs", { ...TEXT_RUN, callback: null }, key);
+    expect((await expectJson(again, 202)).id).toBe(first.id);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
     const schedule = await expectJson(
       await postJson(
         "/v1/schedules",
