@@ -201,9 +201,8 @@ export function checkCreateRequest(body: unknown, betaHeader: string | null | un
     });
   }
 
-  const specChars = input.task_spec ? JSON.stringify(input.task_spec).length : 0;
-  const inputChars =
-    typeof input.input === "string" ? input.input.length : JSON.stringify(input.input).length;
+  const specChars = input.task_spec ? codePoints(JSON.stringify(input.task_spec)) : 0;
+  const inputChars = codePoints(typeof input.input === "string" ? input.input : JSON.stringify(input.input));
   if (specChars > LIMITS.taskSpecChars) {
     errors.push({
       loc: ["body", "task_spec"],
@@ -233,6 +232,16 @@ export function checkCreateRequest(body: unknown, betaHeader: string | null | un
 
   if (errors.length > 0) return { ok: false, status: 422, issues: errors };
   return { ok: true, input, processor, warnings, betas };
+}
+
+/**
+ * Characters as Parallel (a Python service) counts them: code points, as `len()` does, not UTF-16
+ * units. zod's `.max()` on strings counts code points too, so metadata keys and values agree.
+ */
+function codePoints(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -394,7 +403,10 @@ function walkSchema(
   if (Array.isArray(node.enum)) {
     state.enumValues += node.enum.length;
     if (node.enum.length > LIMITS.largeEnumValues) {
-      const chars = node.enum.reduce<number>((sum, v) => sum + (typeof v === "string" ? v.length : 0), 0);
+      const chars = node.enum.reduce<number>(
+        (sum, v) => sum + (typeof v === "string" ? codePoints(v) : 0),
+        0,
+      );
       if (chars > LIMITS.largeEnumChars) {
         error(
           [...path, "enum"],
@@ -408,12 +420,12 @@ function walkSchema(
 
 /** Property names plus every string value, anywhere in the schema. */
 function schemaStringChars(node: unknown, namesAreProperties: boolean): number {
-  if (typeof node === "string") return node.length;
+  if (typeof node === "string") return codePoints(node);
   if (Array.isArray(node)) return node.reduce<number>((sum, item) => sum + schemaStringChars(item, false), 0);
   if (!isRecord(node)) return 0;
   let sum = 0;
   for (const [key, value] of Object.entries(node)) {
-    if (namesAreProperties) sum += key.length;
+    if (namesAreProperties) sum += codePoints(key);
     sum += schemaStringChars(value, key === "properties");
   }
   return sum;

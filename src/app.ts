@@ -2,11 +2,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { PatternRouter } from "hono/router/pattern-router";
 import type { AppEnv } from "./app-env";
 import { registerDashboard } from "./dashboard/app";
-import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./errors";
+import { ApiError, errorEnvelope } from "./errors";
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
+import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
@@ -17,6 +19,7 @@ import { registerKeyList } from "./routes/keys-list";
 import { registerKeyRevoke } from "./routes/keys-revoke";
 import { registerSigningSecretRotate } from "./routes/keys-rotate-signing-secret";
 import { registerParallelWebhook } from "./routes/parallel-webhook";
+import { registerRoot } from "./routes/root";
 import { registerRunCreate } from "./routes/runs-create";
 import { registerRunDeliveries } from "./routes/runs-deliveries";
 import { registerRunGet } from "./routes/runs-get";
@@ -37,17 +40,7 @@ import { registerScheduleUpdate } from "./routes/schedules-update";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
-      if (!result.success) {
-        throw validationFailed(
-          result.error.issues.map(
-            (issue): ErrorDetail => ({ path: issue.path.map(String).join("."), message: issue.message }),
-          ),
-        );
-      }
-    },
-  });
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() });
 
   app.use("*", requestContext());
   app.use(
@@ -60,6 +53,7 @@ export function createApp() {
     }),
   );
 
+  registerRoot(app);
   registerHealth(app);
   registerKeyCreate(app);
   registerKeyList(app);
@@ -99,8 +93,19 @@ export function createApp() {
   });
   registerOpenApi(app);
 
+  const allowedMethods = routedMethods(app);
   app.notFound((c) => {
-    throw new ApiError("not_found", `No route ${c.req.method} ${new URL(c.req.url).pathname}.`);
+    const path = new URL(c.req.url).pathname;
+    const allowed = allowedMethods(path);
+    if (allowed.length > 0) {
+      throw new ApiError(
+        "method_not_allowed",
+        `${path} does not take ${c.req.method}; it takes ${allowed.join(", ")}.`,
+        [],
+        { allow: allowed.join(", ") },
+      );
+    }
+    throw new ApiError("not_found", `No route ${c.req.method} ${path}.`);
   });
 
   app.onError((error, c) => {
@@ -116,6 +121,29 @@ export function createApp() {
   });
 
   return app;
+}
+
+/**
+ * The methods the app routes for a path (GET brings HEAD), for a 405's Allow header. Built on the
+ * first miss, once every route is registered; middleware and catch-alls (method ALL) do not count.
+ */
+function routedMethods(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
+  let router: PatternRouter<string> | undefined;
+  const methods = new Set<string>();
+  return (path) => {
+    if (!router) {
+      router = new PatternRouter<string>();
+      for (const route of app.routes) {
+        if (route.method === "ALL") continue;
+        router.add(route.method, route.path, route.method);
+        methods.add(route.method);
+      }
+    }
+    const routed = router;
+    const allowed = [...methods].filter((method) => routed.match(method, path)[0].length > 0);
+    if (allowed.includes("GET")) allowed.push("HEAD");
+    return allowed;
+  };
 }
 
 /** Anything thrown becomes one of the closed error codes; an unexpected error never shows its message. */

@@ -67,9 +67,10 @@ export function errorEnvelope(error: ApiError, requestId: string): ErrorEnvelope
 
 export function validationFailed(details: ErrorDetail[]): ApiError {
   const count = details.length;
+  // A message that names its own path ("input must be …") is not prefixed with it again.
   const summary = details
     .slice(0, 3)
-    .map((d) => (d.path ? `${d.path}: ${d.message}` : d.message))
+    .map((d) => (d.path && !d.message.startsWith(d.path) ? `${d.path}: ${d.message}` : d.message))
     .join("; ");
   const more = count > 3 ? ` (and ${count - 3} more)` : "";
   return new ApiError(

@@ -61,7 +61,7 @@ const ERROR_EXAMPLES: Partial<
     message: "This form was not sent from a current dashboard page. Reload the page and try again.",
   },
   not_found: { message: "No run run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4." },
-  method_not_allowed: { message: "This route does not take that method." },
+  method_not_allowed: { message: "/v1/runs does not take PUT; it takes GET, POST, HEAD." },
   result_not_ready: {
     message:
       "Run run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4 is running; its result is not stored yet. Retry later, pass ?wait=N (up to 60 seconds), or give a callback URL.",

@@ -43,7 +43,10 @@ export interface Run {
   idempotency_key: string | null;
   request_hash: string | null;
   output: Record<string, unknown> | null;
+  /** Parallel's warnings, as its last status update sent them. */
   warnings: unknown[] | null;
+  /** taskrelay's own warnings about the run, set when it is stored (migration 0010). */
+  relay_warnings?: unknown[] | null;
   error: RunError | null;
   created_at: string;
   updated_at: string;
@@ -81,6 +84,7 @@ export const RUN_SUMMARY_COLUMNS = [
   "previous_interaction_id",
   "callback_url",
   "warnings",
+  "relay_warnings",
   "error",
   "created_at",
   "updated_at",
@@ -104,6 +108,7 @@ type RunRow = Omit<
   | "mcp_servers"
   | "output"
   | "warnings"
+  | "relay_warnings"
   | "error"
   | "output_key"
   | "output_bytes"
@@ -117,6 +122,7 @@ type RunRow = Omit<
   mcp_servers: string | null;
   output: string | null;
   warnings: string | null;
+  relay_warnings?: string | null;
   error: string | null;
   output_key?: string | null;
   output_bytes?: number | null;
@@ -137,6 +143,7 @@ export function rowToRun(row: RunRow): Run {
     mcp_servers: parse(row.mcp_servers),
     output: parse(row.output),
     warnings: parse(row.warnings),
+    relay_warnings: parse(row.relay_warnings ?? null),
     error: parse(row.error),
   };
 }
@@ -148,6 +155,7 @@ function rowToRunSummary(row: Pick<RunRow, (typeof RUN_SUMMARY_COLUMNS)[number]>
     metadata: parse(row.metadata),
     output_changed: row.output_changed == null ? null : row.output_changed === 1,
     warnings: parse(row.warnings),
+    relay_warnings: parse(row.relay_warnings ?? null),
     error: parse(row.error),
   };
 }
@@ -167,9 +175,9 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
     .prepare(
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
-         idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
-         result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         idempotency_key, request_hash, output, warnings, relay_warnings, error, created_at, updated_at, submitted_at,
+         finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -191,6 +199,7 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.request_hash,
       json(run.output),
       json(run.warnings),
+      json(run.relay_warnings ?? null),
       json(run.error),
       run.created_at,
       run.updated_at,

@@ -1,6 +1,8 @@
 // Parallel's documented limits on a run, checked at the edge before any money is spent
-// (reference §9 and §11). Each check returns every problem it finds, located by JSON path.
+// (reference §9 and §11). Each check returns every problem it finds, located by JSON path, and takes
+// any JSON value: it also runs on a body that failed its zod schema, so one answer lists everything.
 import type { ErrorDetail } from "../errors";
+import { checkAgainstSchema, checkSchemaDocument } from "./json-schema";
 import { findProcessor, PROCESSOR_NAMES } from "./processors";
 
 export const LIMITS = {
@@ -56,8 +58,18 @@ const UNSUPPORTED_INPUT_KEYWORDS = [
 /** The metadata key taskrelay adds to every run so a webhook can be matched even without the create response. */
 export const RUN_ID_METADATA_KEY = "taskrelay_run_id";
 
-export function checkProcessor(name: string, path = "processor"): ErrorDetail[] {
-  if (findProcessor(name)) return [];
+/**
+ * Lengths as Parallel counts them: Parallel is a Python service, whose `len()` counts code points,
+ * so "16 characters" allows 16 emoji (32 UTF-16 units in JavaScript's `length`).
+ */
+export function charCount(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
+export function checkProcessor(name: unknown, path = "processor"): ErrorDetail[] {
+  if (typeof name !== "string" || findProcessor(name)) return [];
   return [{ path, message: `unknown processor "${name}"; choose one of: ${PROCESSOR_NAMES.join(", ")}` }];
 }
 
@@ -66,13 +78,13 @@ const isObject = (value: unknown): value is JsonObject =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
 function inputLength(input: unknown): number {
-  return typeof input === "string" ? input.length : JSON.stringify(input ?? "").length;
+  return charCount(typeof input === "string" ? input : JSON.stringify(input ?? ""));
 }
 
 /** Sizes of the spec and input, and the JSON schemas inside the spec. */
 export function checkTaskSpec(taskSpec: unknown, input: unknown, path = "task_spec"): ErrorDetail[] {
   const problems: ErrorDetail[] = [];
-  const specChars = taskSpec == null ? 0 : JSON.stringify(taskSpec).length;
+  const specChars = taskSpec == null ? 0 : charCount(JSON.stringify(taskSpec));
   if (specChars > LIMITS.taskSpecChars) {
     problems.push({
       path,
@@ -87,19 +99,27 @@ export function checkTaskSpec(taskSpec: unknown, input: unknown, path = "task_sp
     });
   }
   if (!isObject(taskSpec)) return problems;
-  const output = taskSpec.output_schema;
-  if (isObject(output) && output.type === "json") {
-    problems.push(...checkJsonSchema(output.json_schema, `${path}.output_schema.json_schema`, "output"));
+  const output = jsonSchemaOf(taskSpec.output_schema);
+  if (output !== undefined) {
+    problems.push(...checkJsonSchema(output, `${path}.output_schema.json_schema`, "output"));
   }
-  const inputSchema = taskSpec.input_schema;
-  if (
-    isObject(inputSchema) &&
-    (inputSchema.type === "json" || inputSchema.type === undefined) &&
-    "json_schema" in inputSchema
-  ) {
-    problems.push(...checkJsonSchema(inputSchema.json_schema, `${path}.input_schema.json_schema`, "input"));
+  const inputSchema = jsonSchemaOf(taskSpec.input_schema);
+  if (inputSchema !== undefined) {
+    const inputSchemaPath = `${path}.input_schema.json_schema`;
+    const schemaProblems = checkJsonSchema(inputSchema, inputSchemaPath, "input");
+    problems.push(...schemaProblems);
+    // A JSON input is held to its schema before Parallel is paid to read it (Parallel only warns).
+    if (schemaProblems.length === 0 && isObject(inputSchema) && isObject(input)) {
+      problems.push(...checkAgainstSchema(input, inputSchema, "input"));
+    }
   }
   return problems;
+}
+
+/** The json_schema of a JSON schema definition (`type` "json", or no type and a json_schema). */
+function jsonSchemaOf(definition: unknown): unknown {
+  if (!isObject(definition) || !("json_schema" in definition)) return undefined;
+  return definition.type === "json" || definition.type === undefined ? definition.json_schema : undefined;
 }
 
 /** Sub-schemas a JSON schema node can hold, with the path segment that leads to each. */
@@ -136,6 +156,7 @@ function childSchemas(node: JsonObject): Array<{ key: string; schema: unknown; n
 function checkJsonSchema(schema: unknown, path: string, role: "input" | "output"): ErrorDetail[] {
   const problems: ErrorDetail[] = [];
   if (!isObject(schema)) return [{ path, message: "json_schema must be a JSON object" }];
+  problems.push(...checkSchemaDocument(schema, path));
   if (schema.type !== "object")
     problems.push({ path: `${path}.type`, message: 'the root of the schema must be "type": "object"' });
   if (!isObject(schema.properties))
@@ -171,7 +192,7 @@ function checkJsonSchema(schema: unknown, path: string, role: "input" | "output"
     if (isObject(node.properties)) properties += Object.keys(node.properties).length;
     if (Array.isArray(node.enum)) {
       enumValues += node.enum.length;
-      const chars = node.enum.reduce<number>((sum, v) => sum + (typeof v === "string" ? v.length : 0), 0);
+      const chars = node.enum.reduce<number>((sum, v) => sum + (typeof v === "string" ? charCount(v) : 0), 0);
       if (node.enum.length > LIMITS.largeEnumThreshold && chars > LIMITS.largeEnumChars) {
         problems.push({
           path: `${nodePath}.enum`,
@@ -234,13 +255,32 @@ export function checkSourcePolicy(policy: unknown, path = "source_policy"): Erro
       message: `${count} domains in all; Parallel allows ${LIMITS.sourcePolicyDomains}`,
     });
   }
-  if (policy.after_date != null) {
-    problems.push({
-      path: `${path}.after_date`,
-      message: "after_date is a Search API field; Parallel's Task API does not support it in source_policy",
+  return problems;
+}
+
+/** A warning taskrelay attaches to a run: Parallel's Warning shape, marked as taskrelay's own. */
+export interface RelayWarning {
+  type: "warning";
+  message: string;
+  detail: { path: string; source: "taskrelay" };
+}
+
+/**
+ * What a run may ask that Parallel may not honour: passed on, with a warning on the run rather than
+ * a refusal. `source_policy.after_date` is in the SDK's types for Task runs, but Parallel's docs list
+ * it as a Search API capability.
+ */
+export function runWarnings(request: { source_policy?: unknown }): RelayWarning[] {
+  const warnings: RelayWarning[] = [];
+  if (isObject(request.source_policy) && request.source_policy.after_date != null) {
+    warnings.push({
+      type: "warning",
+      message:
+        "source_policy.after_date was passed on to Parallel, whose documentation lists it for the Search API only; Task runs may ignore it",
+      detail: { path: "source_policy.after_date", source: "taskrelay" },
     });
   }
-  return problems;
+  return warnings;
 }
 
 export function checkMetadata(metadata: unknown, path = "metadata"): ErrorDetail[] {
@@ -253,13 +293,13 @@ export function checkMetadata(metadata: unknown, path = "metadata"): ErrorDetail
         message: `"${RUN_ID_METADATA_KEY}" is reserved: taskrelay sets it`,
       });
     }
-    if (key.length > LIMITS.metadataKeyChars) {
+    if (charCount(key) > LIMITS.metadataKeyChars) {
       problems.push({
         path: `${path}.${key}`,
         message: `metadata keys may have at most ${LIMITS.metadataKeyChars} characters`,
       });
     }
-    if (typeof value === "string" && value.length > LIMITS.metadataValueChars) {
+    if (typeof value === "string" && charCount(value) > LIMITS.metadataValueChars) {
       problems.push({
         path: `${path}.${key}`,
         message: `metadata values may have at most ${LIMITS.metadataValueChars} characters`,

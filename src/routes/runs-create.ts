@@ -1,8 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { requireApiKey } from "../middleware/auth";
+import { validationHook } from "../middleware/validation";
 import { API_KEY_SECURITY, errors } from "../schemas/common";
 import { RunRequestSchema, RunSchema } from "../schemas/runs";
+import { checkRunRequest } from "../services/run-request";
 import { toRunView } from "../services/run-view";
 import { createRun } from "../services/runs";
 
@@ -42,13 +44,17 @@ export const createRunRoute = createRoute({
 });
 
 export function registerRunCreate(app: App) {
-  app.openapi(createRunRoute, async (c) => {
-    const { run, replayed } = await createRun(c.var.services, {
-      apiKeyId: c.var.apiKey.id,
-      request: c.req.valid("json"),
-      idempotencyKey: c.req.valid("header")["idempotency-key"],
-    });
-    if (replayed) c.header("idempotent-replayed", "true");
-    return c.json(toRunView(run), 202);
-  });
+  app.openapi(
+    createRunRoute,
+    async (c) => {
+      const { run, replayed } = await createRun(c.var.services, {
+        apiKeyId: c.var.apiKey.id,
+        request: c.req.valid("json"),
+        idempotencyKey: c.req.valid("header")["idempotency-key"],
+      });
+      if (replayed) c.header("idempotent-replayed", "true");
+      return c.json(toRunView(run), 202);
+    },
+    validationHook((body, c) => checkRunRequest(body, c.var.services.config)),
+  );
 }

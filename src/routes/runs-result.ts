@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { describeError } from "../log";
 import { requireApiKey } from "../middleware/auth";
-import { API_KEY_SECURITY, errors } from "../schemas/common";
+import { API_KEY_SECURITY, errors, integerQuery } from "../schemas/common";
 import { RunResultSchema } from "../schemas/runs";
 import { byteLength, readOutputBody, wrapStream } from "../services/outputs";
 import { toRunView } from "../services/run-view";
@@ -23,13 +23,13 @@ export const getRunResultRoute = createRoute({
   request: {
     params: RunIdParam,
     query: z.object({
-      wait: z.coerce
-        .number()
-        .int()
-        .min(0)
-        .max(60)
-        .default(0)
-        .openapi({ description: "Seconds to wait for the result, 0 to 60.", example: 30 }),
+      wait: integerQuery({
+        min: 0,
+        max: 60,
+        default: 0,
+        description: "Seconds to wait for the result, 0 to 60.",
+        example: 30,
+      }),
     }),
   },
   responses: {

@@ -1,10 +1,11 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { requireApiKey } from "../middleware/auth";
+import { validationHook } from "../middleware/validation";
 import { API_KEY_SECURITY, errors } from "../schemas/common";
 import { ScheduleCreateSchema, ScheduleDetailSchema } from "../schemas/schedules";
 import { toScheduleDetailView } from "../services/schedule-view";
-import { createSchedule } from "../services/schedules";
+import { checkScheduleBody, createSchedule } from "../services/schedules";
 
 export const createScheduleRoute = createRoute({
   method: "post",
@@ -32,8 +33,12 @@ export const createScheduleRoute = createRoute({
 });
 
 export function registerScheduleCreate(app: App) {
-  app.openapi(createScheduleRoute, async (c) => {
-    const schedule = await createSchedule(c.var.services, c.var.apiKey.id, c.req.valid("json"));
-    return c.json(toScheduleDetailView(schedule), 201);
-  });
+  app.openapi(
+    createScheduleRoute,
+    async (c) => {
+      const schedule = await createSchedule(c.var.services, c.var.apiKey.id, c.req.valid("json"));
+      return c.json(toScheduleDetailView(schedule), 201);
+    },
+    validationHook((body, c) => checkScheduleBody(body, c.var.services.config, c.var.services.now())),
+  );
 }

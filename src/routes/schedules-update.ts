@@ -1,10 +1,11 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { requireApiKey } from "../middleware/auth";
+import { validationHook } from "../middleware/validation";
 import { API_KEY_SECURITY, errors } from "../schemas/common";
 import { ScheduleDetailSchema, ScheduleUpdateSchema } from "../schemas/schedules";
 import { toScheduleDetailView } from "../services/schedule-view";
-import { updateSchedule } from "../services/schedules";
+import { checkScheduleBody, updateSchedule } from "../services/schedules";
 import { ScheduleIdParam } from "./schedules-get";
 
 export const updateScheduleRoute = createRoute({
@@ -37,13 +38,17 @@ export const updateScheduleRoute = createRoute({
 });
 
 export function registerScheduleUpdate(app: App) {
-  app.openapi(updateScheduleRoute, async (c) => {
-    const schedule = await updateSchedule(
-      c.var.services,
-      c.var.apiKey.id,
-      c.req.valid("param").id,
-      c.req.valid("json"),
-    );
-    return c.json(toScheduleDetailView(schedule), 200);
-  });
+  app.openapi(
+    updateScheduleRoute,
+    async (c) => {
+      const schedule = await updateSchedule(
+        c.var.services,
+        c.var.apiKey.id,
+        c.req.valid("param").id,
+        c.req.valid("json"),
+      );
+      return c.json(toScheduleDetailView(schedule), 200);
+    },
+    validationHook((body, c) => checkScheduleBody(body, c.var.services.config, c.var.services.now())),
+  );
 }

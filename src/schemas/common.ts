@@ -48,13 +48,48 @@ export const errors = {
 export const API_KEY_SECURITY = [{ ApiKey: [] }];
 export const ADMIN_SECURITY = [{ AdminToken: [] }];
 
-export const LimitQuerySchema = z.coerce
-  .number()
-  .int()
-  .min(1)
-  .max(100)
-  .default(20)
-  .openapi({ description: "Page size, 1 to 100.", example: 20 });
+/**
+ * A whole number in a query string, as the document says (`type: integer` between the bounds):
+ * decimal digits only. `z.coerce.number()` also took "", " 7", "1e1" and "0x10", and said
+ * "expected number, received NaN" for "abc".
+ */
+export function integerQuery(options: {
+  min: number;
+  max: number;
+  default: number;
+  description: string;
+  example: number;
+}) {
+  const range = `a whole number from ${options.min} to ${options.max}`;
+  return z
+    .string()
+    .regex(/^[0-9]{1,9}$/, { error: `must be ${range}` })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(options.min, { error: `must be ${range}` })
+        .max(options.max, { error: `must be ${range}` }),
+    )
+    .optional()
+    .transform((value) => value ?? options.default)
+    .openapi({
+      type: "integer",
+      minimum: options.min,
+      maximum: options.max,
+      default: options.default,
+      description: options.description,
+      example: options.example,
+    });
+}
+
+export const LimitQuerySchema = integerQuery({
+  min: 1,
+  max: 100,
+  default: 20,
+  description: "Page size, 1 to 100.",
+  example: 20,
+});
 
 export const CursorQuerySchema = z
   .string()

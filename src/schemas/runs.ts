@@ -6,29 +6,88 @@ import { NextCursor, Timestamp } from "./common";
 
 const JsonObject = z.record(z.string(), z.unknown());
 
-const SchemaDefinition = z
-  .object({
-    type: z
-      .enum(["json", "text", "auto"])
-      .optional()
-      .openapi({ description: 'Defaults to "json" when json_schema is given.' }),
-    json_schema: JsonObject.optional().openapi({ description: "A JSON Schema whose root is an object." }),
-    description: z.string().nullish(),
-  })
-  .strict()
-  .superRefine((value, ctx) => {
-    const type = value.type ?? (value.json_schema ? "json" : undefined);
-    if (type === "json" && !value.json_schema) {
-      ctx.addIssue({ code: "custom", path: ["json_schema"], message: 'a "json" schema needs json_schema' });
-    }
-    if (type !== "json" && value.json_schema) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["json_schema"],
-        message: `json_schema does not belong in a "${type}" schema`,
-      });
-    }
+/** A JSON schema definition needs json_schema exactly when its type is "json". */
+function checkJsonSchemaPresence(
+  value: { type?: string | undefined; json_schema?: unknown },
+  ctx: z.RefinementCtx,
+): void {
+  const type = value.type ?? (value.json_schema ? "json" : undefined);
+  if (type === "json" && !value.json_schema) {
+    ctx.addIssue({ code: "custom", path: ["json_schema"], message: 'a "json" schema needs json_schema' });
+  }
+  if (type !== "json" && value.json_schema) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["json_schema"],
+      message: `json_schema does not belong in a "${type}" schema`,
+    });
+  }
+}
+
+// Hints for the usual mistakes, as the schemas' own error messages (src/schemas/issues.ts words the rest).
+const WRAP_HINT = 'wrap a JSON Schema as {"type": "json", "json_schema": <the schema>}';
+const JSON_SCHEMA_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"];
+const JSON_SCHEMA_KEYWORDS = ["properties", "items", "required", "additionalProperties", "$schema", "$defs"];
+
+/** An object whose unknown keys are JSON Schema keywords is a bare JSON Schema. */
+const bareSchemaHint = (issue: z.core.$ZodRawIssue) =>
+  issue.code === "unrecognized_keys" && issue.keys.some((key) => JSON_SCHEMA_KEYWORDS.includes(key))
+    ? `looks like a bare JSON Schema; ${WRAP_HINT}`
+    : undefined;
+
+const schemaType = (
+  types: readonly [string, ...string[]],
+  extraHint: (input: unknown) => string | undefined,
+) =>
+  z.enum(types, {
+    error: (issue) => {
+      const hint = extraHint(issue.input);
+      if (hint) return hint;
+      if (typeof issue.input === "string" && JSON_SCHEMA_TYPES.includes(issue.input)) {
+        return `must be ${types.map((t) => `"${t}"`).join(", ")}; "${issue.input}" is a JSON Schema type: ${WRAP_HINT}`;
+      }
+      return undefined;
+    },
   });
+
+const schemaFields = {
+  json_schema: JsonObject.optional().openapi({ description: "A JSON Schema whose root is an object." }),
+  description: z.string().nullish(),
+};
+
+const OutputSchemaDefinition = z
+  .strictObject(
+    {
+      type: schemaType(["json", "text", "auto"], () => undefined)
+        .optional()
+        .openapi({ description: 'Defaults to "json" when json_schema is given.' }),
+      ...schemaFields,
+    },
+    { error: bareSchemaHint },
+  )
+  .superRefine(checkJsonSchemaPresence);
+
+const InputSchemaDefinition = z
+  .strictObject(
+    {
+      type: schemaType(["json", "text"], (input) =>
+        input === "auto"
+          ? 'cannot be "auto": Parallel has no auto input schema; omit input_schema, or describe the input as text or {"type": "json", "json_schema": …}'
+          : undefined,
+      )
+        .optional()
+        .openapi({
+          description: 'Defaults to "json" when json_schema is given. There is no "auto" input schema.',
+        }),
+      ...schemaFields,
+    },
+    { error: bareSchemaHint },
+  )
+  .superRefine(checkJsonSchemaPresence);
+
+/** A bare string is a text schema; the word "auto" alone is almost always meant as the auto schema. */
+const textSchema = (hint: string) =>
+  z.string().refine((text) => text.trim().toLowerCase() !== "auto", { error: hint });
 
 /** The output schema the documentation's examples use. */
 const EXAMPLE_OUTPUT_SCHEMA = {
@@ -43,13 +102,29 @@ const EXAMPLE_OUTPUT_SCHEMA = {
 
 export const TaskSpecSchema = z
   .object({
-    output_schema: z.union([z.string(), SchemaDefinition]).openapi({
-      description: 'A JSON schema, a text description, or `{type: "auto"}`. A bare string is a text schema.',
-    }),
+    output_schema: z
+      .union([
+        textSchema(
+          'is the text "auto", a text schema that asks for "auto"; the auto schema is {"type": "auto"}',
+        ),
+        OutputSchemaDefinition,
+      ])
+      .openapi({
+        description:
+          'A JSON schema (`{"type": "json", "json_schema": {…}}`), a text description, or `{"type": "auto"}`. ' +
+          "A bare string is a text schema. The JSON Schema is checked against the JSON Schema meta-schema.",
+      }),
     input_schema: z
-      .union([z.string(), SchemaDefinition])
+      .union([
+        textSchema('is the text "auto"; Parallel has no auto input schema: omit input_schema'),
+        InputSchemaDefinition,
+      ])
       .nullish()
-      .openapi({ description: "Optional: describes the input, in the same forms as output_schema." }),
+      .openapi({
+        description:
+          'Optional: describes the input, as text or `{"type": "json", "json_schema": {…}}` (there is no auto input schema). ' +
+          "A JSON input is validated against a JSON input schema before the run is stored: each mismatch is a 422 at its path.",
+      }),
   })
   .strict()
   .openapi("TaskSpec", {
@@ -71,7 +146,10 @@ export const SourcePolicySchema = z
         description: "Never these; ignored when include_domains is set.",
         example: ["example.com"],
       }),
-    after_date: z.string().nullish().openapi({ description: "Search API only: refused for Task runs." }),
+    after_date: z.string().nullish().openapi({
+      description:
+        "YYYY-MM-DD. Passed on to Parallel, with a warning on the run: Parallel's docs list it for the Search API only.",
+    }),
   })
   .strict()
   .openapi("SourcePolicy");
@@ -90,7 +168,8 @@ export const McpServerSchema = z
   .strict();
 
 export const MetadataSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).openapi({
-  description: "Keys up to 16 characters, string values up to 512.",
+  description:
+    "Keys up to 16 characters, string values up to 512 (counted in Unicode code points, as Parallel counts).",
   example: { customer: "acme" },
 });
 
@@ -131,7 +210,10 @@ export const RunRequestSchema = z
       .array(McpServerSchema)
       .optional()
       .openapi({ description: "MCP servers Parallel may call during the run (adds Parallel's MCP beta)." }),
-    callback: CallbackSchema.optional(),
+    callback: CallbackSchema.nullish().openapi({
+      description: "null or absent: no callback.",
+      example: { url: "https://example.com/hooks/taskrelay" },
+    }),
   })
   .strict()
   .openapi("RunRequest", {
@@ -182,10 +264,10 @@ export const RunSchema = z
       .openapi({ description: "The schedule that started the run; null for a run asked for directly." }),
     metadata: MetadataSchema.nullable(),
     callback: CallbackSchema.nullable(),
-    warnings: z
-      .array(z.unknown())
-      .nullable()
-      .openapi({ description: "Parallel's warnings about the run, as it sent them." }),
+    warnings: z.array(z.unknown()).nullable().openapi({
+      description:
+        "Warnings about the run, `{type, message, detail}`: taskrelay's own first (`detail.source` is `taskrelay`, e.g. an after_date passed on), then Parallel's, as it sent them. null when there are none.",
+    }),
     error: RunErrorSchema.nullable(),
     result_available: z
       .boolean()

@@ -58,7 +58,10 @@ export const ScheduleCreateSchema = z
     cron: Cron,
     timezone: TimeZone,
     template: RunTemplateSchema,
-    callback: CallbackSchema.optional(),
+    callback: CallbackSchema.nullish().openapi({
+      description: "null or absent: no callback.",
+      example: { url: "https://example.com/hooks/acme" },
+    }),
     overlap: Overlap.default("skip"),
     missed: Missed.default("run_once"),
     notify: Notify.default("always"),

@@ -13,7 +13,8 @@ export function toRunView(run: RunSummary): RunView {
     schedule_id: run.schedule_id,
     metadata: run.metadata,
     callback: run.callback_url ? { url: run.callback_url } : null,
-    warnings: run.warnings,
+    warnings:
+      run.relay_warnings || run.warnings ? [...(run.relay_warnings ?? []), ...(run.warnings ?? [])] : null,
     error: run.error,
     // Set only once the output is stored (inline or in R2); lists do not read outputs.
     result_available: run.result_stored_at !== null,

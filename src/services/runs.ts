@@ -20,7 +20,7 @@ import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
-import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
 import type { RunRequest } from "../schemas/runs";
 import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
@@ -67,7 +67,9 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   requireSetting(ctx.config, "PARALLEL_API_KEY");
   requireSetting(ctx.config, "PUBLIC_BASE_URL");
 
-  const requestHash = input.idempotencyKey ? await sha256Hex(canonicalJson(input.request)) : null;
+  const requestHash = input.idempotencyKey
+    ? await sha256Hex(canonicalJson(hashedRequest(input.request)))
+    : null;
   if (input.idempotencyKey) {
     const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
     if (earlier) return replay(earlier, requestHash);
@@ -98,6 +100,13 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   return { run: submitted, replayed: false };
 }
 
+/** `callback: null` means no callback, as an absent one does: the same request for an Idempotency-Key. */
+function hashedRequest(request: RunRequest): RunRequest {
+  if (request.callback !== null) return request;
+  const { callback: _none, ...rest } = request;
+  return rest;
+}
+
 function replay(earlier: Run, requestHash: string | null): CreateRunResult {
   if (earlier.request_hash !== requestHash) {
     throw new ApiError(
@@ -108,6 +117,8 @@ function replay(earlier: Run, requestHash: string | null): CreateRunResult {
   }
   return { run: earlier, replayed: true };
 }
+
+const nullIfEmpty = <T>(list: T[]): T[] | null => (list.length > 0 ? list : null);
 
 function newRun(input: CreateRunInput, requestHash: string | null, now: Date): Run {
   const at = now.toISOString();
@@ -132,6 +143,7 @@ function newRun(input: CreateRunInput, requestHash: string | null, now: Date): R
     request_hash: requestHash,
     output: null,
     warnings: null,
+    relay_warnings: nullIfEmpty(runWarnings(request)),
     error: null,
     created_at: at,
     updated_at: at,

@@ -20,7 +20,7 @@ import type { RunRequest } from "../schemas/runs";
 import type { RunTemplate, ScheduleCreate, ScheduleUpdate } from "../schemas/schedules";
 import type { ServiceContext } from "./context";
 import { beforeIdOf, decodeCursor, encodeCursor, type PageRequest, toPage } from "./pages";
-import { checkCallbackUrl, checkRunRequest } from "./run-request";
+import { checkCallback, checkRunRequest } from "./run-request";
 import { createRun, listOwnedRuns, type RunPage } from "./runs";
 import { occurrenceIdempotencyKey } from "./schedule-occurrence";
 import { checkPlaceholders, placeholderValues, renderInput } from "./schedule-template";
@@ -35,12 +35,41 @@ interface ScheduleDefinition {
 
 /** Every problem with a schedule's definition, each at its JSON path in the request. */
 function checkSchedule(definition: ScheduleDefinition, config: Config, now: Date): ErrorDetail[] {
+  return checkScheduleFields(
+    {
+      cron: definition.cron,
+      timezone: definition.timezone,
+      template: definition.template,
+      callback: definition.callbackUrl ? { url: definition.callbackUrl } : null,
+    },
+    config,
+    now,
+  );
+}
+
+/**
+ * The same checks on a schedule body that failed its zod schema (any JSON value), so its 422 lists
+ * these problems too. Fields a PATCH leaves out are not checked here.
+ */
+export function checkScheduleBody(body: unknown, config: Config, now: Date): ErrorDetail[] {
+  const fields = typeof body === "object" && body !== null && !Array.isArray(body) ? body : {};
+  return checkScheduleFields(fields, config, now);
+}
+
+function checkScheduleFields(
+  fields: { cron?: unknown; timezone?: unknown; template?: unknown; callback?: unknown },
+  config: Config,
+  now: Date,
+): ErrorDetail[] {
+  const input = (fields.template as { input?: unknown } | undefined)?.input;
   return [
-    ...checkCron(definition.cron, now),
-    ...checkTimeZone(definition.timezone),
-    ...checkRunRequest(definition.template, config, "template."),
-    ...checkPlaceholders(definition.template.input, "template.input"),
-    ...(definition.callbackUrl ? checkCallbackUrl(definition.callbackUrl, config, "callback.url") : []),
+    ...(typeof fields.cron === "string" ? checkCron(fields.cron, now) : []),
+    ...(typeof fields.timezone === "string" ? checkTimeZone(fields.timezone) : []),
+    ...(fields.template === undefined ? [] : checkRunRequest(fields.template, config, "template.")),
+    ...(typeof input === "string" || (typeof input === "object" && input !== null)
+      ? checkPlaceholders(input as string | Record<string, unknown>, "template.input")
+      : []),
+    ...checkCallback(fields.callback, config, "callback"),
   ];
 }
 

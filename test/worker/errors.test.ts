@@ -63,10 +63,10 @@ describe("the one error envelope", () => {
       422,
     );
     expect(body.error.code).toBe("validation_failed");
-    expect((body.error.details as Array<{ path: string }>).map((d) => d.path).sort()).toEqual([
-      "enable_events",
-      "input",
-      "processor",
+    expect(body.error.details).toEqual([
+      { path: "processor", message: "processor must be a string, got a number" },
+      { path: "input", message: "input must be a string or a JSON object, got an array" },
+      { path: "enable_events", message: "enable_events must be true or false, got a string" },
     ]);
   });
 
@@ -93,6 +93,73 @@ describe("the one error envelope", () => {
     expect(body.error.code).toBe("configuration_error");
     expect(body.error.message).toContain("POLL_TIME_SCALE");
     expect(body.error.message).not.toContain("fast-please");
+  });
+});
+
+describe("methods, the root, and query parameters", () => {
+  it("answers a known path's unsupported method with 405 and Allow, in the envelope", async () => {
+    const tenant = await createTenant();
+    const put = await api("/v1/runs", { method: "PUT", headers: tenant.auth });
+    const body = await expectJson<Envelope>(put, 405);
+    expect(body.error.code).toBe("method_not_allowed");
+    expect(put.headers.get("allow")?.split(", ").sort()).toEqual(["GET", "HEAD", "POST"]);
+    expect(body.error.message).toBe("/v1/runs does not take PUT; it takes GET, POST, HEAD.");
+
+    const del = await api("/v1/runs/run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/result", { method: "DELETE" });
+    await expectJson<Envelope>(del, 405);
+    expect(del.headers.get("allow")).toBe("GET, HEAD");
+    const webhook = await api("/webhooks/parallel");
+    await expectJson<Envelope>(webhook, 405);
+    expect(webhook.headers.get("allow")).toBe("POST");
+    // An unknown path is still a 404.
+    await expectJson<Envelope>(await api("/v1/nothing", { method: "PUT" }), 404);
+  });
+
+  it("sends a browser at / to the dashboard and gives an API client an index of links", async () => {
+    const browser = await api("/", {
+      headers: { accept: "text/html,application/xhtml+xml" },
+      redirect: "manual",
+    });
+    expect(browser.status).toBe(302);
+    expect(browser.headers.get("location")).toBe("/dashboard");
+    const index = await expectJson<{ name: string; links: Record<string, string> }>(
+      await api("/", { headers: { accept: "application/json" } }),
+      200,
+    );
+    expect(index.name).toBe("taskrelay");
+    expect(index.links).toMatchObject({
+      openapi: `${RELAY}/openapi.json`,
+      docs: `${RELAY}/docs`,
+      dashboard: `${RELAY}/dashboard`,
+      runs: `${RELAY}/v1/runs`,
+    });
+    await expectJson(await api(new URL(index.links.openapi ?? "").pathname), 200);
+  });
+
+  it("takes wait and limit as whole numbers in range, as the document says, in words", async () => {
+    const tenant = await createTenant();
+    const wait = await expectJson<Envelope>(
+      await api("/v1/runs/run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/result?wait=abc", { headers: tenant.auth }),
+      422,
+    );
+    expect(wait.error.details).toEqual([
+      { path: "wait", message: "wait must be a whole number from 0 to 60" },
+    ]);
+    expect(wait.error.message).not.toMatch(/NaN|expected|received/);
+    for (const limit of ["0", "101", "1e1", "0x10", "2.5", "", " 5"]) {
+      const page = await api(`/v1/runs?limit=${encodeURIComponent(limit)}`, { headers: tenant.auth });
+      const body = await expectJson<Envelope>(page, 422);
+      expect(body.error.details, limit).toEqual([
+        { path: "limit", message: "limit must be a whole number from 1 to 100" },
+      ]);
+    }
+    await expectJson(await api("/v1/runs?limit=100", { headers: tenant.auth }), 200);
+    await expectJson(await api("/v1/runs", { headers: tenant.auth }), 200);
+    // wait=0 is the default: no waiting, 404 for an unknown run.
+    await expectJson(
+      await api("/v1/runs/run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/result?wait=0", { headers: tenant.auth }),
+      404,
+    );
   });
 });
 

@@ -132,7 +132,8 @@ describe("/openapi.json", () => {
     const doc = await document();
     for (const [name, op] of operations(doc)) {
       for (const [status, response] of Object.entries(op.responses)) {
-        if (Number(status) >= 400 || status === "204") continue;
+        // A redirect has no body: its Location is the answer.
+        if (Number(status) >= 400 || status === "204" || status.startsWith("3")) continue;
         const content = Object.values(response.content ?? {});
         expect(content.length, `${name} ${status} content`).toBeGreaterThan(0);
         expect(content[0]?.schema, `${name} ${status} schema`).toBeDefined();
@@ -183,6 +184,44 @@ describe("/openapi.json", () => {
         (p) => p.example !== undefined || p.$ref || p.enum || p.type === "boolean" || p.anyOf,
       );
       expect(schema?.example !== undefined || everyProperty, `${name} has an example`).toBe(true);
+    }
+  });
+
+  it("says what the routes accept: callback null, no auto input schema, integer wait and limit", async () => {
+    const doc = await document();
+    const nullable = (schema: SchemaObject | undefined) =>
+      Array.isArray(schema?.type)
+        ? schema.type.includes("null")
+        : !!schema?.anyOf?.some((s) => s.type === "null");
+    expect(nullable(doc.components.schemas.RunRequest?.properties?.callback)).toBe(true);
+    expect(nullable(doc.components.schemas.ScheduleCreate?.properties?.callback)).toBe(true);
+
+    const inputSchema = doc.components.schemas.TaskSpec?.properties?.input_schema;
+    const definition = inputSchema?.anyOf?.find((s) => s.type === "object");
+    expect(definition?.properties?.type?.enum).toEqual(["json", "text"]);
+    expect(inputSchema?.description).toContain("no auto input schema");
+    const outputTypes = doc.components.schemas.TaskSpec?.properties?.output_schema?.anyOf?.find(
+      (s) => s.type === "object",
+    )?.properties?.type?.enum;
+    expect(outputTypes).toEqual(["json", "text", "auto"]);
+
+    const param = (path: string, name: string) =>
+      doc.paths[path]?.get?.parameters?.find((p) => p.name === name)?.schema as
+        | (SchemaObject & { minimum?: number; maximum?: number; default?: number })
+        | undefined;
+    expect(param("/v1/runs/{id}/result", "wait")).toMatchObject({
+      type: "integer",
+      minimum: 0,
+      maximum: 60,
+      default: 0,
+    });
+    for (const path of ["/v1/runs", "/v1/schedules", "/v1/deliveries"]) {
+      expect(param(path, "limit"), path).toMatchObject({
+        type: "integer",
+        minimum: 1,
+        maximum: 100,
+        default: 20,
+      });
     }
   });
 });

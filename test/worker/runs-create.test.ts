@@ -65,6 +65,32 @@ describe("POST /v1/runs", () => {
     ]);
   });
 
+  it("takes callback: null as no callback, as the document says", async () => {
+    const tenant = await createTenant();
+    const parallel = fakeParallel();
+    const run = await expectJson(
+      await postJson("/v1/runs", { ...TEXT_RUN, callback: null }, tenant.auth),
+      202,
+    );
+    expect(run.callback).toBeNull();
+    expect(parallel.creates()).toHaveLength(1);
+    // The same request as no callback at all, for an Idempotency-Key.
+    const key = { ...tenant.auth, "idempotency-key": "null-callback" };
+    const first = await expectJson(await postJson("/v1/runs", TEXT_RUN, key), 202);
+    const again = await postJson("/v1/runs", { ...TEXT_RUN, callback: null }, key);
+    expect((await expectJson(again, 202)).id).toBe(first.id);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const schedule = await expectJson(
+      await postJson(
+        "/v1/schedules",
+        { name: "daily", cron: "0 9 * * *", timezone: "UTC", template: TEXT_RUN, callback: null },
+        tenant.auth,
+      ),
+      201,
+    );
+    expect(schedule.callback).toBeNull();
+  });
+
   it("keeps Parallel's warnings and shows them to the user", async () => {
     const tenant = await createTenant();
     const warnings = [

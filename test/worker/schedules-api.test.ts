@@ -160,7 +160,11 @@ describe("POST /v1/schedules", () => {
     ],
     ["a callback to localhost", { callback: { url: "https://localhost/hook" } }, "callback.url"],
     ["a plain-http callback", { callback: { url: "http://example.com/hook" } }, "callback.url"],
-    ["a field a template cannot have", { template: { ...SCHEDULE.template, mcp_servers: [] } }, "template"],
+    [
+      "a field a template cannot have",
+      { template: { ...SCHEDULE.template, mcp_servers: [] } },
+      "template.mcp_servers",
+    ],
     ["an unknown overlap policy", { overlap: "queue" }, "overlap"],
   ])("refuses %s with 422 at its path", async (_, overrides, path) => {
     const tenant = await createTenant();

@@ -86,4 +86,31 @@ describe("happy path on the local stack", () => {
     expect(stats.endpoints["GET /v1/tasks/runs/{id}"]).toBe(0);
     expect(e2e.receiver.deliveries.every((d) => d.verified)).toBe(true);
   }, 90_000);
+
+  it("counts lengths as the simulator does (code points, as Parallel): 16 emoji pass both, 17 neither", async () => {
+    const emoji = (n: number) => "\u{1F600}".repeat(n);
+    // Accepted by the relay and then by the simulator: the run is queued, not rejected.
+    const run = await e2e.createRun(
+      { processor: "lite", input: "q", metadata: { [emoji(16)]: "v" } },
+      "emoji-16",
+    );
+    expect(run.status).toBe("queued");
+
+    const tooLong = { processor: "lite", input: "q", metadata: { [emoji(17)]: "v" } };
+    const sim = await fetch(`${e2e.stack.simUrl}/v1/tasks/runs`, {
+      method: "POST",
+      headers: { "x-api-key": "sim-key", "content-type": "application/json" },
+      body: JSON.stringify(tooLong),
+    });
+    expect(sim.status, await sim.text()).toBe(422);
+    const relay = await fetch(`${e2e.stack.relayUrl}/v1/runs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${e2e.key.key}`, "content-type": "application/json" },
+      body: JSON.stringify(tooLong),
+    });
+    const refused = (await relay.json()) as { error: { code: string; details: Array<{ path: string }> } };
+    expect(relay.status).toBe(422);
+    expect(refused.error.code).toBe("validation_failed");
+    expect(refused.error.details.map((d) => d.path)).toEqual([`metadata.${emoji(17)}`]);
+  }, 60_000);
 });
