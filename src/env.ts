@@ -1,10 +1,13 @@
 // Bindings as wrangler provides them, and the configuration the code reads from them,
 // validated once with zod so that a bad setting is a clear error, not a surprise later.
 import { z } from "zod";
+import type { WorkMessage } from "./cron/work";
 import { ApiError } from "./errors";
 
 export interface Env {
   DB: D1Database;
+  /** Background work (src/cron/): the cron tick sends, this Worker's queue() handler consumes. */
+  WORK_QUEUE?: Queue<WorkMessage>;
   PARALLEL_API_KEY?: string;
   PARALLEL_BASE_URL?: string;
   PARALLEL_WEBHOOK_SECRET?: string;

@@ -330,6 +330,33 @@ export async function claimDueRunRows(
   return allRuns(claimDueRuns(db, statuses, now, leaseUntil, limit, also));
 }
 
+/**
+ * Takes one run for the queue message that names it (cron/work.ts): still in one of the job's
+ * statuses and due, and either free or still held under the lease the message carries. Renews the
+ * lease. Null: another worker holds it, or it is no longer this job's (a webhook finished it).
+ */
+export async function takeDueRun(
+  db: D1Database,
+  id: string,
+  statuses: readonly RunStatus[],
+  now: string,
+  leaseUntil: string,
+  heldLease: string,
+  also = "1",
+): Promise<Run | null> {
+  const placeholders = statuses.map(() => "?").join(", ");
+  return firstRun(
+    db
+      .prepare(
+        `UPDATE runs SET lease_until = ?, updated_at = ?
+         WHERE id = ? AND status IN (${placeholders}) AND next_sweep_at <= ?
+           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?) AND (${also})
+         RETURNING *`,
+      )
+      .bind(leaseUntil, now, id, ...statuses, now, now, heldLease),
+  );
+}
+
 /** A completed run whose result is still to be fetched (as opposed to one still to be finished). */
 export const RESULT_MISSING_SQL = "result_stored_at IS NULL";
 /** A terminal run whose finishing (schedule bookkeeping, delivery) is due: results stored first. */

@@ -22,6 +22,19 @@ export function finishDueAt(
 ): string | null {
   return run.callback_url || run.schedule_id ? addMs(finishedAt, LEASE_MS).toISOString() : null;
 }
+/**
+ * How long a row the cron tick handed to the queue stays leased to its message: longer than a
+ * message waits in a busy queue, so the next tick does not send it again meanwhile. Should the message
+ * be lost (or its consumer die before taking it), the row is due again after this. Scaled, so that
+ * a local stack recovers a lost message in seconds, but never below LEASE_MS.
+ */
+export function dispatchLeaseUntil(config: Config, now: Date): Date {
+  return addMs(now, Math.max(LEASE_MS, 5 * MINUTE * config.POLL_TIME_SCALE));
+}
+
+/** Cloudflare Queues' longest message delay: a later retry is a row the cron tick finds when due. */
+export const MAX_MESSAGE_DELAY_MS = 12 * 60 * MINUTE;
+
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 
