@@ -539,6 +539,7 @@ async function recoveryPart(): Promise<{
       `UPDATE runs SET next_sweep_at = '${new Date(runsFrom).toISOString()}' WHERE status IN ('queued', 'running')`,
     );
     const runs = await measure(deliveredOf(recoveryRuns), runsFrom);
+    console.log(`    runs, every webhook dropped: ${JSON.stringify(runs)}`);
     // What a cut-short 5a left is set aside, so that 5b measures the deliveries alone.
     await executeLocalSql(
       persistDir,
@@ -550,18 +551,23 @@ async function recoveryPart(): Promise<{
     receiver.setFailFirstAttempts(1_000_000);
     const owedFrom = receiver.deliveries.length;
     const owedRuns = await createRuns("Owed");
-    // Each owed delivery has had its first attempt and its inline retry 0.5 s later, both refused.
+    let owedProgress = "";
+    const progress = setInterval(() => console.log(`    ${owedProgress}`), 15_000);
+    // Each owed delivery has had its first attempt refused (and mostly its inline retry 0.5 s later);
+    // then all are made due at once, whatever retry they were waiting for.
     await waitFor(
       async () => {
         const tries = new Map<string, number>();
         for (const d of receiver.deliveries.slice(owedFrom))
           if (owedRuns.has(d.body?.data.run.id ?? ""))
             tries.set(d.webhookId, (tries.get(d.webhookId) ?? 0) + 1);
-        return tries.size >= RECOVERY_ITEMS && [...tries.values()].every((n) => n >= 2);
+        owedProgress = `${tries.size} deliveries seen, ${[...tries.values()].filter((n) => n >= 2).length} refused twice`;
+        return tries.size >= RECOVERY_ITEMS;
       },
-      180_000,
-      "every owed delivery refused twice",
+      600_000,
+      "every owed delivery refused",
     );
+    clearInterval(progress);
     await sleep(1_000);
     receiver.setFailFirstAttempts(0);
     const backAt = Date.now();

@@ -8,6 +8,7 @@ import { ApiError, type ErrorDetail, errorEnvelope, validationFailed } from "./e
 import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { registerOpenApi } from "./openapi";
+import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerDocs } from "./routes/docs";
@@ -61,6 +62,7 @@ export function createApp() {
   );
 
   registerHealth(app);
+  registerDeadLettersReplay(app);
   registerKeyCreate(app);
   registerKeyList(app);
   registerKeyRevoke(app);
