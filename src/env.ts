@@ -51,14 +51,15 @@ const configSchema = z.object({
    */
   POLL_TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
-  /** The most rows one sweeper job takes per tick; SUBREQUEST_BUDGET may allow fewer. */
-  SWEEP_BATCH_SIZE: positiveInt(25),
+  /** The most due rows one job hands to the queue per tick (pages of 100); SUBREQUEST_BUDGET may allow fewer. */
+  SWEEP_BATCH_SIZE: positiveInt(1000),
   /**
-   * The most D1 calls plus outbound requests one long invocation makes: a cron tick (its work after
-   * the tick included) or a progress stream. Workers Free allows 50 per invocation (D1 queries count
-   * as subrequests); Paid 1,000 D1 queries. A tick reserves each job's worst case per row it claims
-   * (cron/dispatcher.ts) and a progress stream ends before it runs out (the client reconnects), so
-   * the platform never refuses a call half-way through a step.
+   * The most D1 calls plus outbound requests one invocation makes: a cron tick (two per page of
+   * messages), a queue consumer batch (its work after the batch included) or a progress stream.
+   * Workers Free allows 50 per invocation (D1 queries count as subrequests); Paid 1,000 D1 queries.
+   * A consumer batch reserves each message's worst case (cron/costs.ts) and a progress stream ends
+   * before it runs out (the client reconnects), so the platform never refuses a call half-way
+   * through a step.
    */
   SUBREQUEST_BUDGET: positiveInt(50),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),

@@ -1,7 +1,8 @@
 // The scheduled handler finds due work and hands it to the queue; it does none of it. Each job's due
 // rows are claimed in pages (one guarded UPDATE … RETURNING a page, leased to their messages) and
 // sent with one sendBatch a page. Jobs take pages in turn, so no job can take another's share of the
-// tick: a tick costs two calls a page, and the Free plan's 50 affords pages for every job.
+// tick: a tick costs two calls a page, and the Free plan's 50 affords pages for every job. A job hands
+// out at most SWEEP_BATCH_SIZE rows a tick, so a huge backlog drains over ticks, not in one.
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
@@ -40,8 +41,6 @@ export const TICK_TASKS: ReadonlyArray<TickTask> = [
 
 /** sendBatch takes at most 100 messages (and 256 KB: ours are under 200 bytes each). */
 export const PAGE_SIZE = 100;
-/** A tick sends at most this many pages per job, so a huge backlog drains over ticks, not in one. */
-export const MAX_PAGES_PER_JOB = 10;
 /** A page's calls: its claim and its sendBatch. */
 const PAGE_COST = 2;
 
@@ -82,7 +81,7 @@ export async function runScheduledTick(
   for (;;) {
     const round = jobs.filter((job) => {
       const s = state.get(job);
-      return s && !s.done && s.pages < MAX_PAGES_PER_JOB;
+      return s && !s.done && s.claimed < ctx.config.SWEEP_BATCH_SIZE;
     });
     if (round.length === 0 || budget < PAGE_COST) break;
     for (const job of round) {
@@ -93,10 +92,11 @@ export async function runScheduledTick(
       const started = Date.now();
       const before = { ...ctx.usage };
       try {
-        const rows = await job.claim(ctx, now, leaseUntil, PAGE_SIZE);
+        const page = Math.min(PAGE_SIZE, ctx.config.SWEEP_BATCH_SIZE - s.claimed);
+        const rows = await job.claim(ctx, now, leaseUntil, page);
         s.pages++;
         s.claimed += rows.length;
-        if (rows.length < PAGE_SIZE) s.done = true;
+        if (rows.length < page) s.done = true;
         if (rows.length > 0) {
           if (!queue)
             throw new Error("the WORK_QUEUE binding is missing (wrangler.toml [[queues.producers]])");
