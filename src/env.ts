@@ -15,6 +15,8 @@ export interface Env {
   PUBLIC_BASE_URL?: string;
   ADMIN_TOKEN?: string;
   ALLOW_HTTP_CALLBACKS?: string;
+  TIME_SCALE?: string;
+  /** TIME_SCALE's old name (it scaled the poller's waits first), still accepted. */
   POLL_TIME_SCALE?: string;
   WEBHOOK_TOLERANCE_SECONDS?: string;
   SWEEP_BATCH_SIZE?: string;
@@ -45,11 +47,13 @@ const configSchema = z.object({
   ADMIN_TOKEN: optionalSecret,
   ALLOW_HTTP_CALLBACKS: flag,
   /**
-   * Multiplies every wait of the poller (first poll, backoff, expiry) and of callback delivery (its
-   * retry backoff; not the 15 s attempt timeout, not a receiver's Retry-After). 0.001 suits a simulator
-   * at 0.001: a callback receiver that fails its first attempts is still delivered within seconds.
+   * Multiplies every wait the relay schedules (services/timing.ts): the poller's (first poll,
+   * backoff, expiry), callback delivery's retry backoff (not the 15 s attempt timeout, not a
+   * receiver's Retry-After), the queue's dispatch lease, a progress stream's. 0.001 suits a
+   * simulator at 0.001: a callback receiver that fails its first attempts is still delivered within
+   * seconds. Set as TIME_SCALE, or by its old name POLL_TIME_SCALE.
    */
-  POLL_TIME_SCALE: positiveNumber(1),
+  TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
   /** The most due rows one job hands to the queue per tick (pages of 100); SUBREQUEST_BUDGET may allow fewer. */
   SWEEP_BATCH_SIZE: positiveInt(1000),
@@ -76,10 +80,12 @@ const cache = new WeakMap<Env, Config>();
 export function readConfig(env: Env): Config {
   const cached = cache.get(env);
   if (cached) return cached;
-  const parsed = configSchema.safeParse(env);
+  const oldScaleName = env.TIME_SCALE === undefined && env.POLL_TIME_SCALE !== undefined;
+  const parsed = configSchema.safeParse({ ...env, TIME_SCALE: env.TIME_SCALE ?? env.POLL_TIME_SCALE });
   if (!parsed.success) {
-    // Only names and zod's message: a setting's value may be a secret.
-    const details = parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+    // Only names and zod's message: a setting's value may be a secret. A bad scale is named as set.
+    const named = (path: string) => (path === "TIME_SCALE" && oldScaleName ? "POLL_TIME_SCALE" : path);
+    const details = parsed.error.issues.map((i) => ({ path: named(i.path.join(".")), message: i.message }));
     throw new ApiError(
       "configuration_error",
       `taskrelay is misconfigured: ${details.map((d) => `${d.path} (${d.message})`).join(", ")}`,

@@ -78,7 +78,7 @@ const SECOND = 1000;
  */
 const CALLS_PER_LOOP = 5;
 
-/** The waits scale with POLL_TIME_SCALE (as every wait of the relay), with floors that keep them sane. */
+/** The waits scale with TIME_SCALE (as every wait of the relay), with floors that keep them sane. */
 export function progressRuntime(timeScale: number): ProgressRuntime {
   const scaled = (ms: number, floor: number) => Math.max(floor, Math.round(ms * timeScale));
   return {

@@ -210,7 +210,7 @@ describe("delivery retries from the queue", () => {
     expect(first.report.retry_deliveries).toMatchObject({ retrying: 1 });
     // The fourth attempt is 30 min later (scaled): one delayed message for it, the lease held until then.
     const [followUp] = followUps.take();
-    const wait = (DELIVERY_BACKOFF_MS[3] as number) * config.POLL_TIME_SCALE;
+    const wait = (DELIVERY_BACKOFF_MS[3] as number) * config.TIME_SCALE;
     expect(followUp?.body).toMatchObject({ kind: "retry_deliveries", id: delivery.id });
     expect(followUp?.delaySeconds).toBeGreaterThanOrEqual(Math.floor((wait * 0.9) / 1000));
     expect(followUp?.delaySeconds).toBeLessThanOrEqual(Math.ceil((wait * 1.1) / 1000));
