@@ -89,7 +89,7 @@ async function pollFailed(
   const deadline = runDeadline(ctx.config, run);
   const notFound = outcome.kind === "not_found" ? (run.not_found_count ?? 0) + 1 : 0;
   const error = { parallel_status: outcome.status, message: outcome.message };
-  // Logged once per tick; the runs it holds back wait for the fix until their deadline.
+  // Logged once per invocation (a request, a consumer batch); the runs it holds back wait for the fix until their deadline.
   if (outcome.kind === "operator") noteOperatorProblem(ctx, outcome, "poll");
 
   if (notFound >= POLL_NOT_FOUND_LIMIT) {
