@@ -1,5 +1,6 @@
-// A job over runs: its rows are the due runs in some statuses (and matching `also`, for jobs sharing
-// a status), claimed through the partial index `runs_due`. The work is the job's own.
+// A job over runs: its rows are the due runs its step may change (db/run-states.ts: the states and
+// what else must hold), claimed through the partial index `runs_due`. The work is the job's own.
+import { RUN_STEPS, type RunStep } from "../db/run-states";
 import { claimDueRunRows, type Run, type RunStatus, takeDueRun } from "../db/runs";
 import type { ServiceContext } from "../services/context";
 import { addMs, LEASE_MS } from "../services/timing";
@@ -9,25 +10,25 @@ export function runJob(spec: {
   name: string;
   outcomes: readonly string[];
   cost: number;
-  statuses: readonly RunStatus[];
-  also?: string;
+  step: RunStep;
   work: (ctx: ServiceContext, run: Run, now: Date) => Promise<string>;
 }): WorkJob<Run> {
+  const step: { from: readonly RunStatus[]; also?: string } = RUN_STEPS[spec.step];
   return {
     name: spec.name,
     outcomes: spec.outcomes,
     cost: spec.cost,
     claim: (ctx, now, leaseUntil, limit) =>
-      claimDueRunRows(ctx.db, spec.statuses, now.toISOString(), leaseUntil.toISOString(), limit, spec.also),
+      claimDueRunRows(ctx.db, step.from, now.toISOString(), leaseUntil.toISOString(), limit, step.also),
     take: (ctx, id, lease, now) =>
       takeDueRun(
         ctx.db,
         id,
-        spec.statuses,
+        step.from,
         now.toISOString(),
         addMs(now, LEASE_MS).toISOString(),
         lease,
-        spec.also,
+        step.also,
       ),
     work: async (ctx, run, now): Promise<Worked> => ({ outcomes: [await spec.work(ctx, run, now)] }),
   };

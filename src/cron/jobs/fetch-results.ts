@@ -1,6 +1,5 @@
 // Completed runs whose result is not stored yet (the webhook path's fetch failed, was throttled, or
 // its worker died): fetch again, with backoff.
-import { RESULT_MISSING_SQL } from "../../db/runs";
 import { fetchAndStoreResult } from "../../services/completion";
 import { COST } from "../costs";
 import { runJob } from "../run-job";
@@ -9,8 +8,7 @@ export const fetchResultsJob = runJob({
   name: "fetch_results",
   outcomes: ["stored", "failed", "not_yet"],
   cost: COST.fetch_results,
-  statuses: ["completed"],
-  also: RESULT_MISSING_SQL,
+  step: "result",
   work: async (ctx, run) => {
     const after = await fetchAndStoreResult(ctx, run);
     if (after?.result_stored_at) return "stored";

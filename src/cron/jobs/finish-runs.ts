@@ -1,7 +1,6 @@
 // Finished runs whose finishing did not complete (the worker died between storing the outcome and
 // creating the delivery, or updating the schedule): finish them again. Rare; the fast path clears a
 // run's due time as soon as it has finished it.
-import { READY_TO_FINISH_SQL, TERMINAL_STATUSES } from "../../db/runs";
 import { onRunFinished } from "../../services/run-finished";
 import { COST } from "../costs";
 import { runJob } from "../run-job";
@@ -10,8 +9,7 @@ export const finishRunsJob = runJob({
   name: "finish_runs",
   outcomes: ["finished"],
   cost: COST.finish_runs,
-  statuses: TERMINAL_STATUSES,
-  also: READY_TO_FINISH_SQL,
+  step: "finish",
   work: async (ctx, run) => {
     await onRunFinished(ctx, run);
     return "finished";

@@ -1,5 +1,4 @@
 // Active runs whose webhook is overdue (and the expiry check), polled by services/run-poll.ts.
-import { ACTIVE_STATUSES } from "../../db/runs";
 import { pollRun } from "../../services/run-poll";
 import { COST } from "../costs";
 import { runJob } from "../run-job";
@@ -8,6 +7,6 @@ export const pollRunsJob = runJob({
   name: "poll_runs",
   outcomes: ["finished", "still_active", "expired", "failed", "retry", "lost_race"],
   cost: COST.poll_runs,
-  statuses: ACTIVE_STATUSES,
+  step: "poll",
   work: (ctx, run, now) => pollRun(ctx, run, now),
 });

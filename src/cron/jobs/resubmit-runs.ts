@@ -8,7 +8,7 @@ export const resubmitRunsJob = runJob({
   name: "resubmit_runs",
   outcomes: ["accepted", "retrying", "rejected", "failed"],
   cost: COST.resubmit_runs,
-  statuses: ["submitting"],
+  step: "submit",
   work: async (ctx, run) => {
     const after = await submitRun(ctx, run);
     if (after.status === "submitting") return "retrying";
