@@ -8,6 +8,8 @@
 //   4. D1 rows read and written per run, and per sweep tick with 10,000 and 100,000 finished runs.
 //   5. Peak memory of GET /v1/runs?limit=100 over 100 runs with 1 MB outputs (in R2, and stored
 //      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
+//   6. Recovery at the Free plan's budget (a stack of its own, SUBREQUEST_BUDGET 50, a tick every 2 s):
+//      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -33,10 +35,14 @@ const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 600);
 const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 creates a minute
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
-/** Which of the four parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5").split(","));
+/** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6").split(","));
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
+const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
+/** Part 6 stops waiting after this long and reports what it recovered (the old design needs ~17 min). */
+const RECOVERY_MAX_MS = Number(process.env.BENCH_RECOVERY_MAX_S ?? 300) * 1000;
+const RECOVERY_TICK_MS = 2_000;
 const WEBHOOK_SECRET = "bench-webhook-secret";
 const ADMIN_TOKEN = "bench-admin-token";
 
@@ -76,6 +82,28 @@ function d1Since(mark: number, runs: number) {
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 async function main() {
+  const results: Record<string, unknown> = {};
+  if ([...PARTS].some((part) => part !== "6")) await stackParts(results);
+  if (PARTS.has("6")) results.recovery = await recoveryPart();
+  const cpus = os.cpus();
+  const output = {
+    date: new Date().toISOString(),
+    machine: {
+      cpu: cpus[0]?.model ?? "unknown",
+      cores: cpus.length,
+      memory_gb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+    },
+    time_scale: TIME_SCALE,
+    ...results,
+  };
+  await writeFile(join(ROOT, "bench-results.json"), `${JSON.stringify(output, null, 2)}\n`);
+  printTable(output as BenchOutput);
+}
+
+/** Parts 1–4, on one stack with the Paid plan's budget. */
+async function stackParts(results: Record<string, unknown>) {
   // wrangler dev streams every invocation of a Worker, each D1 call, fetch and log line of it, to a
   // local trace store (its Local Explorer). A deployed Worker pays nothing of the kind, and here it
   // cost the relay ~1.2 ms of workerd CPU per webhook: off for both Workers measured, the relay and
@@ -149,7 +177,6 @@ async function main() {
     }
   })();
 
-  const results: Record<string, unknown> = {};
   const client = new Parallel({ apiKey: "sim-key", baseURL: simUrl, maxRetries: 0 });
   let runsStored = 0;
   try {
@@ -497,22 +524,162 @@ async function main() {
     await stack.stop();
     await rm(persistDir, { recursive: true, force: true });
   }
+}
 
-  const cpus = os.cpus();
-  const output = {
-    date: new Date().toISOString(),
-    machine: {
-      cpu: cpus[0]?.model ?? "unknown",
-      cores: cpus.length,
-      memory_gb: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-    },
-    time_scale: TIME_SCALE,
-    ...results,
+interface Recovery {
+  items: number;
+  recovered: number;
+  /** From the moment every item was due (or the receiver came back) to the last one done. */
+  seconds: number;
+  tick_intervals: number;
+  per_tick_interval: number;
+  /** True when the wait was cut at BENCH_RECOVERY_MAX_S: `seconds` is then extrapolated from the rate. */
+  cut_short: boolean;
+}
+
+/**
+ * Part 6: how fast the relay recovers a backlog at the Free plan's budget. Every item is made due at
+ * one moment by SQL (so the figure is the relay's, not the first poll's wait), then the clock runs
+ * until the last callback arrives.
+ */
+async function recoveryPart(): Promise<{
+  runs_webhooks_dropped: Recovery;
+  deliveries_receiver_back: Recovery;
+}> {
+  console.log(
+    `5/5 recovery at SUBREQUEST_BUDGET 50, a tick every 2 s (${RECOVERY_ITEMS} runs, ${RECOVERY_ITEMS} deliveries)…`,
+  );
+  process.env.X_LOCAL_OBSERVABILITY = "false";
+  const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-recovery-"));
+  // The defaults: SUBREQUEST_BUDGET 50 (Workers Free), SWEEP_BATCH_SIZE 25.
+  const stack = await startLocalStack({
+    port: await freePort(),
+    simPort: await freePort(),
+    adminToken: ADMIN_TOKEN,
+    webhookSecret: WEBHOOK_SECRET,
+    timeScale: TIME_SCALE,
+    persistDir,
+    simEnv: { SIM_SEED: "42" },
+  });
+  const key = await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench-recovery");
+  const receiver = await startCallbackReceiver({ secrets: [key.signing_secret] });
+  const simUrl = stack.simUrl as string;
+  const auth = { authorization: `Bearer ${key.key}`, "content-type": "application/json" };
+  const simConfig = async (patch: Record<string, unknown>) => {
+    const r = await fetch(`${simUrl}/_sim/config`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(patch),
+    });
+    if (!r.ok) throw new Error(`sim config: ${await r.text()}`);
   };
-  await writeFile(join(ROOT, "bench-results.json"), `${JSON.stringify(output, null, 2)}\n`);
-  printTable(output as BenchOutput);
+  const simIdle = async () => {
+    const s = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+      runs: { queued: number; running: number };
+    };
+    return s.runs.queued + s.runs.running === 0;
+  };
+  const createRuns = async (prefix: string) => {
+    const ids = new Set<string>();
+    const load = await closedLoop(RECOVERY_ITEMS, CONCURRENCY, async (i) => {
+      const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({ processor: "lite", input: `${prefix} ${i}`, callback: { url: receiver.url } }),
+      });
+      if (response.status === 202) ids.add(((await response.clone().json()) as { id: string }).id);
+      return response;
+    });
+    if (ids.size !== RECOVERY_ITEMS) throw new Error(`recovery creates: ${JSON.stringify(load.statuses)}`);
+    return ids;
+  };
+  const deliveredOf = (ids: Set<string>) => () => {
+    let n = 0;
+    for (const d of receiver.accepted().values()) if (ids.has(d.body?.data.run.id ?? "")) n++;
+    return n;
+  };
+  // Ticks every 2 s as a Cron Trigger would: on the clock, whether or not the last one has finished.
+  let ticking = true;
+  const ticks: Array<Promise<void>> = [];
+  const ticker = (async () => {
+    while (ticking) {
+      ticks.push(stack.tick().catch(() => undefined));
+      await sleep(RECOVERY_TICK_MS);
+    }
+  })();
+  const measure = async (done: () => number, from: number): Promise<Recovery> => {
+    while (done() < RECOVERY_ITEMS && Date.now() - from < RECOVERY_MAX_MS) await sleep(50);
+    const recovered = done();
+    const elapsed = (Date.now() - from) / 1000;
+    const cutShort = recovered < RECOVERY_ITEMS;
+    const rate = recovered / (elapsed / (RECOVERY_TICK_MS / 1000));
+    const seconds = cutShort ? (RECOVERY_ITEMS / rate) * (RECOVERY_TICK_MS / 1000) : elapsed;
+    return {
+      items: RECOVERY_ITEMS,
+      recovered,
+      seconds: round(seconds, 1),
+      tick_intervals: round(seconds / (RECOVERY_TICK_MS / 1000), 1),
+      per_tick_interval: round(rate, 1),
+      cut_short: cutShort,
+    };
+  };
+  try {
+    // 5a. Every webhook dropped: the sweeper must find each run finished at Parallel.
+    await simConfig({ drop_webhooks: 1, rate_limit_per_minute: 10_000_000 });
+    const recoveryRuns = await createRuns("Recovery");
+    await waitFor(simIdle, 120_000, "the simulator finishing the recovery runs");
+    const runsFrom = Date.now();
+    await executeLocalSql(
+      persistDir,
+      `UPDATE runs SET next_sweep_at = '${new Date(runsFrom).toISOString()}' WHERE status IN ('queued', 'running')`,
+    );
+    const runs = await measure(deliveredOf(recoveryRuns), runsFrom);
+    console.log(`    runs, every webhook dropped: ${JSON.stringify(runs)}`);
+    // What a cut-short 5a left is set aside, so that 5b measures the deliveries alone.
+    await executeLocalSql(
+      persistDir,
+      "UPDATE runs SET next_sweep_at = NULL WHERE status IN ('queued', 'running')",
+    );
+
+    // 5b. 1,000 deliveries owed to a receiver answering 503, then back.
+    await simConfig({ drop_webhooks: 0 });
+    receiver.setFailFirstAttempts(1_000_000);
+    const owedFrom = receiver.deliveries.length;
+    const owedRuns = await createRuns("Owed");
+    let owedProgress = "";
+    const progress = setInterval(() => console.log(`    ${owedProgress}`), 15_000);
+    // Each owed delivery has had its first attempt refused (and mostly its inline retry 0.5 s later);
+    // then all are made due at once, whatever retry they were waiting for.
+    await waitFor(
+      async () => {
+        const tries = new Map<string, number>();
+        for (const d of receiver.deliveries.slice(owedFrom))
+          if (owedRuns.has(d.body?.data.run.id ?? ""))
+            tries.set(d.webhookId, (tries.get(d.webhookId) ?? 0) + 1);
+        owedProgress = `${tries.size} deliveries seen, ${[...tries.values()].filter((n) => n >= 2).length} refused twice`;
+        return tries.size >= RECOVERY_ITEMS;
+      },
+      600_000,
+      "every owed delivery refused",
+    );
+    clearInterval(progress);
+    await sleep(1_000);
+    receiver.setFailFirstAttempts(0);
+    const backAt = Date.now();
+    await executeLocalSql(
+      persistDir,
+      `UPDATE deliveries SET next_attempt_at = '${new Date(backAt).toISOString()}', lease_until = NULL WHERE status = 'pending'`,
+    );
+    const deliveries = await measure(deliveredOf(owedRuns), backAt);
+    return { runs_webhooks_dropped: runs, deliveries_receiver_back: deliveries };
+  } finally {
+    ticking = false;
+    await ticker;
+    await Promise.all(ticks);
+    await receiver.close();
+    await stack.stop();
+    await rm(persistDir, { recursive: true, force: true });
+  }
 }
 
 type CpuPerRequest = GroupCpu & { simulator: number; load_generator: number };
@@ -557,6 +724,7 @@ interface BenchOutput {
   throughput?: Record<string, unknown>;
   sweep_tick?: Record<string, unknown>;
   memory?: Record<string, PeakMemory>;
+  recovery?: Record<string, Recovery>;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -615,6 +783,12 @@ function printTable(o: BenchOutput) {
   }
   for (const [name, m] of Object.entries(o.memory ?? {})) {
     rows.push([`peak RSS added by one request (MB), ${name}`, `${m.peak_added_mb} (of ${m.peak_rss_mb})`]);
+  }
+  for (const [name, r] of Object.entries(o.recovery ?? {})) {
+    rows.push([
+      `recovery, ${name}: seconds / tick intervals / per interval`,
+      `${r.seconds}${r.cut_short ? " (extrapolated)" : ""} / ${r.tick_intervals} / ${r.per_tick_interval} (${r.recovered} of ${r.items})`,
+    ]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n")}\n\nWrote bench-results.json`);

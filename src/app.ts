@@ -10,6 +10,7 @@ import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
+import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerDocs } from "./routes/docs";
@@ -55,6 +56,7 @@ export function createApp() {
 
   registerRoot(app);
   registerHealth(app);
+  registerDeadLettersReplay(app);
   registerKeyCreate(app);
   registerKeyList(app);
   registerKeyRevoke(app);

@@ -1,12 +1,15 @@
 // Bindings as wrangler provides them, and the configuration the code reads from them,
 // validated once with zod so that a bad setting is a clear error, not a surprise later.
 import { z } from "zod";
+import type { WorkMessage } from "./cron/work";
 import { ApiError } from "./errors";
 
 export interface Env {
   DB: D1Database;
   /** Outputs too large for a D1 row (services/outputs.ts). */
   OUTPUTS: R2Bucket;
+  /** Background work (src/cron/): the cron tick sends, this Worker's queue() handler consumes. */
+  WORK_QUEUE?: Queue<WorkMessage>;
   PARALLEL_API_KEY?: string;
   PARALLEL_BASE_URL?: string;
   PARALLEL_WEBHOOK_SECRET?: string;
@@ -14,6 +17,8 @@ export interface Env {
   PUBLIC_BASE_URL?: string;
   ADMIN_TOKEN?: string;
   ALLOW_HTTP_CALLBACKS?: string;
+  TIME_SCALE?: string;
+  /** TIME_SCALE's old name (it scaled the poller's waits first), still accepted. */
   POLL_TIME_SCALE?: string;
   WEBHOOK_TOLERANCE_SECONDS?: string;
   SWEEP_BATCH_SIZE?: string;
@@ -44,20 +49,23 @@ const configSchema = z.object({
   ADMIN_TOKEN: optionalSecret,
   ALLOW_HTTP_CALLBACKS: flag,
   /**
-   * Multiplies every wait of the poller (first poll, backoff, expiry) and of callback delivery (its
-   * retry backoff; not the 15 s attempt timeout, not a receiver's Retry-After). 0.001 suits a simulator
-   * at 0.001: a callback receiver that fails its first attempts is still delivered within seconds.
+   * Multiplies every wait the relay schedules (services/timing.ts): the poller's (first poll,
+   * backoff, expiry), callback delivery's retry backoff (not the 15 s attempt timeout, not a
+   * receiver's Retry-After), the queue's dispatch lease, a progress stream's. 0.001 suits a
+   * simulator at 0.001: a callback receiver that fails its first attempts is still delivered within
+   * seconds. Set as TIME_SCALE, or by its old name POLL_TIME_SCALE.
    */
-  POLL_TIME_SCALE: positiveNumber(1),
+  TIME_SCALE: positiveNumber(1),
   WEBHOOK_TOLERANCE_SECONDS: positiveInt(300),
-  /** The most rows one sweeper job takes per tick; SUBREQUEST_BUDGET may allow fewer. */
-  SWEEP_BATCH_SIZE: positiveInt(25),
+  /** The most due rows one job hands to the queue per tick (pages of 100); SUBREQUEST_BUDGET may allow fewer. */
+  SWEEP_BATCH_SIZE: positiveInt(1000),
   /**
-   * The most D1 calls plus outbound requests one long invocation makes: a cron tick (its work after
-   * the tick included) or a progress stream. Workers Free allows 50 per invocation (D1 queries count
-   * as subrequests); Paid 1,000 D1 queries. A tick reserves each job's worst case per row it claims
-   * (cron/dispatcher.ts) and a progress stream ends before it runs out (the client reconnects), so
-   * the platform never refuses a call half-way through a step.
+   * The most D1 calls plus outbound requests one invocation makes: a cron tick (two per page of
+   * messages), a queue consumer batch (its work after the batch included) or a progress stream.
+   * Workers Free allows 50 per invocation (D1 queries count as subrequests); Paid 1,000 D1 queries.
+   * A consumer batch reserves each message's worst case (cron/costs.ts) and a progress stream ends
+   * before it runs out (the client reconnects), so the platform never refuses a call half-way
+   * through a step.
    */
   SUBREQUEST_BUDGET: positiveInt(50),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
@@ -74,10 +82,12 @@ const cache = new WeakMap<Env, Config>();
 export function readConfig(env: Env): Config {
   const cached = cache.get(env);
   if (cached) return cached;
-  const parsed = configSchema.safeParse(env);
+  const oldScaleName = env.TIME_SCALE === undefined && env.POLL_TIME_SCALE !== undefined;
+  const parsed = configSchema.safeParse({ ...env, TIME_SCALE: env.TIME_SCALE ?? env.POLL_TIME_SCALE });
   if (!parsed.success) {
-    // Only names and zod's message: a setting's value may be a secret.
-    const details = parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+    // Only names and zod's message: a setting's value may be a secret. A bad scale is named as set.
+    const named = (path: string) => (path === "TIME_SCALE" && oldScaleName ? "POLL_TIME_SCALE" : path);
+    const details = parsed.error.issues.map((i) => ({ path: named(i.path.join(".")), message: i.message }));
     throw new ApiError(
       "configuration_error",
       `taskrelay is misconfigured: ${details.map((d) => `${d.path} (${d.message})`).join(", ")}`,

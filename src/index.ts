@@ -1,5 +1,6 @@
 // The Worker entry: wiring only.
 import { createApp } from "./app";
+import { consumeWork, DEAD_LETTER_QUEUE, recordDeadLetters } from "./cron/consumer";
 import { runScheduledTick } from "./cron/dispatcher";
 import type { Env } from "./env";
 
@@ -9,5 +10,9 @@ export default {
   fetch: app.fetch,
   async scheduled(controller, env, ctx) {
     await runScheduledTick(env, ctx, new Date(controller.scheduledTime));
+  },
+  async queue(batch, env, ctx) {
+    if (batch.queue === DEAD_LETTER_QUEUE) await recordDeadLetters(batch, env, ctx);
+    else await consumeWork(batch, env, ctx);
   },
 } satisfies ExportedHandler<Env>;

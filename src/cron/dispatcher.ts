@@ -1,99 +1,153 @@
-// The scheduled handler: one dispatcher that runs each job as a plain function and logs its summary.
+// The scheduled handler finds due work and hands it to the queue; it does none of it. Each job's due
+// rows are claimed in pages (one guarded UPDATE … RETURNING a page, leased to their messages) and
+// sent with one sendBatch a page. Jobs take pages in turn, so no job can take another's share of the
+// tick: a tick costs two calls a page, and the Free plan's 50 affords pages for every job. A job hands
+// out at most SWEEP_BATCH_SIZE rows a tick, so a huge backlog drains over ticks, not in one.
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
-import { runFetchResults } from "./jobs/fetch-results";
-import { runFinishRuns } from "./jobs/finish-runs";
-import { runFireSchedules } from "./jobs/fire-schedules";
-import { runPollRuns } from "./jobs/poll-runs";
+import { dispatchLeaseUntil } from "../services/timing";
+import { fetchResultsJob } from "./jobs/fetch-results";
+import { finishRunsJob } from "./jobs/finish-runs";
+import { fireSchedulesJob } from "./jobs/fire-schedules";
+import { pollRunsJob } from "./jobs/poll-runs";
 import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
-import { runResubmitRuns } from "./jobs/resubmit-runs";
-import { runRetryDeliveries } from "./jobs/retry-deliveries";
+import { resubmitRunsJob } from "./jobs/resubmit-runs";
+import { retryDeliveriesJob } from "./jobs/retry-deliveries";
+import type { JobSummary, WorkJob, WorkMessage } from "./work";
 
-export type JobSummary = Record<string, number | string>;
-/** A job claims at most `limit` rows and reports how many it claimed as `claimed`. */
-export type Job = (ctx: ServiceContext, now: Date, limit: number) => Promise<JobSummary>;
-export interface JobSpec {
+export type { JobSummary } from "./work";
+
+/** Work the tick does itself: one statement, whatever it finds (housekeeping). */
+export interface TickTask {
   name: string;
-  run: Job;
-  /**
-   * The most D1 calls plus outbound requests one claimed row can cost, the work it leaves for after
-   * the tick included; the tick reserves this much budget per row (SUBREQUEST_BUDGET).
-   */
-  costPerRow: number;
+  run: (ctx: ServiceContext, now: Date) => Promise<JobSummary>;
 }
 
-// Finishing a run (run-finished.ts) at worst: the schedule read and its outcome recorded (2), the
-// delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
-// later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
-const FINISH = 12;
-// A submission at worst: the create call, its outcome recorded, the run re-read; finished when
-// Parallel refuses it.
-const SUBMIT = 3 + FINISH;
+/** The jobs whose rows become queue messages. The order only breaks ties within a round of pages. */
+export const WORK_JOBS: ReadonlyArray<WorkJob> = [
+  fireSchedulesJob,
+  retryDeliveriesJob(),
+  finishRunsJob,
+  fetchResultsJob,
+  pollRunsJob,
+  resubmitRunsJob,
+] as ReadonlyArray<WorkJob>;
 
-/**
- * Jobs run in this order each tick, each claiming a bounded batch, so a tick's cost follows due
- * work. When the budget is short the first jobs get it: occurrences due now and callbacks waiting
- * come before finding and fetching finished runs, then new submissions, then housekeeping.
- */
-export const JOBS: ReadonlyArray<JobSpec> = [
-  // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
-  // submission, the schedule released.
-  { name: "fire_schedules", run: runFireSchedules, costPerRow: 2 + 3 + SUBMIT + 1 },
-  // The run and signing secrets, the POST, the attempt recorded (no inline retry from the sweeper).
-  { name: "retry_deliveries", run: runRetryDeliveries, costPerRow: 4 },
-  { name: "finish_runs", run: runFinishRuns, costPerRow: FINISH },
-  // /result with its one quick retry, the result stored, the run finished.
-  { name: "fetch_results", run: runFetchResults, costPerRow: 2 + 1 + FINISH },
-  // The GET, the status recorded, a lost race's re-read, then as fetch_results.
-  { name: "poll_runs", run: runPollRuns, costPerRow: 3 + 2 + 1 + FINISH },
-  { name: "resubmit_runs", run: runResubmitRuns, costPerRow: SUBMIT },
-  // One DELETE, whatever it deletes: the claim reserved for every job covers it.
-  { name: "prune_webhook_events", run: runPruneWebhookEvents, costPerRow: 0 },
+export const TICK_TASKS: ReadonlyArray<TickTask> = [
+  { name: "prune_webhook_events", run: runPruneWebhookEvents },
 ];
+
+/** sendBatch takes at most 100 messages (and 256 KB: ours are under 200 bytes each). */
+export const PAGE_SIZE = 100;
+/** A page's calls: its claim and its sendBatch. */
+const PAGE_COST = 2;
+
+export interface TickOptions {
+  jobs?: ReadonlyArray<WorkJob>;
+  tasks?: ReadonlyArray<TickTask>;
+  /** Where messages go: the WORK_QUEUE binding unless a test captures them. */
+  queue?: Pick<Queue<WorkMessage>, "sendBatch">;
+}
 
 export async function runScheduledTick(
   env: Env,
   execution: Pick<ExecutionContext, "waitUntil">,
   now: Date,
-  jobs: ReadonlyArray<JobSpec> = JOBS,
+  options: TickOptions = {},
 ): Promise<Record<string, JobSummary>> {
+  const jobs = options.jobs ?? WORK_JOBS;
+  const tasks = options.tasks ?? TICK_TASKS;
+  const queue = options.queue ?? env.WORK_QUEUE;
   const log = createGatheringLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
   // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
   const startedAt = Date.now();
   const clock = () => new Date(now.getTime() + (Date.now() - startedAt));
   const ctx = createServiceContext(env, execution, { log, now: clock });
   const summaries: Record<string, JobSummary> = {};
-  // One line per tick ("canonical log line"): each job's summary, latency and D1 cost under `jobs`,
-  // the steps they took under `steps`. A job's failure is also written at once, as an error.
+  // One line per tick ("canonical log line"): each job's summary, latency and D1 cost under `jobs`.
+  // A job's failure is also written at once, as an error.
   const report: Record<string, JobSummary> = {};
-  // Every job's claim query is reserved up front; rows are reserved at their worst case as claimed.
-  let budget = ctx.config.SUBREQUEST_BUDGET - jobs.length;
+  let budget = ctx.config.SUBREQUEST_BUDGET - tasks.length;
+  const leaseUntil = dispatchLeaseUntil(ctx.config, now);
+
+  const state = new Map(jobs.map((job) => [job, { pages: 0, claimed: 0, sent: 0, latency: 0, done: false }]));
+  const usageBefore = new Map(
+    jobs.map((job) => [job, { d1_queries: 0, d1_rows_read: 0, d1_rows_written: 0 }]),
+  );
+  const failed = new Map<WorkJob, string>();
+  // Rounds: every job with rows left claims one page, until none has rows left or the budget is spent.
+  for (;;) {
+    const round = jobs.filter((job) => {
+      const s = state.get(job);
+      return s && !s.done && s.claimed < ctx.config.SWEEP_BATCH_SIZE;
+    });
+    if (round.length === 0 || budget < PAGE_COST) break;
+    for (const job of round) {
+      const s = state.get(job);
+      if (!s) continue;
+      if (budget < PAGE_COST) break;
+      budget -= PAGE_COST;
+      const started = Date.now();
+      const before = { ...ctx.usage };
+      try {
+        const page = Math.min(PAGE_SIZE, ctx.config.SWEEP_BATCH_SIZE - s.claimed);
+        const rows = await job.claim(ctx, now, leaseUntil, page);
+        s.pages++;
+        s.claimed += rows.length;
+        if (rows.length < page) s.done = true;
+        if (rows.length > 0) {
+          if (!queue)
+            throw new Error("the WORK_QUEUE binding is missing (wrangler.toml [[queues.producers]])");
+          // The claimed rows stay leased: if this send fails, they are due again after the lease.
+          await queue.sendBatch(
+            rows.map((row) => ({ body: { kind: job.name, id: row.id, lease: row.lease_until ?? "" } })),
+          );
+          s.sent += rows.length;
+        }
+      } catch (error) {
+        s.done = true;
+        failed.set(job, describeError(error));
+        log.error("cron.job_failed", { job: job.name, error: describeError(error) });
+      }
+      s.latency += Date.now() - started;
+      const spent = usageSince(ctx.usage, before);
+      const total = usageBefore.get(job);
+      if (total) {
+        total.d1_queries += spent.d1_queries;
+        total.d1_rows_read += spent.d1_rows_read;
+        total.d1_rows_written += spent.d1_rows_written;
+      }
+    }
+  }
   for (const job of jobs) {
+    const s = state.get(job);
+    if (!s) continue;
+    const error = failed.get(job);
+    summaries[job.name] = error ? { error } : { claimed: s.claimed, sent: s.sent };
+    report[job.name] = {
+      ...(error ? { outcome: "error", error } : { claimed: s.claimed, sent: s.sent, pages: s.pages }),
+      latency_ms: s.latency,
+      ...usageBefore.get(job),
+    };
+  }
+  for (const task of tasks) {
     const started = Date.now();
     const before = { ...ctx.usage };
-    const affordable = job.costPerRow > 0 ? Math.floor(Math.max(0, budget) / job.costPerRow) : Infinity;
-    const limit = Math.min(ctx.config.SWEEP_BATCH_SIZE, affordable);
     try {
-      summaries[job.name] = await job.run(ctx, now, limit);
-      budget -= Number(summaries[job.name]?.claimed ?? 0) * job.costPerRow;
-      report[job.name] = {
-        ...summaries[job.name],
-        limit,
+      summaries[task.name] = await task.run(ctx, now);
+      report[task.name] = {
+        ...summaries[task.name],
         latency_ms: Date.now() - started,
         ...usageSince(ctx.usage, before),
       };
     } catch (error) {
-      // One failing job must not stop the others; the next tick retries it. What it may have
-      // claimed stays reserved.
-      budget -= limit * job.costPerRow;
-      summaries[job.name] = { error: describeError(error) };
-      report[job.name] = { outcome: "error", latency_ms: Date.now() - started, error: describeError(error) };
-      log.error("cron.job_failed", { job: job.name, error: describeError(error) });
+      summaries[task.name] = { error: describeError(error) };
+      report[task.name] = { outcome: "error", latency_ms: Date.now() - started, error: describeError(error) };
+      log.error("cron.job_failed", { job: task.name, error: describeError(error) });
     }
   }
-  // The tick's whole D1 cost, background work (deliveries sent after a job finished) included.
   execution.waitUntil(
     ctx.settled().then(() => {
       log.flush("cron.tick", { latency_ms: Date.now() - startedAt, ...ctx.usage, jobs: report });

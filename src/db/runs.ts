@@ -1,10 +1,10 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
 import type { RunEventKind } from "./run-events";
+import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, TERMINAL_STATUSES } from "./run-states";
 
-export const ACTIVE_STATUSES = ["queued", "running", "action_required", "cancelling"] as const;
-export const TERMINAL_STATUSES = ["completed", "failed", "cancelled", "rejected", "expired"] as const;
-export const RUN_STATUSES = ["submitting", ...ACTIVE_STATUSES, ...TERMINAL_STATUSES] as const;
+// The states are declared with the run's steps (run-states.ts); most code reads them from here.
+export { ACTIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES };
 
 export type RunStatus = (typeof RUN_STATUSES)[number];
 export type ActiveStatus = (typeof ACTIVE_STATUSES)[number];
@@ -398,10 +398,34 @@ export async function claimDueRunRows(
   return allRuns(claimDueRuns(db, statuses, now, leaseUntil, limit, also));
 }
 
-/** A completed run whose result is still to be fetched (as opposed to one still to be finished). */
-export const RESULT_MISSING_SQL = "result_stored_at IS NULL";
-/** A terminal run whose finishing (schedule bookkeeping, delivery) is due: results stored first. */
-export const READY_TO_FINISH_SQL = "status <> 'completed' OR result_stored_at IS NOT NULL";
+/**
+ * Takes one run for the queue message that names it (cron/work.ts): still in one of the job's
+ * statuses and due, and either free or still held under the lease the message carries. Renews the
+ * lease. Null: another worker holds it, or it is no longer this job's (a webhook finished it).
+ */
+export async function takeDueRun(
+  db: D1Database,
+  id: string,
+  statuses: readonly RunStatus[],
+  now: string,
+  leaseUntil: string,
+  heldLease: string,
+  also = "1",
+): Promise<Run | null> {
+  const placeholders = statuses.map(() => "?").join(", ");
+  return firstRun(
+    db
+      .prepare(
+        `UPDATE runs SET lease_until = ?, updated_at = ?
+         WHERE id = ? AND status IN (${placeholders}) AND next_sweep_at <= ?
+           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?) AND (${also})
+         RETURNING *`,
+      )
+      .bind(leaseUntil, now, id, ...statuses, now, now, heldLease),
+  );
+}
+
+const READY_TO_FINISH_SQL = RUN_STEPS.finish.also;
 
 /**
  * Marks a run's finishing done: nothing is due for it any more. Guarded by the status it was

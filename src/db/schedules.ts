@@ -210,6 +210,26 @@ export function claimDueSchedules(
   return allSchedules(claimDueSchedulesStatement(db, now, leaseUntil, limit));
 }
 
+/** Takes one due schedule for the queue message that names it: free, or still held under `heldLease`. */
+export function takeDueSchedule(
+  db: D1Database,
+  id: string,
+  now: string,
+  leaseUntil: string,
+  heldLease: string,
+): Promise<Schedule | null> {
+  return allSchedules(
+    db
+      .prepare(
+        `UPDATE schedules SET lease_until = ?
+         WHERE id = ? AND enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ?
+           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?)
+         RETURNING *`,
+      )
+      .bind(leaseUntil, id, now, now, heldLease),
+  ).then((rows) => rows[0] ?? null);
+}
+
 export interface OccurrenceRecord {
   scheduledAt: string;
   outcome: OccurrenceOutcome;

@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
+import { deadLetterCount } from "../services/dead-letters";
 import { operatorProblems } from "../services/operator-alerts";
 
 const HealthSchema = z
@@ -19,6 +20,10 @@ const HealthSchema = z
         }),
       )
       .openapi({ description: "What the operator must fix; empty when `ok`." }),
+    dead_letters: z.number().int().openapi({
+      description:
+        "Background work whose queue messages kept failing (replay them with POST /v1/dead-letters/replay).",
+    }),
   })
   .openapi("Health");
 
@@ -29,7 +34,8 @@ export const healthRoute = createRoute({
   description:
     "200 when the Worker runs and D1 answers a query; no credentials needed. `degraded` (still 200: the Worker " +
     "works) while Parallel refuses taskrelay's own API key or account (401/402 on create): runs wait `submitting` " +
-    "until the operator fixes it, and the next create Parallel accepts clears it.",
+    "until the operator fixes it, and the next create Parallel accepts clears it. `dead_letters` counts " +
+    "background work whose queue messages kept failing.",
   responses: {
     200: {
       description: "The Worker runs and D1 answers.",
@@ -40,8 +46,14 @@ export const healthRoute = createRoute({
 
 export function registerHealth(app: App) {
   app.openapi(healthRoute, async (c) => {
-    const problems = await operatorProblems(c.var.services);
+    const [problems, deadLetters] = await Promise.all([
+      operatorProblems(c.var.services),
+      deadLetterCount(c.var.services),
+    ]);
     const status = problems.length > 0 ? ("degraded" as const) : ("ok" as const);
-    return c.json({ status, time: c.var.services.now().toISOString(), problems }, 200);
+    return c.json(
+      { status, time: c.var.services.now().toISOString(), problems, dead_letters: deadLetters },
+      200,
+    );
   });
 }

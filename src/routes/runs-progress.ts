@@ -75,7 +75,7 @@ export const runProgressRoute = createRoute({
  * authenticates with its session cookie, since EventSource cannot send an Authorization header).
  */
 export function streamRunProgress(c: Context, ctx: ServiceContext, run: Run): Response {
-  const runtime = progressRuntime(ctx.config.POLL_TIME_SCALE);
+  const runtime = progressRuntime(ctx.config.TIME_SCALE);
   return streamSSE(
     c,
     async (stream) => {

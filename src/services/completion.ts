@@ -2,22 +2,26 @@
 // once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
+import { stepGuard } from "../db/run-states";
 import {
   ACTIVE_STATUSES,
   changeRun,
+  changeRunStatements,
+  claimResultFetchStatement,
   findRun,
   findRunByParallelId,
   type Run,
   type RunChanges,
   type RunError,
   type RunStatus,
+  returnedRun,
 } from "../db/runs";
 import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
 import { placeOutput } from "./outputs";
 import { onRunFinished } from "./run-finished";
-import { deadlineAt, finishDueAt, firstPollAt, retryAt } from "./timing";
+import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -40,9 +44,6 @@ export interface ParallelRunState {
 }
 
 const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
-// Parallel's word is final: a run it finished is never changed again. `expired` is only taskrelay's
-// judgement that Parallel took too long, so a late terminal status still replaces it.
-const NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'rejected')";
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
 const RESULT_MAX_ATTEMPTS = 12;
 /**
@@ -74,7 +75,7 @@ export function recordedStatus(reported: string, current: RunStatus): RunStatus 
 
 export type StatusSource = "webhook" | "poll";
 
-/** The columns a status from Parallel changes on our run (guarded by NOT_FINISHED when applied). */
+/** The columns a status from Parallel changes on our run (guarded by the parallel_status step). */
 export function statusChanges(config: Config, run: Run, state: ParallelRunState, now: Date): RunChanges {
   const at = now.toISOString();
   const terminal = PARALLEL_TERMINAL.has(state.status);
@@ -108,38 +109,76 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   return changes;
 }
 
-export const NOT_FINISHED = { sql: NOT_FINISHED_SQL };
-
 /** Whether a change to `status` finishes the run without a result to fetch (delivery can start). */
 export function finishesWithoutResult(status: string): boolean {
   return PARALLEL_TERMINAL.has(status) && status !== "completed";
 }
 
+export interface ApplyOptions {
+  /** More for the run's timeline event. */
+  detail?: Record<string, unknown>;
+  /** Statements to run in the same D1 batch, after the change (the webhook's de-duplication record). */
+  alongside?: D1PreparedStatement[];
+  /** Claim the result fetch in the same batch when the status is `completed` (the webhook's fast path). */
+  claimResult?: boolean;
+  /** Finish the run after the response (waitUntil) rather than before returning (the webhook). */
+  finishInBackground?: boolean;
+}
+
+export interface Applied {
+  /** The run as it is now: as changed, or (not changed) as re-read, or as given when finishing in background. */
+  run: Run;
+  /** Whether this call made the change (false: another path already had, or Parallel had finished it). */
+  changed: boolean;
+  /** The run with its result-fetch lease, when claimResult and the claim held. */
+  claimed: Run | null;
+  /** The results of the `alongside` statements. */
+  alongside: D1Result[];
+}
+
 /**
- * Applies the status Parallel reports to our run. A terminal status finishes the run: failed and
- * cancelled runs go straight to delivery; completed runs move on to the result fetch. Returns the run
- * as it is now, and whether this call made the change (false: another path already had).
+ * Applies the status Parallel reports to our run: the one way the webhook and the poller do it. One
+ * D1 batch: the guarded change (the parallel_status step: a run Parallel finished is left alone)
+ * with its timeline event, the caller's statements, and the result-fetch claim if asked. A terminal
+ * status finishes the run: failed and cancelled runs go straight to delivery; completed runs move on
+ * to the result fetch.
  */
 export async function applyParallelStatus(
   ctx: ServiceContext,
   run: Run,
   state: ParallelRunState,
   source: StatusSource,
-  detail: Record<string, unknown> = {},
-): Promise<{ run: Run; changed: boolean }> {
+  options: ApplyOptions = {},
+): Promise<Applied> {
   const now = ctx.now();
-  const updated = await changeRun(
-    ctx.db,
-    run,
-    now.toISOString(),
-    statusChanges(ctx.config, run, state, now),
-    { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...detail } },
-    NOT_FINISHED,
-  );
-  if (!updated) return { run: (await findRun(ctx.db, run.id)) ?? run, changed: false };
-  ctx.log.info("run.status", { run_id: run.id, from: run.status, to: state.status, source });
-  if (finishesWithoutResult(updated.status)) await onRunFinished(ctx, updated);
-  return { run: updated, changed: true };
+  const at = now.toISOString();
+  const alongside = options.alongside ?? [];
+  const claim = options.claimResult && state.status === "completed";
+  const results = await ctx.db.batch([
+    ...changeRunStatements(
+      ctx.db,
+      run,
+      at,
+      statusChanges(ctx.config, run, state, now),
+      { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...options.detail } },
+      stepGuard("parallel_status"),
+    ),
+    ...alongside,
+    ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
+  ]);
+  const updated = returnedRun(results[0]);
+  const claimed = claim ? returnedRun(results[2 + alongside.length]) : null;
+  const alongsideResults = results.slice(2, 2 + alongside.length);
+  if (!updated) {
+    const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
+    return { run: current, changed: false, claimed, alongside: alongsideResults };
+  }
+  ctx.log.info("run.status", { run_id: run.id, from: run.status, to: updated.status, source });
+  if (finishesWithoutResult(updated.status)) {
+    if (options.finishInBackground) ctx.waitUntil(onRunFinished(ctx, updated));
+    else await onRunFinished(ctx, updated);
+  }
+  return { run: updated, changed: true, claimed, alongside: alongsideResults };
 }
 
 function parallelError(state: ParallelRunState): RunError {
@@ -183,7 +222,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
   }
   const now = ctx.now();
   const at = now.toISOString();
-  const pending = { sql: "status = 'completed' AND result_stored_at IS NULL" };
+  const pending = stepGuard("result");
 
   if (outcome.ok) {
     const { output, run: taskRun } = outcome.value;

@@ -129,7 +129,13 @@ async function sendClaimedDelivery(
     let latest: Delivery | null = claimed;
     let knownRun = run;
     while (claimed) {
-      latest = await attemptDelivery(ctx, claimed, runtime, { holdForShortRetry: true }, knownRun);
+      latest = await attemptDelivery(
+        ctx,
+        claimed,
+        runtime,
+        { holdUpToMs: INLINE_RETRY_MAX_WAIT_MS },
+        knownRun,
+      );
       // The run may change between attempts (e.g. a schedule marks output_changed): re-read it then.
       knownRun = undefined;
       const heldLease = latest?.status === "pending" ? latest.lease_until : null;
@@ -149,6 +155,14 @@ function leaseFrom(now: Date): [string, string] {
   return [now.toISOString(), addMs(now, DELIVERY_LEASE_MS).toISOString()];
 }
 
+export interface AttemptOptions {
+  /**
+   * A retry due within this long keeps the lease (until its time plus DELIVERY_LEASE_MS): the caller
+   * sends it itself. 0: the lease is released and the cron tick finds the retry when due.
+   */
+  holdUpToMs: number;
+}
+
 /**
  * One attempt at a delivery whose lease the caller holds: re-check the URL, sign, send, and record
  * the attempt with the delivery's next state in one batch. Returns the delivery as recorded, or null
@@ -158,7 +172,7 @@ export async function attemptDelivery(
   ctx: ServiceContext,
   claimed: Delivery,
   runtime: DeliveryRuntime,
-  options: { holdForShortRetry: boolean },
+  options: AttemptOptions,
   knownRun?: Run,
 ): Promise<Delivery | null> {
   const started = ctx.now();
@@ -262,7 +276,7 @@ function afterAttempt(
   result: SendResult,
   finished: Date,
   runtime: DeliveryRuntime,
-  options: { holdForShortRetry: boolean },
+  options: AttemptOptions,
 ): { outcome: AttemptOutcome; events: DeliveryRunEvent[] } {
   const base = { delivery_id: claimed.id, series: claimed.series, attempt: attempt.attempt };
   const attempted = (next: string | null): DeliveryRunEvent => ({
@@ -298,8 +312,9 @@ function afterAttempt(
       events: [attempted(null), { kind: "delivery_dead", detail: { ...base, reason } }],
     };
   }
-  // A retry due within seconds stays with this worker (it waits and sends); a later one is the sweeper's.
-  const hold = options.holdForShortRetry && next.getTime() - finished.getTime() <= INLINE_RETRY_MAX_WAIT_MS;
+  // A retry due within `holdUpToMs` stays with this worker (it waits and sends, or a delayed queue
+  // message does); a later one is left to the cron tick, which finds it due.
+  const hold = next.getTime() - finished.getTime() <= options.holdUpToMs;
   return {
     outcome: {
       status: "pending",

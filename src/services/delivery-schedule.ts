@@ -1,5 +1,5 @@
 // The waits of callback delivery: when each attempt is due, how long one may take, how long a worker
-// owns a delivery. The backoff scales with POLL_TIME_SCALE like every other wait (services/timing.ts),
+// owns a delivery. The backoff scales with TIME_SCALE like every other wait (services/timing.ts),
 // so a local stack at 0.001 retries in milliseconds what production retries in minutes.
 import type { Config } from "../env";
 import { addMs } from "./timing";
@@ -55,7 +55,7 @@ export function nextDeliveryAttemptAt(
 ): Date | null {
   const base = DELIVERY_BACKOFF_MS[attemptsDone];
   if (base === undefined) return null;
-  const jittered = base * config.POLL_TIME_SCALE * (0.9 + random() * 0.2);
+  const jittered = base * config.TIME_SCALE * (0.9 + random() * 0.2);
   const floor = retryAfterMs === undefined ? 0 : Math.min(retryAfterMs, MAX_DELIVERY_RETRY_AFTER_MS);
   return addMs(from, Math.max(jittered, floor));
 }

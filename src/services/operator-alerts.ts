@@ -1,6 +1,6 @@
 // Problems only the operator can fix: Parallel refusing taskrelay's own API key (401) or account
 // (402). Runs wait for the fix instead of failing (services/runs.ts, services/run-poll.ts); the
-// operator learns of it from one error line per request or tick and from /healthz.
+// operator learns of it from one error line per request or queue consumer invocation and from /healthz.
 import {
   clearOperatorAlert,
   listOperatorAlerts,
@@ -19,7 +19,7 @@ export function operatorReason(outcome: OperatorFailure): string {
     : `Parallel refused the account for lack of credit (HTTP 402): add credit to the Parallel account. ${outcome.message}`;
 }
 
-// Per context (a request, a tick) and step, whether the problem was already noted: one error line
+// Per context (a request, a consumer batch) and step, whether the problem was already noted: one error line
 // (and one alert write) each, however many runs the problem holds up.
 const noted = new WeakMap<ServiceContext, Set<string>>();
 

@@ -3,22 +3,17 @@
 // after the response. A repeated webhook-id finds everything already done and does nothing twice.
 import { z } from "zod";
 import { insertRunEvent } from "../db/run-events";
-import { changeRunStatements, claimResultFetchStatement, returnedRun } from "../db/runs";
 import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
 import {
+  applyParallelStatus,
   fetchAndStoreResult,
   findRunForParallelState,
-  finishesWithoutResult,
   isKnownParallelStatus,
-  NOT_FINISHED,
   ParallelRunStateSchema,
-  statusChanges,
   warnUnknownStatus,
 } from "./completion";
 import type { ServiceContext } from "./context";
-import { onRunFinished } from "./run-finished";
-import { addMs, LEASE_MS } from "./timing";
 
 const WebhookPayloadSchema = z.looseObject({
   type: z.string(),
@@ -73,41 +68,27 @@ export async function receiveParallelWebhook(
 
   const { run } = found;
   if (!isKnownParallelStatus(state.data.status)) warnUnknownStatus(ctx, run, state.data.status);
-  const completed = state.data.status === "completed";
-  const detail = {
-    source: "webhook",
-    from: run.status,
-    to: state.data.status,
-    webhook_id: webhook.id,
-    matched_by: found.matchedBy,
+  // One round trip: status (guarded: a finished run is left alone), webhook-id, the webhook on the
+  // timeline, and the result-fetch claim; the result is fetched and the run finished after the 200.
+  const applied = await applyParallelStatus(ctx, run, state.data, "webhook", {
+    detail: { webhook_id: webhook.id, matched_by: found.matchedBy },
+    alongside: [
+      record,
+      insertRunEvent(ctx.db, run.id, at, "webhook_received", {
+        webhook_id: webhook.id,
+        status: state.data.status,
+        matched_by: found.matchedBy,
+      }),
+    ],
+    claimResult: true,
+    finishInBackground: true,
+  });
+  const duplicate = applied.alongside[0]?.meta.changes === 0;
+  if (applied.claimed) ctx.waitUntil(fetchAndStoreResult(ctx, applied.claimed));
+  return {
+    outcome: duplicate ? "duplicate" : applied.changed ? "applied" : "already_applied",
+    run_id: run.id,
   };
-  // One round trip: status (guarded: a finished run is left alone), result-fetch claim, webhook-id, timeline.
-  const results = await ctx.db.batch([
-    ...changeRunStatements(
-      ctx.db,
-      run,
-      at,
-      statusChanges(ctx.config, run, state.data, now),
-      { kind: "status_changed", detail },
-      NOT_FINISHED,
-    ),
-    record,
-    insertRunEvent(ctx.db, run.id, at, "webhook_received", {
-      webhook_id: webhook.id,
-      status: state.data.status,
-      matched_by: found.matchedBy,
-    }),
-    ...(completed ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
-  ]);
-  const updated = returnedRun(results[0]);
-  const claimed = completed ? returnedRun(results[4]) : null;
-  const duplicate = results[2]?.meta.changes === 0;
-
-  if (updated)
-    ctx.log.info("run.status", { run_id: run.id, from: run.status, to: updated.status, source: "webhook" });
-  if (updated && finishesWithoutResult(updated.status)) ctx.waitUntil(onRunFinished(ctx, updated));
-  if (claimed) ctx.waitUntil(fetchAndStoreResult(ctx, claimed));
-  return { outcome: duplicate ? "duplicate" : updated ? "applied" : "already_applied", run_id: run.id };
 }
 
 function parseJson(body: string): unknown {

@@ -3,7 +3,8 @@
 // the run's deadline. At the deadline the run gets one last check and is expired, whatever Parallel
 // answered (an error too), so no run stays active for good. A few 404s in a row for a run Parallel
 // once accepted end it `failed` (`parallel_run_not_found`).
-import { ACTIVE_STATUSES, changeRun, type Run } from "../db/runs";
+import { stepGuard } from "../db/run-states";
+import { changeRun, type Run } from "../db/runs";
 import type { ParallelFailure } from "../parallel/client";
 import {
   applyParallelStatus,
@@ -23,7 +24,7 @@ export type PollOutcome = "finished" | "still_active" | "expired" | "failed" | "
 /** Polls in a row that Parallel answered 404 before the run is given up as unknown to Parallel. */
 export const POLL_NOT_FOUND_LIMIT = 3;
 
-const ACTIVE_GUARD = { sql: `status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(", ")})` };
+const ACTIVE_GUARD = stepGuard("poll");
 
 /** Polls a run this worker holds the lease on. */
 export async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise<PollOutcome> {
@@ -89,7 +90,7 @@ async function pollFailed(
   const deadline = runDeadline(ctx.config, run);
   const notFound = outcome.kind === "not_found" ? (run.not_found_count ?? 0) + 1 : 0;
   const error = { parallel_status: outcome.status, message: outcome.message };
-  // Logged once per tick; the runs it holds back wait for the fix until their deadline.
+  // Logged once per invocation (a request, a consumer batch); the runs it holds back wait for the fix until their deadline.
   if (outcome.kind === "operator") noteOperatorProblem(ctx, outcome, "poll");
 
   if (notFound >= POLL_NOT_FOUND_LIMIT) {

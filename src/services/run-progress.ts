@@ -11,6 +11,7 @@
 // Watching a run is also how taskrelay learns that Parallel started it: webhooks report only the
 // end, and the poller stays quiet while a run is on time, so a `queued` run that Parallel's stream
 // reports `running` is recorded as running (the run's page and GET /v1/runs/:id then say so).
+import { stepGuard } from "../db/run-states";
 import { changeRun, findRun, isTerminal, type Run } from "../db/runs";
 import { describeError } from "../log";
 import type { TaskRunEventsResponse } from "../parallel/client";
@@ -78,7 +79,7 @@ const SECOND = 1000;
  */
 const CALLS_PER_LOOP = 5;
 
-/** The waits scale with POLL_TIME_SCALE (as every wait of the relay), with floors that keep them sane. */
+/** The waits scale with TIME_SCALE (as every wait of the relay), with floors that keep them sane. */
 export function progressRuntime(timeScale: number): ProgressRuntime {
   const scaled = (ms: number, floor: number) => Math.max(floor, Math.round(ms * timeScale));
   return {
@@ -201,9 +202,7 @@ export async function* followRunProgress(
       at,
       { status: "running" },
       { kind: "status_changed", detail },
-      {
-        sql: "status = 'queued'",
-      },
+      stepGuard("progress_started"),
     );
     if (changed) log.info("run.status", detail);
   }

@@ -1,6 +1,7 @@
 // Runs: create (store first, then submit to Parallel), read, list, and wait for a result.
 import { canonicalJson } from "../canonical-json";
 import { insertRunEvent, listRunEvents, type RunEvent } from "../db/run-events";
+import { stepGuard } from "../db/run-states";
 import {
   changeRun,
   changeRunStatements,
@@ -175,7 +176,7 @@ export function parallelCreateBody(ctx: ServiceContext, run: Run): CreateRunBody
   };
 }
 
-const SUBMITTING = { sql: "status = 'submitting'" };
+const SUBMITTING = stepGuard("submit");
 
 /**
  * Creates the stored run at Parallel and records the outcome. Called by POST /v1/runs and by the

@@ -1,4 +1,4 @@
-// Every wait the relay schedules, in one place. All of them scale with POLL_TIME_SCALE so that a
+// Every wait the relay schedules, in one place. All of them scale with TIME_SCALE so that a
 // local stack on a time-scaled simulator recovers in seconds what production recovers in minutes.
 import type { Config } from "../env";
 import { findProcessor } from "../parallel/processors";
@@ -22,6 +22,19 @@ export function finishDueAt(
 ): string | null {
   return run.callback_url || run.schedule_id ? addMs(finishedAt, LEASE_MS).toISOString() : null;
 }
+/**
+ * How long a row the cron tick handed to the queue stays leased to its message: longer than a
+ * message waits in a busy queue, so the next tick does not send it again meanwhile. Should the message
+ * be lost (or its consumer die before taking it), the row is due again after this. Scaled, so that
+ * a local stack recovers a lost message in seconds, but never below LEASE_MS.
+ */
+export function dispatchLeaseUntil(config: Config, now: Date): Date {
+  return addMs(now, Math.max(LEASE_MS, 5 * MINUTE * config.TIME_SCALE));
+}
+
+/** Cloudflare Queues' longest message delay: a later retry is a row the cron tick finds when due. */
+export const MAX_MESSAGE_DELAY_MS = 12 * 60 * MINUTE;
+
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;
 
@@ -38,20 +51,20 @@ function maxLatencyMs(processor: string): number {
 export function firstPollAt(config: Config, processor: string, submittedAt: Date): Date {
   const latency = maxLatencyMs(processor);
   const grace = Math.max(MINUTE, latency * 0.2);
-  return addMs(submittedAt, (latency + grace) * config.POLL_TIME_SCALE);
+  return addMs(submittedAt, (latency + grace) * config.TIME_SCALE);
 }
 
 /** After the first poll: doubling from a minute, capped at 30 minutes (both scaled). */
 export function nextPollAt(config: Config, pollsDone: number, from: Date): Date {
   const wait = Math.min(MINUTE * 2 ** Math.max(0, pollsDone - 1), MAX_POLL_INTERVAL_MS);
-  return addMs(from, wait * config.POLL_TIME_SCALE);
+  return addMs(from, wait * config.TIME_SCALE);
 }
 
 /** An active run not terminal by then gets one last check and is expired. */
 export function deadlineAt(config: Config, processor: string, submittedAt: Date): Date {
   return addMs(
     submittedAt,
-    (maxLatencyMs(processor) + config.RUN_EXPIRY_MARGIN_SECONDS * SECOND) * config.POLL_TIME_SCALE,
+    (maxLatencyMs(processor) + config.RUN_EXPIRY_MARGIN_SECONDS * SECOND) * config.TIME_SCALE,
   );
 }
 
@@ -78,7 +91,7 @@ export function notAfter(next: Date, deadline: string): string {
  */
 export function retryAt(config: Config, attempt: number, from: Date, retryAfterMs?: number): Date {
   const base =
-    Math.min(30 * SECOND * 2 ** Math.max(0, attempt - 1), MAX_POLL_INTERVAL_MS) * config.POLL_TIME_SCALE;
+    Math.min(30 * SECOND * 2 ** Math.max(0, attempt - 1), MAX_POLL_INTERVAL_MS) * config.TIME_SCALE;
   const jittered = base * (0.9 + Math.random() * 0.2);
   const floor = retryAfterMs === undefined ? 0 : Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
   return addMs(from, Math.max(jittered, floor));

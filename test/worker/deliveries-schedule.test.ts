@@ -4,7 +4,6 @@
 import { env } from "cloudflare:workers";
 import { delay, HttpResponse } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
-import { runRetryDeliveries } from "../../src/cron/jobs/retry-deliveries";
 import { claimDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
 import { sendDelivery, startRunDelivery } from "../../src/services/deliveries";
@@ -22,6 +21,7 @@ import {
   timelineOf,
 } from "./delivery-harness";
 import { createTenant } from "./harness";
+import { runRetryDeliveries } from "./queue-harness";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;

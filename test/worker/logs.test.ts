@@ -5,7 +5,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { JOBS, runScheduledTick } from "../../src/cron/dispatcher";
+import { runScheduledTick, TICK_TASKS, WORK_JOBS } from "../../src/cron/dispatcher";
 import worker from "../../src/index";
 import { browser, signIn } from "./dashboard-harness";
 import { eventually, fakeReceiver, onlyDeliveryOf, RECEIVER, status } from "./delivery-harness";
@@ -187,23 +187,24 @@ describe("structured logs", () => {
       await runScheduledTick(env, ctx, new Date());
       await waitOnExecutionContext(ctx);
       const failing = createExecutionContext();
-      await runScheduledTick(env, failing, new Date(), [
-        {
-          name: "broken",
-          run: async () => {
-            throw new Error("the job broke");
+      await runScheduledTick(env, failing, new Date(), {
+        jobs: WORK_JOBS.slice(0, 1),
+        tasks: [
+          {
+            name: "broken",
+            run: async () => {
+              throw new Error("the job broke");
+            },
           },
-          costPerRow: 1,
-        },
-        JOBS[0] as (typeof JOBS)[number],
-      ]);
+        ],
+      });
       await waitOnExecutionContext(failing);
     });
     const parsed = lines.map((line) => JSON.parse(line) as LogLine);
     expect(parsed.map((l) => l.event)).toEqual(["cron.tick", "cron.job_failed", "cron.tick"]);
     const [idle, failed, afterFailure] = parsed as [LogLine, LogLine, LogLine];
     const jobs = idle.jobs as Record<string, Record<string, unknown>>;
-    expect(Object.keys(jobs)).toEqual(JOBS.map((j) => j.name));
+    expect(Object.keys(jobs)).toEqual([...WORK_JOBS, ...TICK_TASKS].map((j) => j.name));
     for (const job of Object.values(jobs)) {
       expect(job).toMatchObject({ latency_ms: expect.any(Number), d1_queries: expect.any(Number) });
     }
@@ -212,7 +213,7 @@ describe("structured logs", () => {
     expect(failed).toMatchObject({ level: "error", job: "broken", error: "Error: the job broke" });
     expect(afterFailure.jobs).toMatchObject({
       broken: { outcome: "error", error: "Error: the job broke" },
-      [JOBS[0]?.name ?? ""]: { claimed: 0 },
+      [WORK_JOBS[0]?.name ?? ""]: { claimed: 0 },
     });
   });
 });

@@ -5,8 +5,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterEach, describe, expect, it } from "vitest";
-import { JOBS } from "../../src/cron/dispatcher";
-import { runFireSchedules } from "../../src/cron/jobs/fire-schedules";
+import { WORK_JOBS } from "../../src/cron/dispatcher";
 import { findRun, type Run, updateRunReturning } from "../../src/db/runs";
 import { claimDueSchedulesStatement, findSchedule, type Schedule } from "../../src/db/schedules";
 import worker from "../../src/index";
@@ -28,6 +27,7 @@ import {
   type Tenant,
   webhookBody,
 } from "./harness";
+import { runFireSchedules } from "./queue-harness";
 import { network } from "./setup";
 
 const RECEIVER = "https://receiver.example/hooks/schedules";
@@ -644,7 +644,7 @@ describe("leases, redone ticks, refusals and bounds", () => {
   });
 
   it("runs as a job of the minute tick", () => {
-    expect(JOBS.map((j) => j.name)).toContain("fire_schedules");
+    expect(WORK_JOBS.map((j) => j.name)).toContain("fire_schedules");
   });
 });
 

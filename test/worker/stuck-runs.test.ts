@@ -5,7 +5,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { runScheduledTick } from "../../src/cron/dispatcher";
+import { CONSUMER_BATCH_SIZE } from "../../src/cron/consumer";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
 import { deadlineAt, firstPollAt } from "../../src/services/timing";
@@ -24,15 +24,14 @@ import {
   taskRun,
   webhookBody,
 } from "./harness";
+import { tickAndWork } from "./queue-harness";
 
 const MINUTE = 60_000;
 const config = readConfig(env);
 
+/** A cron tick at `at` and the queue consumer working every message it sent, on the same clock. */
 async function tick(at: Date) {
-  const ctx = createExecutionContext();
-  const summary = await runScheduledTick(env, ctx, at);
-  await waitOnExecutionContext(ctx);
-  return summary;
+  return (await tickAndWork(at)).summaries;
 }
 
 interface RunBody {
@@ -333,10 +332,13 @@ describe("Parallel refusing taskrelay's own key or account (401, 402)", () => {
       ]);
       expect(JSON.stringify(health)).not.toContain("test-parallel-key");
 
-      // The sweeper tries all three again; one error line for the tick, not one per run.
+      // The queue tries all three again; one error line per consumer invocation (a batch of
+      // CONSUMER_BATCH_SIZE), not one per run.
       const { lines, value: summary } = await captureLogs(() => tick(new Date(Date.now() + 10 * MINUTE)));
       expect(summary.resubmit_runs).toMatchObject({ claimed: 3, retrying: 3 });
-      expect(lines.filter((l) => l.includes('"parallel.operator_error"'))).toHaveLength(1);
+      expect(lines.filter((l) => l.includes('"parallel.operator_error"'))).toHaveLength(
+        Math.ceil(3 / CONSUMER_BATCH_SIZE),
+      );
       for (const run of created) expect((await getRun(tenant, run.id)).status).toBe("submitting");
 
       refuse = false;

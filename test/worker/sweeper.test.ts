@@ -23,15 +23,14 @@ import {
   taskRun,
   webhookBody,
 } from "./harness";
+import { tickAndWork } from "./queue-harness";
 import { network } from "./setup";
 
 const MINUTE = 60_000;
 
+/** A cron tick at `at` and the queue consumer working every message it sent, on the same clock. */
 async function tick(at: Date) {
-  const ctx = createExecutionContext();
-  const summary = await runScheduledTick(env, ctx, at);
-  await waitOnExecutionContext(ctx);
-  return summary;
+  return (await tickAndWork(at)).summaries;
 }
 
 const getRun = async (tenant: Tenant, id: string) =>
@@ -327,10 +326,13 @@ describe("the sweeper", () => {
   });
 
   it("keeps going when one job fails, and reports it", async () => {
-    const summaries = await runScheduledTick(env, createExecutionContext(), new Date(), [
-      { name: "broken", run: async () => Promise.reject(new Error("boom")), costPerRow: 1 },
-      { name: "fine", run: async () => ({ ok: 1 }), costPerRow: 1 },
-    ]);
+    const summaries = await runScheduledTick(env, createExecutionContext(), new Date(), {
+      jobs: [],
+      tasks: [
+        { name: "broken", run: async () => Promise.reject(new Error("boom")) },
+        { name: "fine", run: async () => ({ ok: 1 }) },
+      ],
+    });
     expect(summaries).toEqual({ broken: { error: "Error: boom" }, fine: { ok: 1 } });
   });
 });

@@ -1,13 +1,25 @@
-// A cron tick stays within SUBREQUEST_BUDGET: D1 calls plus outbound requests, its work after the tick
-// included. Workers Free refuses the 51st in one invocation; this is the Free plan's worst case,
-// measured: a backlog of runs whose webhooks were lost, each found completed by a poll, whose result
-// fetch fails once, and whose callback receiver fails the first attempt.
+// Every invocation stays within SUBREQUEST_BUDGET (D1 calls plus outbound requests, the work it
+// leaves for after it included): Workers Free refuses the 51st. The cron tick only claims and sends,
+// so it hands out a backlog of hundreds within the Free plan's 50; each consumer invocation works one
+// batch, whose worst case is measured here per kind of message. And no job takes another's share:
+// whatever one tenant's schedules cost, every other job's due rows go out in the same tick (issue 13).
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { runScheduledTick } from "../../src/cron/dispatcher";
-import { RECEIVER } from "./delivery-harness";
+import { CONSUMER_BATCH_SIZE } from "../../src/cron/consumer";
+import { COST } from "../../src/cron/costs";
+import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
+import type { WorkMessage } from "../../src/cron/work";
+import { insertDelivery } from "../../src/db/deliveries";
+import { newId } from "../../src/ids";
+import { ScheduleCreateSchema } from "../../src/schemas/schedules";
+import { createServiceContext } from "../../src/services/context";
+import { DELIVERY_TIMEOUT_MS, INLINE_RETRY_MAX_WAIT_MS } from "../../src/services/delivery-schedule";
+import { FIRE_LEASE_MS } from "../../src/services/schedule-firing";
+import { createSchedule } from "../../src/services/schedules";
+import wranglerToml from "../../wrangler.toml?raw";
+import { RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   createTenant,
   expectJson,
@@ -18,9 +30,10 @@ import {
   TEXT_RUN,
   taskRun,
 } from "./harness";
+import { capturingQueue, clockFrom, consume } from "./queue-harness";
 import { network } from "./setup";
 
-const BACKLOG = 12;
+const FREE = "50";
 
 /** env.DB counting every call that reaches D1: a statement's run/all/first/raw, or one batch. */
 function countingDatabase(db: D1Database) {
@@ -56,16 +69,43 @@ function countingDatabase(db: D1Database) {
   return { database: database as unknown as D1Database, calls: () => calls };
 }
 
-/** Runs one tick with these settings and counts what it cost, until its background work settled. */
-async function measuredTick(at: Date, settings: Record<string, string>) {
+/** Counts what `work` costs against `env` with the counting D1: D1 calls, outbound fetches, queue sends. */
+async function measured<T>(work: (counted: typeof env) => Promise<T>) {
   const d1 = countingDatabase(env.DB);
   const fetches = vi.spyOn(globalThis, "fetch");
-  const ctx = createExecutionContext();
-  const summaries = await runScheduledTick({ ...env, ...settings, DB: d1.database }, ctx, at);
-  await waitOnExecutionContext(ctx);
+  const result = await work({ ...env, SUBREQUEST_BUDGET: FREE, POLL_TIME_SCALE: "0.001", DB: d1.database });
   const outbound = fetches.mock.calls.length;
   fetches.mockRestore();
-  return { summaries, cost: d1.calls() + outbound };
+  return { result, cost: d1.calls() + outbound };
+}
+
+/** One cron tick at the Free plan's budget, its messages captured; its cost counted (sends included). */
+async function measuredTick(at: Date) {
+  const captured = capturingQueue();
+  let sends = 0;
+  const queue: Pick<Queue<WorkMessage>, "sendBatch"> = {
+    sendBatch: (messages) => {
+      sends++;
+      return captured.queue.sendBatch(messages);
+    },
+  };
+  const { result, cost } = await measured(async (counted) => {
+    const ctx = createExecutionContext();
+    const summaries = await runScheduledTick(counted, ctx, at, { queue });
+    await waitOnExecutionContext(ctx);
+    return summaries;
+  });
+  return { summaries: result, cost: cost + sends, messages: captured.take().map((m) => m.body) };
+}
+
+/** One consumer invocation (a batch of CONSUMER_BATCH_SIZE) at the Free plan's budget, its cost counted. */
+async function measuredBatch(messages: WorkMessage[], at: Date) {
+  expect(messages.length).toBeLessThanOrEqual(CONSUMER_BATCH_SIZE);
+  const followUps = capturingQueue();
+  const { result, cost } = await measured((counted) =>
+    consume(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
+  );
+  return { ...result, cost: cost + followUps.sent.length };
 }
 
 /** Parallel reports every run completed; each run's first /result answers 503, the next the result. */
@@ -95,29 +135,37 @@ function receiverFailingFirstAttempts() {
   );
 }
 
-async function storeBacklog() {
-  const tenant = await createTenant();
-  fakeParallel();
-  for (let i = 0; i < BACKLOG; i++) {
-    await expectJson(
-      await postJson("/v1/runs", { ...TEXT_RUN, callback: { url: RECEIVER } }, tenant.auth),
-      202,
-    );
-  }
-  network.resetHandlers();
+/** `count` runs Parallel accepted whose webhooks were lost: all due for a poll now, in one statement. */
+async function storeOverdueRuns(apiKeyId: string, count: number, prefix: string) {
+  const at = new Date(Date.now() - 60_000).toISOString();
+  await env.DB.prepare(
+    `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
+     INSERT INTO runs (id, api_key_id, parallel_run_id, status, processor, input, callback_url, created_at,
+       updated_at, submitted_at, deadline_at, attempts, next_sweep_at)
+     SELECT printf('run_%s%08d', ?, n), ?, printf('trun_%s%08d', ?, n), 'queued', 'base', '"q"', ?, ?, ?, ?,
+       '2999-01-01T00:00:00.000Z', 0, ? FROM seq`,
+  )
+    .bind(count, prefix, apiKeyId, prefix, RECEIVER, at, at, at, at)
+    .run();
+}
+
+async function newSchedule(apiKeyId: string, fields: Record<string, unknown>, at: Date) {
+  const ctx = createServiceContext(env, createExecutionContext(), { now: () => at });
+  const body = ScheduleCreateSchema.parse({
+    name: "busy",
+    cron: "* * * * *",
+    timezone: "UTC",
+    template: { processor: "base", input: "What changed?" },
+    callback: { url: RECEIVER },
+    ...fields,
+  });
+  return createSchedule(ctx, apiKeyId, body);
 }
 
 const finishedRuns = async () =>
   (await env.DB.prepare(
     "SELECT COUNT(*) AS n FROM runs WHERE status = 'completed' AND next_sweep_at IS NULL",
-  ).first<{
-    n: number;
-  }>("n")) ?? 0;
-
-// Every webhook lost: a tick ten minutes on finds all of them due for their first poll.
-const later = () => new Date(Date.now() + 10 * 60_000);
-// Retries after 5 s become 5 ms; the quick /result retry stays 0.5 s.
-const FAST = { POLL_TIME_SCALE: "0.001", SWEEP_BATCH_SIZE: "100" };
+  ).first<number>("n")) ?? 0;
 
 beforeEach(async () => {
   await env.DB.batch([
@@ -125,6 +173,8 @@ beforeEach(async () => {
     env.DB.prepare("DELETE FROM deliveries"),
     env.DB.prepare("DELETE FROM run_events"),
     env.DB.prepare("DELETE FROM runs"),
+    env.DB.prepare("DELETE FROM schedule_occurrences"),
+    env.DB.prepare("DELETE FROM schedules"),
   ]);
 });
 
@@ -133,43 +183,155 @@ afterEach(() => {
 });
 
 describe("the tick budget", () => {
-  it("keeps a tick of the worst kind within the Free plan's 50 calls, and still makes progress", async () => {
-    await storeBacklog();
-    parallelFinishedEverything();
-    receiverFailingFirstAttempts();
-
-    const { summaries, cost } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "50" });
+  it("hands out a backlog of 1,000 overdue runs in one tick within the Free plan's 50 calls", async () => {
+    const tenant = await createTenant();
+    await storeOverdueRuns(tenant.id, 1_000, "a");
+    const { summaries, cost, messages } = await measuredTick(new Date());
     expect(cost).toBeLessThanOrEqual(50);
-    // 50 − 7 claims = 43, at 18 a poll: two runs, each finished and delivered in this tick.
-    expect(summaries.poll_runs).toMatchObject({ claimed: 2, finished: 2 });
-    expect(await finishedRuns()).toBe(2);
-    // Each of them: poll, /result twice, and its callback twice (the first refused).
-    expect(cost).toBeGreaterThan(7 + 2 * 6);
+    // Ten pages of 100: one claim and one sendBatch each, beside the other jobs' empty claims.
+    expect(summaries.poll_runs).toMatchObject({ claimed: 1_000, sent: 1_000 });
+    expect(new Set(messages.map((m) => m.id)).size).toBe(1_000);
+    expect(messages.every((m) => m.kind === "poll_runs" && m.lease)).toBe(true);
+    // Leased to their messages: the next tick sends none of them again.
+    const next = await measuredTick(new Date());
+    expect(next.summaries.poll_runs).toMatchObject({ claimed: 0 });
   });
 
-  it("is what bounds such a tick: with a Paid plan's budget the same backlog costs far more than 50", async () => {
-    await storeBacklog();
+  it("keeps one consumer invocation of the dearest polls within 50 calls, each message within its reservation", async () => {
+    const tenant = await createTenant();
+    fakeParallel();
+    for (let i = 0; i < CONSUMER_BATCH_SIZE; i++) {
+      await expectJson(
+        await postJson("/v1/runs", { ...TEXT_RUN, callback: { url: RECEIVER } }, tenant.auth),
+        202,
+      );
+    }
+    network.resetHandlers();
+    // Every webhook lost: the tick ten minutes on finds them due for their first poll.
+    const at = new Date(Date.now() + 10 * 60_000);
+    const { messages } = await measuredTick(at);
+    expect(messages).toHaveLength(CONSUMER_BATCH_SIZE);
+    // The worst case: found completed, /result refused once, the callback refused once.
     parallelFinishedEverything();
     receiverFailingFirstAttempts();
-
-    const { summaries, cost } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "1000" });
-    expect(summaries.poll_runs).toMatchObject({ claimed: BACKLOG, finished: BACKLOG });
-    expect(await finishedRuns()).toBe(BACKLOG);
-    expect(cost).toBeGreaterThan(50);
-    // The reservation per row is a worst case: what a row really cost stays within it.
-    expect((cost - 7) / BACKLOG).toBeLessThanOrEqual(18);
+    const batch = await measuredBatch(messages, at);
+    expect(batch.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE });
+    expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
+    expect(batch.cost).toBeLessThanOrEqual(50);
+    expect(batch.cost).toBeLessThanOrEqual(CONSUMER_BATCH_SIZE * COST.poll_runs);
+    // Each: the take, the poll, /result twice, the callback twice (the first refused), and writes.
+    expect(batch.cost).toBeGreaterThan(CONSUMER_BATCH_SIZE * 6);
   });
 
-  it("gives later jobs nothing once the budget is spent, and leaves their rows due for the next tick", async () => {
-    await storeBacklog();
-    parallelFinishedEverything();
+  it("keeps one consumer invocation of the dearest schedules within 50 calls: refused creates, callbacks refused once", async () => {
+    const tenant = await createTenant();
+    const at = new Date("2026-06-01T09:00:00Z");
+    for (let i = 0; i < CONSUMER_BATCH_SIZE; i++) await newSchedule(tenant.id, { overlap: "skip" }, at);
+    const { messages } = await measuredTick(new Date("2026-06-01T09:01:00Z"));
+    expect(messages.map((m) => m.kind)).toEqual(Array(CONSUMER_BATCH_SIZE).fill("fire_schedules"));
+    fakeParallel({ create: () => parallelError(422, "Unprocessable content: request validation error") });
     receiverFailingFirstAttempts();
-    const { summaries } = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "25" });
-    // 25 − 7 = 18: one poll; nothing left for the resubmissions after it.
-    expect(summaries.poll_runs).toMatchObject({ claimed: 1 });
-    expect(summaries.resubmit_runs).toMatchObject({ claimed: 0 });
-    const next = await measuredTick(later(), { ...FAST, SUBREQUEST_BUDGET: "25" });
-    expect(next.summaries.poll_runs).toMatchObject({ claimed: 1 });
-    expect(await finishedRuns()).toBe(2);
+    const batch = await measuredBatch(messages, new Date("2026-06-01T09:01:00Z"));
+    expect(batch.report.fire_schedules).toMatchObject({ fired: CONSUMER_BATCH_SIZE });
+    expect(batch.cost).toBeLessThanOrEqual(50);
+    expect(batch.cost).toBeLessThanOrEqual(CONSUMER_BATCH_SIZE * COST.fire_schedules);
+  });
+
+  it("sizes the consumer's batch (wrangler.toml) so the dearest message twice fits the Free plan's 50", () => {
+    const configured = /queue = "taskrelay-work"\s*\nmax_batch_size = (\d+)/.exec(wranglerToml)?.[1];
+    expect(Number(configured)).toBe(CONSUMER_BATCH_SIZE);
+    const dearest = Math.max(...WORK_JOBS.map((job) => job.cost));
+    expect(CONSUMER_BATCH_SIZE * dearest).toBeLessThanOrEqual(50);
+  });
+
+  it("leases a schedule for longer than the worst case of firing it", () => {
+    // One message fires one schedule: the create (15 s timeout), and when Parallel refuses it the
+    // callback's first attempt and inline retry (15 s each, 5 s apart), D1 calls aside.
+    const worstMs = 15_000 + 2 * DELIVERY_TIMEOUT_MS + INLINE_RETRY_MAX_WAIT_MS;
+    expect(FIRE_LEASE_MS).toBeGreaterThan(worstMs * 2);
+  });
+});
+
+describe("no job takes another's share (issue 13)", () => {
+  it("two every-minute schedules of one tenant leave every other job's due work in the same tick", async () => {
+    const busy = await createTenant("busy");
+    const other = await createTenant("other");
+    const at = new Date();
+    await newSchedule(busy.id, {}, new Date(at.getTime() - 120_000));
+    await newSchedule(busy.id, {}, new Date(at.getTime() - 120_000));
+    // The other tenant: a run overdue for its poll, a submission due again, a callback due for a retry.
+    await storeOverdueRuns(other.id, 1, "poll");
+    fakeParallel({ create: () => parallelError(503, "Service unavailable") });
+    const submitting = await expectJson<{ id: string }>(
+      await postJson("/v1/runs", TEXT_RUN, other.auth),
+      202,
+    );
+    network.resetHandlers();
+    await env.DB.prepare("UPDATE runs SET next_sweep_at = ?, lease_until = NULL WHERE id = ?")
+      .bind(new Date(at.getTime() - 1000).toISOString(), submitting.id)
+      .run();
+    const finished = await storeFinishedRun(other.id, {}, new Date(at.getTime() - 600_000));
+    await insertDelivery(
+      env.DB,
+      {
+        id: newId("dlv", at),
+        run_id: finished.id,
+        api_key_id: other.id,
+        event: "run.completed",
+        url: RECEIVER,
+        status: "pending",
+        series: 1,
+        attempt_count: 2,
+        next_attempt_at: new Date(at.getTime() - 1000).toISOString(),
+        lease_until: null,
+        last_attempt_at: null,
+        last_status_code: 503,
+        last_error: "down",
+        created_at: at.toISOString(),
+        updated_at: at.toISOString(),
+      },
+      { kind: "delivery_created", detail: {} },
+    );
+
+    const { summaries, cost, messages } = await measuredTick(at);
+    expect(cost).toBeLessThanOrEqual(50);
+    expect(summaries).toMatchObject({
+      fire_schedules: { claimed: 2, sent: 2 },
+      retry_deliveries: { claimed: 1, sent: 1 },
+      poll_runs: { claimed: 1, sent: 1 },
+      resubmit_runs: { claimed: 1, sent: 1 },
+    });
+
+    // Each message has its own budget: working them all (in batches, as Queues would) does it all.
+    const parallel = fakeParallel({
+      retrieve: (call) =>
+        HttpResponse.json(taskRun({ run_id: call.path.split("/")[4] ?? "", status: "running" })),
+    });
+    network.use(http.post(RECEIVER, () => new HttpResponse(null, { status: 204 })));
+    const { report } = await consume(messages, { now: clockFrom(at) });
+    expect(report).toMatchObject({
+      fire_schedules: { fired: 2 },
+      retry_deliveries: { succeeded: 1 },
+      poll_runs: { still_active: 1 },
+      resubmit_runs: { accepted: 1 },
+    });
+    expect(parallel.creates()).toHaveLength(3);
+  });
+
+  it("fires seven schedules due in the same minute with missed: skip, none skipped for lack of budget", async () => {
+    const tenant = await createTenant();
+    const created = new Date("2026-06-01T08:00:00Z");
+    const schedules = [];
+    for (let i = 0; i < 7; i++)
+      schedules.push(await newSchedule(tenant.id, { cron: "0 9 * * *", missed: "skip" }, created));
+    const at = new Date("2026-06-01T09:00:00Z");
+    const { summaries, cost, messages } = await measuredTick(at);
+    expect(cost).toBeLessThanOrEqual(50);
+    expect(summaries.fire_schedules).toMatchObject({ claimed: 7, sent: 7 });
+    const parallel = fakeParallel();
+    // Queues works the batches whenever it can; a minute late is still on time.
+    const { report } = await consume(messages, { now: clockFrom(new Date("2026-06-01T09:01:00Z")) });
+    expect(report.fire_schedules).toMatchObject({ fired: 7, skipped_missed: 0 });
+    expect(parallel.creates()).toHaveLength(7);
   });
 });

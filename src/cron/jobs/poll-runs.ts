@@ -1,11 +1,12 @@
-// Job 2 (and the expiry check): active runs whose webhook is overdue, polled by services/run-poll.ts.
-import { ACTIVE_STATUSES } from "../../db/runs";
-import type { ServiceContext } from "../../services/context";
+// Active runs whose webhook is overdue (and the expiry check), polled by services/run-poll.ts.
 import { pollRun } from "../../services/run-poll";
-import { sweepDueRuns } from "../each-claimed";
+import { COST } from "../costs";
+import { runJob } from "../run-job";
 
-export async function runPollRuns(ctx: ServiceContext, now: Date, limit: number) {
-  return sweepDueRuns(ctx, now, limit, "poll_runs", { statuses: ACTIVE_STATUSES }, (run) =>
-    pollRun(ctx, run, now),
-  );
-}
+export const pollRunsJob = runJob({
+  name: "poll_runs",
+  outcomes: ["finished", "still_active", "expired", "failed", "retry", "lost_race"],
+  cost: COST.poll_runs,
+  step: "poll",
+  work: (ctx, run, now) => pollRun(ctx, run, now),
+});

@@ -1,14 +1,18 @@
-// Job 1: submissions still `submitting` whose next attempt is due (Parallel was throttling or
-// down, or the worker died mid-request): create them at Parallel again, with backoff.
-import type { ServiceContext } from "../../services/context";
+// Submissions still `submitting` whose next attempt is due (Parallel was throttling or down, or the
+// worker died mid-request): create them at Parallel again, with backoff.
 import { submitRun } from "../../services/runs";
-import { sweepDueRuns } from "../each-claimed";
+import { COST } from "../costs";
+import { runJob } from "../run-job";
 
-export async function runResubmitRuns(ctx: ServiceContext, now: Date, limit: number) {
-  return sweepDueRuns(ctx, now, limit, "resubmit_runs", { statuses: ["submitting"] }, async (run) => {
+export const resubmitRunsJob = runJob({
+  name: "resubmit_runs",
+  outcomes: ["accepted", "retrying", "rejected", "failed"],
+  cost: COST.resubmit_runs,
+  step: "submit",
+  work: async (ctx, run) => {
     const after = await submitRun(ctx, run);
     if (after.status === "submitting") return "retrying";
     if (after.status === "rejected" || after.status === "failed") return after.status;
     return "accepted";
-  });
-}
+  },
+});

@@ -1,42 +1,40 @@
 // Callback deliveries whose next attempt is due: the retries too far off for the invocation that
 // made the first attempt (5 min and later at scale 1), and any delivery whose worker died mid-attempt
-// (its lease ran out). Claimed with a lease, due first, a bounded batch per tick, sent concurrently.
-import { claimDueDeliveries } from "../../db/deliveries";
-import { describeError } from "../../log";
-import type { ServiceContext } from "../../services/context";
+// (its lease ran out). From the queue, a failed attempt's next retry within Queues' 12 h delay keeps
+// the lease and is a delayed message, so the backoff schedule (5 s, 5 min, 30 min, 2 h, …) is kept
+// to the second; a longer wait (a receiver's Retry-After is capped at an hour, so none today) would
+// be left to the cron tick.
+import { claimDelivery, claimDueDeliveries, type Delivery } from "../../db/deliveries";
 import { attemptDelivery, DEFAULT_DELIVERY_RUNTIME, type DeliveryRuntime } from "../../services/deliveries";
 import { DELIVERY_LEASE_MS } from "../../services/delivery-schedule";
-import { addMs } from "../../services/timing";
+import { addMs, MAX_MESSAGE_DELAY_MS } from "../../services/timing";
+import { COST } from "../costs";
+import type { WorkJob } from "../work";
 
-export async function runRetryDeliveries(
-  ctx: ServiceContext,
-  now: Date,
-  limit: number,
+export function retryDeliveriesJob(
   runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
-) {
-  const claimed = await claimDueDeliveries(
-    ctx.db,
-    now.toISOString(),
-    addMs(now, DELIVERY_LEASE_MS).toISOString(),
-    limit,
-  );
-  // Each attempt waits on a receiver for up to 15 s: in parallel, a tick takes one timeout, not ten.
-  const settled = await Promise.allSettled(
-    claimed.map((delivery) => attemptDelivery(ctx, delivery, runtime, { holdForShortRetry: false })),
-  );
-  const summary = { claimed: claimed.length, succeeded: 0, retrying: 0, dead: 0, lease_lost: 0, errors: 0 };
-  for (const [index, outcome] of settled.entries()) {
-    if (outcome.status === "rejected") {
-      // Its lease runs out and a later tick tries again.
-      summary.errors++;
-      ctx.log.error("delivery.attempt_error", {
-        delivery_id: claimed[index]?.id,
-        error: describeError(outcome.reason),
-      });
-    } else if (!outcome.value) summary.lease_lost++;
-    else if (outcome.value.status === "succeeded") summary.succeeded++;
-    else if (outcome.value.status === "dead") summary.dead++;
-    else summary.retrying++;
-  }
-  return summary;
+  /** A retry due within this keeps the lease and comes back as a delayed message. */
+  holdUpToMs = MAX_MESSAGE_DELAY_MS,
+): WorkJob<Delivery> {
+  return {
+    name: "retry_deliveries",
+    outcomes: ["succeeded", "retrying", "dead", "lease_lost"],
+    cost: COST.retry_deliveries,
+    claim: (ctx, now, leaseUntil, limit) =>
+      claimDueDeliveries(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
+    take: (ctx, id, lease, now) =>
+      claimDelivery(ctx.db, id, now.toISOString(), addMs(now, DELIVERY_LEASE_MS).toISOString(), lease),
+    work: async (ctx, delivery) => {
+      const recorded = await attemptDelivery(ctx, delivery, runtime, { holdUpToMs });
+      if (!recorded) return { outcomes: ["lease_lost"] };
+      if (recorded.status !== "pending") return { outcomes: [recorded.status] };
+      const held = recorded.lease_until && recorded.next_attempt_at;
+      return {
+        outcomes: ["retrying"],
+        ...(held
+          ? { later: { at: recorded.next_attempt_at as string, lease: recorded.lease_until as string } }
+          : {}),
+      };
+    },
+  };
 }

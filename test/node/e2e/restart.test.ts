@@ -10,7 +10,9 @@ describe("relay restart", () => {
   beforeAll(async () => {
     e2e = await startE2EStack({
       timeScale: 0.001,
-      relayVars: { SWEEP_BATCH_SIZE: "100", SUBREQUEST_BUDGET: "1000" },
+      // A run's deadline margin (3,600 s) scales to 3.6 s here, less than the local queue (one consumer
+      // batch at a time) may take to reach a backlog's last poll: 100 s keeps expiry out of this test.
+      relayVars: { SWEEP_BATCH_SIZE: "100", SUBREQUEST_BUDGET: "1000", RUN_EXPIRY_MARGIN_SECONDS: "100000" },
     });
   }, 120_000);
   afterAll(async () => e2e?.stop());

@@ -1,0 +1,27 @@
+// What one message of each job may cost at worst, in D1 calls plus outbound requests (a D1 batch is
+// one call). Each includes taking the row (1). The consumer reserves this per message of a batch.
+
+/** Taking the row the message names: one guarded UPDATE … RETURNING. */
+export const TAKE = 1;
+// Finishing a run (run-finished.ts) at worst: the schedule read and its outcome recorded (2), the
+// delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
+// later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
+export const FINISH = 12;
+// A submission at worst: the create call, its outcome recorded, the run re-read; finished when
+// Parallel refuses it.
+export const SUBMIT = 3 + FINISH;
+
+export const COST = {
+  // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
+  // submission, the schedule released; the schedule's bookkeeping re-read when its run was refused.
+  fire_schedules: TAKE + 2 + 3 + SUBMIT + 1 + 1,
+  // The run and the signing secrets, the POST, the attempt recorded, the delayed message for a retry.
+  retry_deliveries: TAKE + 2 + 1 + 1 + 1,
+  finish_runs: TAKE + FINISH,
+  // /result with its one quick retry, a large output put in R2 (services/outputs.ts), the result
+  // stored, the run finished.
+  fetch_results: TAKE + 2 + 1 + 1 + FINISH,
+  // The GET, the status recorded, a lost race's re-read, then as fetch_results.
+  poll_runs: TAKE + 3 + 2 + 1 + 1 + FINISH,
+  resubmit_runs: TAKE + SUBMIT,
+} as const;

@@ -1,0 +1,91 @@
+// The one shape of background work: a job declares how to claim its due rows and how to work one
+// of them; the cron tick (dispatcher.ts) claims rows in pages and sends one queue message per row,
+// and the queue consumer (consumer.ts) takes each row back and works it. Every row is leased from
+// its claim on, so a message that is lost, or a consumer that dies, leaves a row that is due again
+// once its lease runs out.
+import { z } from "zod";
+import { describeError } from "../log";
+import type { ServiceContext } from "../services/context";
+
+/** A queue message: which job, which row, and the lease the row was claimed with. Never an output. */
+export const WorkMessageSchema = z.object({
+  kind: z.string(),
+  id: z.string(),
+  lease: z.string(),
+});
+export type WorkMessage = z.infer<typeof WorkMessageSchema>;
+
+/** A row a job works: a run, a delivery or a schedule, each with its lease column. */
+export interface Leased {
+  id: string;
+  lease_until: string | null;
+}
+
+export interface Worked {
+  /** What happened, counted in the job's summary (firing a schedule can record several). */
+  outcomes: string[];
+  /**
+   * The work is due again at `at` and the row stays held under `lease` until then: the consumer
+   * sends a delayed message for it (a delivery retry within Queues' 12 h delay).
+   */
+  later?: { at: string; lease: string };
+}
+
+export interface WorkJob<Item extends Leased = Leased> {
+  /** The job's name: its messages' `kind` and its key in the tick's and the consumer's log lines. */
+  name: string;
+  /** Outcomes a summary always shows, at 0 when none happened. */
+  outcomes: readonly string[];
+  /**
+   * The most D1 calls plus outbound requests one message costs the consumer: taking the row, the
+   * work, the work it leaves for after it, and a delayed message. A consumer batch reserves this
+   * per message, so one invocation stays within SUBREQUEST_BUDGET.
+   */
+  cost: number;
+  /** Claims up to `limit` due rows, leased until `leaseUntil`: one guarded UPDATE … RETURNING. */
+  claim(ctx: ServiceContext, now: Date, leaseUntil: Date, limit: number): Promise<Item[]>;
+  /** Takes one row for its message: due and free, or still held under `lease`; renews the lease. */
+  take(ctx: ServiceContext, id: string, lease: string, now: Date): Promise<Item | null>;
+  work(ctx: ServiceContext, item: Item, now: Date): Promise<Worked>;
+}
+
+export type JobSummary = Record<string, number | string>;
+/** A job's counts: rows claimed, messages, each outcome. */
+export type WorkSummary = Record<string, number>;
+
+/** A summary with the job's outcomes at 0, the counts to be added. */
+export function emptySummary(job: Pick<WorkJob, "outcomes">, fields: Record<string, number>): WorkSummary {
+  return { ...fields, ...Object.fromEntries(job.outcomes.map((o) => [o, 0])), errors: 0 };
+}
+
+export function count(summary: WorkSummary, outcomes: string[]) {
+  for (const outcome of outcomes) summary[outcome] = (summary[outcome] ?? 0) + 1;
+}
+
+/**
+ * Claims and works a job's due rows in this invocation, concurrently, without the queue: what the
+ * consumer does, for the tests of a job's own behaviour. A `later` is left to the row's lease.
+ */
+export async function workDueNow<Item extends Leased>(
+  ctx: ServiceContext,
+  job: WorkJob<Item>,
+  now: Date,
+  leaseUntil: Date,
+  limit: number,
+): Promise<WorkSummary> {
+  const claimed = await job.claim(ctx, now, leaseUntil, limit);
+  const summary = emptySummary(job, { claimed: claimed.length });
+  const settled = await Promise.allSettled(claimed.map((item) => job.work(ctx, item, now)));
+  for (const [index, result] of settled.entries()) {
+    if (result.status === "fulfilled") count(summary, result.value.outcomes);
+    else {
+      summary.errors = (summary.errors ?? 0) + 1;
+      ctx.log.error("work.step_error", {
+        job: job.name,
+        id: claimed[index]?.id,
+        error: describeError(result.reason),
+      });
+    }
+  }
+  return summary;
+}

@@ -1,0 +1,37 @@
+// Dead letters: queue messages whose work kept failing, recorded by the dead-letter queue's consumer.
+// Replaying sends them to the work queue again; the consumer takes each row only if it is still due
+// and free, so a replay never does work twice (the cron tick may have sent the row again already).
+
+import type { WorkMessage } from "../cron/work";
+import { WorkMessageSchema } from "../cron/work";
+import { countDeadLetters, takeDeadLetters } from "../db/dead-letters";
+import { ApiError } from "../errors";
+import type { ServiceContext } from "./context";
+
+/** sendBatch's limit: a replay sends one page of dead letters. */
+const REPLAY_PAGE = 100;
+
+export function deadLetterCount(ctx: ServiceContext): Promise<number> {
+  return countDeadLetters(ctx.db);
+}
+
+export async function replayDeadLetters(
+  ctx: ServiceContext,
+  queue: Pick<Queue<WorkMessage>, "sendBatch"> | undefined,
+): Promise<{ replayed: number; dropped: number }> {
+  if (!queue)
+    throw new ApiError("configuration_error", "taskrelay is misconfigured: WORK_QUEUE is not bound.");
+  const letters = await takeDeadLetters(ctx.db, REPLAY_PAGE);
+  const messages = letters.flatMap((letter) => {
+    const parsed = WorkMessageSchema.safeParse(JSON.parse(letter.body));
+    return parsed.success ? [{ body: parsed.data }] : [];
+  });
+  // Sent after the rows are gone: should the send fail, the items' own rows are still due and the
+  // cron tick sends them again; only the record of their failure is lost.
+  if (messages.length > 0) await queue.sendBatch(messages);
+  ctx.log.info("queue.dead_letters_replayed", {
+    replayed: messages.length,
+    dropped: letters.length - messages.length,
+  });
+  return { replayed: messages.length, dropped: letters.length - messages.length };
+}

@@ -1,0 +1,119 @@
+// Driving background work as Cloudflare runs it: a cron tick whose messages are captured, then the
+// queue consumer working them in batches made with cloudflare:test's createMessageBatch, with
+// getQueueResult reading what it acknowledged and retried. Delayed follow-up messages are kept for
+// the test to deliver when their time comes.
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  waitOnExecutionContext,
+} from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { CONSUMER_BATCH_SIZE, consumeWork } from "../../src/cron/consumer";
+import { runScheduledTick } from "../../src/cron/dispatcher";
+import { fireSchedulesJob } from "../../src/cron/jobs/fire-schedules";
+import { retryDeliveriesJob } from "../../src/cron/jobs/retry-deliveries";
+import { type JobSummary, type WorkMessage, workDueNow } from "../../src/cron/work";
+import type { Env } from "../../src/env";
+import type { ServiceContext } from "../../src/services/context";
+import type { DeliveryRuntime } from "../../src/services/deliveries";
+import { DELIVERY_LEASE_MS } from "../../src/services/delivery-schedule";
+import { FIRE_LEASE_MS } from "../../src/services/schedule-firing";
+import { addMs } from "../../src/services/timing";
+
+export interface Sent {
+  body: WorkMessage;
+  delaySeconds: number;
+}
+
+/** A WORK_QUEUE that keeps what is sent to it. */
+export function capturingQueue() {
+  const sent: Sent[] = [];
+  const queue = {
+    send: async (body: WorkMessage, options?: QueueSendOptions) => {
+      sent.push({ body, delaySeconds: options?.delaySeconds ?? 0 });
+    },
+    sendBatch: async (messages: Iterable<MessageSendRequest<WorkMessage>>) => {
+      for (const m of messages) sent.push({ body: m.body, delaySeconds: m.delaySeconds ?? 0 });
+    },
+  };
+  return { sent, queue: queue as unknown as Queue<WorkMessage>, take: () => sent.splice(0) };
+}
+
+/** A clock that starts at `at` and runs on in real time. */
+export const clockFrom = (at: Date) => {
+  const started = Date.now();
+  return () => new Date(at.getTime() + (Date.now() - started));
+};
+
+let messageIds = 0;
+
+/** Works `messages` through the consumer in batches of CONSUMER_BATCH_SIZE; returns what it did. */
+export async function consume(
+  messages: WorkMessage[],
+  options: { now?: () => Date; env?: Env; queue?: Queue<WorkMessage>; attempts?: number } = {},
+) {
+  const reports: Array<Record<string, JobSummary>> = [];
+  const results: Array<Awaited<ReturnType<typeof getQueueResult>>> = [];
+  for (let i = 0; i < messages.length; i += CONSUMER_BATCH_SIZE) {
+    const batch = createMessageBatch<WorkMessage>(
+      "taskrelay-work",
+      messages.slice(i, i + CONSUMER_BATCH_SIZE).map((body) => ({
+        id: `msg-${++messageIds}`,
+        timestamp: new Date(),
+        attempts: options.attempts ?? 1,
+        body,
+      })),
+    );
+    const ctx = createExecutionContext();
+    reports.push(
+      await consumeWork(batch as MessageBatch<unknown>, options.env ?? env, ctx, {
+        ...(options.now ? { now: options.now } : {}),
+        ...(options.queue ? { queue: options.queue } : {}),
+      }),
+    );
+    results.push(await getQueueResult(batch, ctx));
+    await waitOnExecutionContext(ctx);
+  }
+  return { report: mergeReports(reports), results };
+}
+
+function mergeReports(reports: Array<Record<string, JobSummary>>): Record<string, JobSummary> {
+  const merged: Record<string, JobSummary> = {};
+  for (const report of reports) {
+    for (const [job, summary] of Object.entries(report)) {
+      const into = merged[job] ?? {};
+      merged[job] = into;
+      for (const [key, value] of Object.entries(summary)) into[key] = Number(into[key] ?? 0) + Number(value);
+    }
+  }
+  return merged;
+}
+
+/**
+ * One cron tick at `at`, then every message it sent (not delayed) worked by the consumer on the
+ * same clock. Per job: the tick's `claimed` and `sent`, and the consumer's outcomes.
+ */
+export async function tickAndWork(at: Date, options: { env?: Env } = {}) {
+  const captured = capturingQueue();
+  const tickCtx = createExecutionContext();
+  const dispatched = await runScheduledTick(options.env ?? env, tickCtx, at, { queue: captured.queue });
+  await waitOnExecutionContext(tickCtx);
+  const messages = captured.take().map((m) => m.body);
+  const { report, results } = await consume(messages, {
+    now: clockFrom(at),
+    queue: captured.queue,
+    ...(options.env ? { env: options.env } : {}),
+  });
+  const summaries: Record<string, JobSummary> = {};
+  for (const [job, summary] of Object.entries(dispatched)) summaries[job] = { ...summary, ...report[job] };
+  return { summaries, messages, results, later: captured.sent };
+}
+
+/** The fire_schedules job claimed and worked in one invocation (a schedule's own behaviour). */
+export const runFireSchedules = (ctx: ServiceContext, now: Date, limit: number) =>
+  workDueNow(ctx, fireSchedulesJob, now, addMs(now, FIRE_LEASE_MS), limit);
+
+/** The retry_deliveries job claimed and worked in one invocation, its retries left to the cron tick. */
+export const runRetryDeliveries = (ctx: ServiceContext, now: Date, limit: number, runtime: DeliveryRuntime) =>
+  workDueNow(ctx, retryDeliveriesJob(runtime, 0), now, addMs(now, DELIVERY_LEASE_MS), limit);

@@ -1,0 +1,277 @@
+// The queue consumer through the Worker's own queue() handler, with batches from cloudflare:test's
+// createMessageBatch and what it acknowledged and retried from getQueueResult, on real migrations:
+// per-message acks and retries, leases that make a lost message's row due again, a stale duplicate
+// skipped, delivery retries as delayed messages that keep their schedule, and the dead-letter queue.
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { HttpResponse, http } from "msw";
+import { beforeEach, describe, expect, it } from "vitest";
+import { DEAD_LETTER_QUEUE, failedRetryDelaySeconds } from "../../src/cron/consumer";
+import { runScheduledTick } from "../../src/cron/dispatcher";
+import type { WorkMessage } from "../../src/cron/work";
+import { insertDelivery } from "../../src/db/deliveries";
+import { readConfig } from "../../src/env";
+import { newId } from "../../src/ids";
+import worker from "../../src/index";
+import { DELIVERY_BACKOFF_MS, DELIVERY_LEASE_MS } from "../../src/services/delivery-schedule";
+import { dispatchLeaseUntil } from "../../src/services/timing";
+import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { ADMIN, api, createTenant, expectJson, fakeParallel, type Tenant, taskRun } from "./harness";
+import { capturingQueue, clockFrom, consume } from "./queue-harness";
+import { network } from "./setup";
+
+const config = readConfig(env);
+
+let ids = 0;
+function batchOf(queue: string, bodies: unknown[], attempts = 1) {
+  return createMessageBatch(
+    queue,
+    bodies.map((body) => ({ id: `m${++ids}`, timestamp: new Date(), attempts, body })),
+  );
+}
+
+/** A batch through the Worker's queue() handler, as Cloudflare delivers it; what it acked and retried. */
+async function deliverToWorker(queue: string, bodies: unknown[], attempts = 1) {
+  const batch = batchOf(queue, bodies, attempts);
+  const ctx = createExecutionContext();
+  await worker.queue(batch as MessageBatch<unknown>, env, ctx);
+  const result = await getQueueResult(batch, ctx);
+  return { ids: batch.messages.map((m) => m.id), result };
+}
+
+async function tickAt(at: Date) {
+  const captured = capturingQueue();
+  await runScheduledTick(env, createExecutionContext(), at, { queue: captured.queue });
+  return captured.take().map((m) => m.body);
+}
+
+/** `count` active runs whose webhooks were lost, due for a poll at `due`. */
+async function storeOverdueRuns(tenant: Tenant, count: number, due: Date) {
+  const at = due.toISOString();
+  const stored: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const run = await storeFinishedRun(tenant.id, {
+      status: "queued",
+      output: null,
+      error: null,
+      finished_at: null,
+      result_stored_at: null,
+      callback_url: null,
+      deadline_at: "2999-01-01T00:00:00.000Z",
+      next_sweep_at: at,
+    });
+    stored.push(run.id);
+  }
+  return stored;
+}
+
+function parallelReportingRunning() {
+  return fakeParallel({
+    retrieve: (call) =>
+      HttpResponse.json(
+        taskRun({ run_id: call.path.split("/")[4] ?? "", status: "running", is_active: true }),
+      ),
+  });
+}
+
+async function dueDelivery(tenant: Tenant, at: Date, attemptCount: number) {
+  const run = await storeFinishedRun(tenant.id, {}, at);
+  const delivery = await insertDelivery(
+    env.DB,
+    {
+      id: newId("dlv", at),
+      run_id: run.id,
+      api_key_id: tenant.id,
+      event: "run.completed",
+      url: RECEIVER,
+      status: "pending",
+      series: 1,
+      attempt_count: attemptCount,
+      next_attempt_at: at.toISOString(),
+      lease_until: null,
+      last_attempt_at: null,
+      last_status_code: 503,
+      last_error: "down",
+      created_at: at.toISOString(),
+      updated_at: at.toISOString(),
+    },
+    { kind: "delivery_created", detail: {} },
+  );
+  if (!delivery) throw new Error("delivery not stored");
+  return delivery;
+}
+
+const row = (table: string, id: string) =>
+  env.DB.prepare(`SELECT * FROM ${table} WHERE id = ?`).bind(id).first<Record<string, unknown>>();
+
+beforeEach(async () => {
+  await env.DB.batch([
+    env.DB.prepare("DELETE FROM delivery_attempts"),
+    env.DB.prepare("DELETE FROM deliveries"),
+    env.DB.prepare("DELETE FROM run_events"),
+    env.DB.prepare("DELETE FROM runs"),
+    env.DB.prepare("DELETE FROM dead_letters"),
+  ]);
+});
+
+describe("the queue consumer", () => {
+  it("works and acknowledges each message on its own, through the Worker's queue() handler", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [a, b] = await storeOverdueRuns(tenant, 2, new Date(now.getTime() - 1000));
+    const messages = await tickAt(now);
+    expect(messages.map((m) => m.id).sort()).toEqual([a, b].sort());
+    const parallel = parallelReportingRunning();
+    const { ids: sent, result } = await deliverToWorker("taskrelay-work", messages);
+    expect(result.explicitAcks.sort()).toEqual([...sent].sort());
+    expect(result.retryMessages).toEqual([]);
+    expect(parallel.calls.filter((c) => c.method === "GET")).toHaveLength(2);
+    // Polled: still running, next poll scheduled, lease released.
+    expect(await row("runs", a ?? "")).toMatchObject({ status: "running", attempts: 1, lease_until: null });
+  });
+
+  it("retries only the message whose work threw, with backoff, and acknowledges the rest", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [good] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
+    // A completed run without a Parallel id: fetching its result throws.
+    const broken = await storeFinishedRun(tenant.id, {
+      parallel_run_id: null,
+      output: null,
+      result_stored_at: null,
+      next_sweep_at: new Date(now.getTime() - 1000).toISOString(),
+    });
+    const messages = await tickAt(now);
+    expect(messages.map((m) => m.kind).sort()).toEqual(["fetch_results", "poll_runs"]);
+    parallelReportingRunning();
+    const { ids: sent, result } = await deliverToWorker("taskrelay-work", messages);
+    const brokenIndex = messages.findIndex((m) => m.id === broken.id);
+    // (getQueueResult does not report the delay: failedRetryDelaySeconds is checked below.)
+    expect(result.retryMessages).toEqual([{ msgId: sent[brokenIndex] }]);
+    expect(result.explicitAcks).toEqual([sent[1 - brokenIndex]]);
+    expect(await row("runs", good ?? "")).toMatchObject({ status: "running" });
+  });
+
+  it("retries a message that is not taskrelay's, so that it ends in the dead-letter queue", async () => {
+    const { ids: sent, result } = await deliverToWorker("taskrelay-work", [{ hello: "world" }], 3);
+    expect(result.retryMessages).toEqual([{ msgId: sent[0] }]);
+    // Failed messages back off: 10 s, 20 s, 40 s, then (max_retries 3) the dead-letter queue.
+    expect([1, 2, 3].map(failedRetryDelaySeconds)).toEqual([10, 20, 40]);
+  });
+
+  it("skips a stale duplicate: a lost message's row is due again after its lease, and only the new message works it", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
+    const [lost] = await tickAt(now);
+    // Before the lease runs out the row is the lost message's: no tick sends it again.
+    expect(await tickAt(new Date(now.getTime() + 1000))).toEqual([]);
+    const later = new Date(dispatchLeaseUntil(config, now).getTime() + 1000);
+    const [again] = await tickAt(later);
+    expect(again).toMatchObject({ kind: "poll_runs", id });
+    expect(again?.lease).not.toBe(lost?.lease);
+    const parallel = parallelReportingRunning();
+    // The lost message turns up after all: the row is the new message's, so it does nothing.
+    const stale = await consume([lost as WorkMessage], { now: clockFrom(later) });
+    expect(stale.report.poll_runs).toMatchObject({ not_due: 1, still_active: 0 });
+    const fresh = await consume([again as WorkMessage], { now: clockFrom(later) });
+    expect(fresh.report.poll_runs).toMatchObject({ still_active: 1 });
+    expect(parallel.calls).toHaveLength(1);
+  });
+
+  it("skips a redelivered message whose consumer died holding the row; the row is due again after that lease", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
+    const [message] = await tickAt(now);
+    // A consumer took the row (renewing its lease) and died before working it.
+    await env.DB.prepare("UPDATE runs SET lease_until = ? WHERE id = ?")
+      .bind(new Date(now.getTime() + 30_000).toISOString(), id)
+      .run();
+    const redelivered = await consume([message as WorkMessage], { now: clockFrom(now), attempts: 2 });
+    expect(redelivered.report.poll_runs).toMatchObject({ not_due: 1 });
+    expect(redelivered.results[0]?.explicitAcks).toHaveLength(1);
+    const [again] = await tickAt(new Date(now.getTime() + 31_000));
+    expect(again).toMatchObject({ kind: "poll_runs", id });
+  });
+});
+
+describe("delivery retries from the queue", () => {
+  it("keep their schedule as a delayed message holding the lease, which the cron tick leaves alone", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    // Two attempts made (at once and 5 s later, inline): the third is due now.
+    const delivery = await dueDelivery(tenant, now, 2);
+    const messages = await tickAt(now);
+    expect(messages).toEqual([expect.objectContaining({ kind: "retry_deliveries", id: delivery.id })]);
+    network.use(http.post(RECEIVER, () => new HttpResponse("down", { status: 503 })));
+    const followUps = capturingQueue();
+    const first = await consume(messages, { now: clockFrom(now), queue: followUps.queue });
+    expect(first.report.retry_deliveries).toMatchObject({ retrying: 1 });
+    // The fourth attempt is 30 min later (scaled): one delayed message for it, the lease held until then.
+    const [followUp] = followUps.take();
+    const wait = (DELIVERY_BACKOFF_MS[3] as number) * config.TIME_SCALE;
+    expect(followUp?.body).toMatchObject({ kind: "retry_deliveries", id: delivery.id });
+    expect(followUp?.delaySeconds).toBeGreaterThanOrEqual(Math.floor((wait * 0.9) / 1000));
+    expect(followUp?.delaySeconds).toBeLessThanOrEqual(Math.ceil((wait * 1.1) / 1000));
+    const held = await row("deliveries", delivery.id);
+    expect(Date.parse(String(held?.lease_until)) - Date.parse(String(held?.next_attempt_at))).toBe(
+      DELIVERY_LEASE_MS,
+    );
+    // Due, but held for the delayed message: the tick does not send it again.
+    const dueAt = new Date(Date.parse(String(held?.next_attempt_at)) + 1000);
+    expect(await tickAt(dueAt)).toEqual([]);
+    network.use(http.post(RECEIVER, () => new HttpResponse(null, { status: 204 })));
+    const second = await consume([followUp?.body as WorkMessage], { now: clockFrom(dueAt) });
+    expect(second.report.retry_deliveries).toMatchObject({ succeeded: 1 });
+    expect((await attemptsOf(delivery.id)).map((a) => a.status_code)).toEqual([503, 204]);
+  });
+});
+
+describe("the dead-letter queue", () => {
+  it("records each item once with a count, shows the count on /healthz, and replays it", async () => {
+    const body = {
+      kind: "poll_runs",
+      id: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
+      lease: "2026-01-01T00:00:00.000Z",
+    };
+    const { result } = await deliverToWorker(DEAD_LETTER_QUEUE, [
+      body,
+      body,
+      { kind: "fetch_results", id: "run_x", lease: "" },
+    ]);
+    expect(result.ackAll).toBe(true);
+    const letters = await env.DB.prepare(
+      "SELECT kind, item_id, messages FROM dead_letters ORDER BY kind",
+    ).all();
+    expect(letters.results).toEqual([
+      { kind: "fetch_results", item_id: "run_x", messages: 1 },
+      { kind: "poll_runs", item_id: body.id, messages: 2 },
+    ]);
+    const health = await expectJson<{ dead_letters: number }>(await api("/healthz"), 200);
+    expect(health.dead_letters).toBe(2);
+
+    const sent: MessageSendRequest<WorkMessage>[] = [];
+    const replayEnv = {
+      ...env,
+      WORK_QUEUE: {
+        sendBatch: async (messages: Iterable<MessageSendRequest<WorkMessage>>) => {
+          sent.push(...messages);
+        },
+      },
+    };
+    const response = await worker.fetch(
+      new Request("https://relay.test/v1/dead-letters/replay", { method: "POST", headers: ADMIN }),
+      replayEnv as unknown as typeof env,
+      createExecutionContext(),
+    );
+    expect(await expectJson(response, 200)).toEqual({ replayed: 2, dropped: 0 });
+    expect(sent.map((m) => m.body.kind).sort()).toEqual(["fetch_results", "poll_runs"]);
+    expect((await expectJson<{ dead_letters: number }>(await api("/healthz"), 200)).dead_letters).toBe(0);
+  });
+
+  it("replays only for the admin", async () => {
+    const response = await api("/v1/dead-letters/replay", { method: "POST" });
+    expect(response.status).toBe(401);
+  });
+});
