@@ -37,6 +37,22 @@ export function insertRunEvent(
     .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
 }
 
+/**
+ * The event, inserted only if the statement just before it in the same batch changed a row (so a
+ * step that lost its race, or a repeated webhook, leaves no trace on the timeline).
+ */
+export function insertRunEventIfChanged(
+  db: D1Database,
+  runId: string,
+  at: string,
+  kind: RunEventKind,
+  detail: Record<string, unknown> | null = null,
+): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
+    .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
+}
+
 export async function listRunEvents(db: D1Database, runId: string): Promise<RunEvent[]> {
   const { results } = await db
     .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id")

@@ -1,6 +1,6 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
-import type { RunEventKind } from "./run-events";
+import { insertRunEventIfChanged, type RunEventKind } from "./run-events";
 
 export const ACTIVE_STATUSES = ["queued", "running", "action_required", "cancelling"] as const;
 export const TERMINAL_STATUSES = ["completed", "failed", "cancelled", "rejected", "expired"] as const;
@@ -326,12 +326,7 @@ export function changeRunStatements(
 ): [D1PreparedStatement, D1PreparedStatement] {
   return [
     updateRun(db, run.id, now, changes, guard),
-    db
-      .prepare(
-        `INSERT INTO run_events (run_id, at, kind, detail)
-         SELECT ?, ?, ?, ? WHERE changes() > 0`,
-      )
-      .bind(run.id, now, event.kind, event.detail ? JSON.stringify(event.detail) : null),
+    insertRunEventIfChanged(db, run.id, now, event.kind, event.detail ?? null),
   ];
 }
 

@@ -2,7 +2,7 @@
 // status, claim the result fetch, and remember the webhook-id; answer at once, and fetch the result
 // after the response. A repeated webhook-id finds everything already done and does nothing twice.
 import { z } from "zod";
-import { insertRunEvent } from "../db/run-events";
+import { insertRunEventIfChanged } from "../db/run-events";
 import { changeRunStatements, claimResultFetchStatement, returnedRun } from "../db/runs";
 import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
@@ -92,7 +92,8 @@ export async function receiveParallelWebhook(
       NOT_FINISHED,
     ),
     record,
-    insertRunEvent(ctx.db, run.id, at, "webhook_received", {
+    // Only for a webhook-id not seen before: a duplicate is recorded once.
+    insertRunEventIfChanged(ctx.db, run.id, at, "webhook_received", {
       webhook_id: webhook.id,
       status: state.data.status,
       matched_by: found.matchedBy,
