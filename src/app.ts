@@ -10,6 +10,7 @@ import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
+import { registerDeliveryAttempts } from "./routes/deliveries-attempts";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerDocs } from "./routes/docs";
@@ -69,6 +70,7 @@ export function createApp() {
   registerRunDeliveries(app);
   registerDeliveryList(app);
   registerDeliveryRetry(app);
+  registerDeliveryAttempts(app);
   registerScheduleCreate(app);
   registerScheduleList(app);
   registerScheduleGet(app);

@@ -341,5 +341,8 @@ export const TimelineSchema = z
         }),
       )
       .openapi({ description: "Oldest first." }),
+    next_cursor: NextCursor.openapi({
+      description: "Pass it as `cursor` for the next (newer) events; null on the last page.",
+    }),
   })
   .openapi("RunTimeline");

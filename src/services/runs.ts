@@ -33,7 +33,7 @@ import {
   resolveOperatorProblem,
 } from "./operator-alerts";
 import { hasStoredOutput } from "./outputs";
-import { beforeIdOf, type PageRequest, toPage } from "./pages";
+import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
 import {
@@ -477,7 +477,18 @@ export async function getRunResult(
   }
 }
 
-export async function getRunTimeline(ctx: ServiceContext, apiKeyId: string, id: string): Promise<RunEvent[]> {
+const TIMELINE_CURSOR_PREFIX = "evt";
+
+/** One page of a run's timeline, oldest first; the cursor continues after the page's last event. */
+export async function getRunTimeline(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  id: string,
+  page: PageRequest,
+): Promise<{ events: RunEvent[]; nextCursor: string | null }> {
   await getOwnedRun(ctx, apiKeyId, id);
-  return listRunEvents(ctx.db, id);
+  const afterId = page.cursor ? decodeSequenceCursor(TIMELINE_CURSOR_PREFIX, page.cursor) : 0;
+  const rows = await listRunEvents(ctx.db, id, { afterId, limit: page.limit });
+  const { items, nextCursor } = toSequencePage(rows, page.limit, TIMELINE_CURSOR_PREFIX);
+  return { events: items.map(({ at, kind, detail }) => ({ at, kind, detail })), nextCursor };
 }

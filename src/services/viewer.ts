@@ -60,6 +60,9 @@ export interface RunDetail {
   outputStart: { text: string; bytes: number } | null;
 }
 
+/** The run page shows this much of a timeline. */
+const RUN_PAGE_TIMELINE_LIMIT = 100;
+
 /**
  * A run with its timeline, its deliveries (each with every attempt), its schedule's name and, for an
  * output in R2, the start of it: the run row is read once.
@@ -67,7 +70,10 @@ export interface RunDetail {
 export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<RunDetail> {
   const run = await getRunFor(ctx, viewer, id);
   const [timeline, deliveries, scheduleNames, outputStart] = await Promise.all([
-    listRunEvents(ctx.db, id),
+    // The first page of the timeline (the API pages on).
+    listRunEvents(ctx.db, id, { afterId: 0, limit: RUN_PAGE_TIMELINE_LIMIT }).then((rows) =>
+      rows.slice(0, RUN_PAGE_TIMELINE_LIMIT),
+    ),
     listRunDeliveriesWithAttempts(ctx, id),
     scheduleNamesFor(ctx, viewer, [run]),
     run.output_key
