@@ -15,3 +15,9 @@ CREATE TABLE operator_alerts (
   first_seen_at TEXT NOT NULL,
   last_seen_at TEXT NOT NULL
 );
+
+-- previous_interaction_id is accepted only for an interaction of the caller's own runs. Parallel's
+-- interaction id is the run id in every example, so the lookup goes through the parallel_run_id
+-- index; this partial index holds only runs whose interaction id differs, and so costs no writes
+-- while Parallel keeps them equal.
+CREATE INDEX runs_by_other_interaction ON runs (interaction_id) WHERE interaction_id <> parallel_run_id;

@@ -11,6 +11,7 @@ import { requestContext } from "./middleware/request-context";
 import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
 import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
+import { registerDeliveryAttempts } from "./routes/deliveries-attempts";
 import { registerDeliveryList } from "./routes/deliveries-list";
 import { registerDeliveryRetry } from "./routes/deliveries-retry";
 import { registerDocs } from "./routes/docs";
@@ -71,6 +72,7 @@ export function createApp() {
   registerRunDeliveries(app);
   registerDeliveryList(app);
   registerDeliveryRetry(app);
+  registerDeliveryAttempts(app);
   registerScheduleCreate(app);
   registerScheduleList(app);
   registerScheduleGet(app);

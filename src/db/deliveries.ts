@@ -283,14 +283,17 @@ export async function listDeliveries(db: D1Database, query: DeliveryListQuery): 
   return results;
 }
 
-export async function listAttempts(db: D1Database, deliveryIds: string[]): Promise<DeliveryAttempt[]> {
-  if (deliveryIds.length === 0) return [];
-  const { results } = await db
-    .prepare(
-      `SELECT delivery_id, series, attempt, attempted_at, status_code, latency_ms, error FROM delivery_attempts
-       WHERE delivery_id IN (${deliveryIds.map(() => "?").join(", ")}) ORDER BY id`,
-    )
-    .bind(...deliveryIds)
-    .all<DeliveryAttempt>();
+/** A delivery's attempts, oldest first from above `afterId`, one row more than the page (db/page.ts). */
+export async function listAttempts(
+  db: D1Database,
+  deliveryId: string,
+  page: { afterId: number; limit: number },
+): Promise<Array<DeliveryAttempt & { id: number }>> {
+  const { results } = await pageStatement(db, "delivery_attempts", {
+    filters: { delivery_id: deliveryId },
+    afterId: page.afterId,
+    limit: page.limit,
+    columns: ["id", "delivery_id", "series", "attempt", "attempted_at", "status_code", "latency_ms", "error"],
+  }).all<DeliveryAttempt & { id: number }>();
   return results;
 }

@@ -1,4 +1,5 @@
 // run_events: a run's timeline. Written next to the state change it explains, in the same batch.
+import { pageStatement } from "./page";
 
 export type RunEventKind =
   | "stored"
@@ -37,10 +38,38 @@ export function insertRunEvent(
     .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
 }
 
-export async function listRunEvents(db: D1Database, runId: string): Promise<RunEvent[]> {
-  const { results } = await db
-    .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
-    .bind(runId)
-    .all<{ at: string; kind: RunEventKind; detail: string | null }>();
-  return results.map((r) => ({ at: r.at, kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null }));
+/**
+ * The event, inserted only if the statement just before it in the same batch changed a row (so a
+ * step that lost its race, or a repeated webhook, leaves no trace on the timeline).
+ */
+export function insertRunEventIfChanged(
+  db: D1Database,
+  runId: string,
+  at: string,
+  kind: RunEventKind,
+  detail: Record<string, unknown> | null = null,
+): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
+    .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
+}
+
+/** Oldest first, from above `afterId`, one row more than the page (see db/page.ts). */
+export async function listRunEvents(
+  db: D1Database,
+  runId: string,
+  page: { afterId: number; limit: number },
+): Promise<Array<RunEvent & { id: number }>> {
+  const { results } = await pageStatement(db, "run_events", {
+    filters: { run_id: runId },
+    afterId: page.afterId,
+    limit: page.limit,
+    columns: ["id", "at", "kind", "detail"],
+  }).all<{ id: number; at: string; kind: RunEventKind; detail: string | null }>();
+  return results.map((r) => ({
+    id: r.id,
+    at: r.at,
+    kind: r.kind,
+    detail: r.detail ? JSON.parse(r.detail) : null,
+  }));
 }

@@ -1,6 +1,6 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
-import type { RunEventKind } from "./run-events";
+import { insertRunEventIfChanged, type RunEventKind } from "./run-events";
 import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, TERMINAL_STATUSES } from "./run-states";
 
 // The states are declared with the run's steps (run-states.ts); most code reads them from here.
@@ -224,6 +224,28 @@ export function findOwnedRun(db: D1Database, apiKeyId: string, id: string): Prom
   return firstRun(db.prepare("SELECT * FROM runs WHERE id = ? AND api_key_id = ?").bind(id, apiKeyId));
 }
 
+/**
+ * Whether one of the key's runs has this interaction id. Two index lookups: by parallel_run_id (the
+ * interaction id is the run id at Parallel so far), else `runs_by_other_interaction`, whose
+ * condition the second branch repeats so SQLite can use it.
+ */
+export async function ownsInteraction(
+  db: D1Database,
+  apiKeyId: string,
+  interactionId: string,
+): Promise<boolean> {
+  const row = await db
+    .prepare(
+      `SELECT id FROM runs WHERE parallel_run_id = ? AND interaction_id = ? AND api_key_id = ?
+       UNION ALL
+       SELECT id FROM runs WHERE interaction_id = ? AND interaction_id <> parallel_run_id AND api_key_id = ?
+       LIMIT 1`,
+    )
+    .bind(interactionId, interactionId, apiKeyId, interactionId, apiKeyId)
+    .first<{ id: string }>();
+  return row !== null;
+}
+
 export function findRunByParallelId(db: D1Database, parallelRunId: string): Promise<Run | null> {
   return firstRun(db.prepare("SELECT * FROM runs WHERE parallel_run_id = ?").bind(parallelRunId));
 }
@@ -326,12 +348,7 @@ export function changeRunStatements(
 ): [D1PreparedStatement, D1PreparedStatement] {
   return [
     updateRun(db, run.id, now, changes, guard),
-    db
-      .prepare(
-        `INSERT INTO run_events (run_id, at, kind, detail)
-         SELECT ?, ?, ?, ? WHERE changes() > 0`,
-      )
-      .bind(run.id, now, event.kind, event.detail ? JSON.stringify(event.detail) : null),
+    insertRunEventIfChanged(db, run.id, now, event.kind, event.detail ?? null),
   ];
 }
 

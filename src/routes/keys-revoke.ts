@@ -9,7 +9,11 @@ export const revokeKeyRoute = createRoute({
   method: "delete",
   path: "/v1/keys/{id}",
   summary: "Revoke an API key (admin)",
-  description: "The key stops authenticating at once. Its runs are kept. Revoking twice is harmless.",
+  description:
+    "The key stops authenticating at once. Nothing more is spent for it: its runs still `submitting` end " +
+    "`failed` (`key_revoked`) instead of being sent again, its schedules pause. What it is owed is still " +
+    "delivered: runs Parallel already accepted finish, and their callbacks are sent. Its runs are kept. " +
+    "Revoking twice is harmless.",
   security: ADMIN_SECURITY,
   middleware: [requireAdminToken()] as const,
   request: { params: IdParamSchema("key", "key_01JD0Q4M3ZT6B3X9Y8W7V6U5T4") },

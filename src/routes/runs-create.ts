@@ -35,6 +35,7 @@ export const createRunRoute = createRoute({
     },
     400: errors[400],
     401: errors[401],
+    404: errors[404],
     409: errors[409],
     413: errors[413],
     415: errors[415],

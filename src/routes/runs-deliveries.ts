@@ -18,7 +18,7 @@ export const listRunDeliveriesRoute = createRoute({
   request: { params: RunIdParam },
   responses: {
     200: {
-      description: "The run's deliveries, oldest first, each with its attempts.",
+      description: "The run's deliveries, oldest first, each with its first 20 attempts.",
       content: { "application/json": { schema: RunDeliveriesSchema } },
     },
     401: errors[401],
@@ -31,9 +31,10 @@ export function registerRunDeliveries(app: App) {
   app.openapi(listRunDeliveriesRoute, async (c) => {
     const id = c.req.valid("param").id;
     const deliveries = await listOwnedRunDeliveries(c.var.services, c.var.apiKey.id, id);
-    const data = deliveries.map(({ delivery, attempts }) => ({
+    const data = deliveries.map(({ delivery, attempts, attemptsNextCursor }) => ({
       ...toDeliveryView(delivery),
       attempts: attempts.map(toAttemptView),
+      attempts_next_cursor: attemptsNextCursor,
     }));
     return c.json({ run_id: id, data }, 200);
   });

@@ -1,7 +1,7 @@
-import { createRoute } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { requireApiKey } from "../middleware/auth";
-import { API_KEY_SECURITY, errors } from "../schemas/common";
+import { API_KEY_SECURITY, CursorQuerySchema, errors, LimitQuerySchema } from "../schemas/common";
 import { TimelineSchema } from "../schemas/runs";
 import { getRunTimeline } from "../services/runs";
 import { RunIdParam } from "./runs-get";
@@ -14,10 +14,10 @@ export const getRunTimelineRoute = createRoute({
     "Stored, submitted (and each submission retry), webhooks received with their ids, polls, result fetched, expiry, deliveries.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
-  request: { params: RunIdParam },
+  request: { params: RunIdParam, query: z.object({ limit: LimitQuerySchema, cursor: CursorQuerySchema }) },
   responses: {
     200: {
-      description: "The run's events, oldest first.",
+      description: "A page of the run's events, oldest first; `next_cursor` continues after it.",
       content: { "application/json": { schema: TimelineSchema } },
     },
     401: errors[401],
@@ -29,6 +29,7 @@ export const getRunTimelineRoute = createRoute({
 export function registerRunTimeline(app: App) {
   app.openapi(getRunTimelineRoute, async (c) => {
     const id = c.req.valid("param").id;
-    return c.json({ run_id: id, events: await getRunTimeline(c.var.services, c.var.apiKey.id, id) }, 200);
+    const page = await getRunTimeline(c.var.services, c.var.apiKey.id, id, c.req.valid("query"));
+    return c.json({ run_id: id, events: page.events, next_cursor: page.nextCursor }, 200);
   });
 }

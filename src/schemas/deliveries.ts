@@ -55,8 +55,24 @@ export const DeliverySchema = z
 export type DeliveryView = z.infer<typeof DeliverySchema>;
 
 export const DeliveryWithAttemptsSchema = DeliverySchema.extend({
-  attempts: z.array(DeliveryAttemptSchema).openapi({ description: "Every attempt, oldest first." }),
-}).openapi("DeliveryWithAttempts", { description: "A delivery with every attempt at it." });
+  attempts: z
+    .array(DeliveryAttemptSchema)
+    .openapi({ description: "The first 20 attempts, oldest first (all of them unless retried by hand)." }),
+  attempts_next_cursor: NextCursor.openapi({
+    description:
+      "Pass it as `cursor` to GET /v1/deliveries/{id}/attempts for the attempts after these; null when these are all.",
+  }),
+}).openapi("DeliveryWithAttempts", { description: "A delivery with its first attempts." });
+
+export const DeliveryAttemptListSchema = z
+  .object({
+    delivery_id: z.string().openapi({ example: "dlv_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+    data: z.array(DeliveryAttemptSchema).openapi({ description: "Oldest first." }),
+    next_cursor: NextCursor.openapi({
+      description: "Pass it as `cursor` for the next (newer) attempts; null on the last page.",
+    }),
+  })
+  .openapi("DeliveryAttemptList");
 
 export const RunDeliveriesSchema = z
   .object({

@@ -197,11 +197,10 @@ export const RunTemplateFields = {
 export const RunRequestSchema = z
   .object({
     ...RunTemplateFields,
-    previous_interaction_id: z
-      .string()
-      .min(1)
-      .optional()
-      .openapi({ description: "Build on an earlier run's research." }),
+    previous_interaction_id: z.string().min(1).optional().openapi({
+      description:
+        "Build on an earlier run's research: the `interaction_id` of one of your own runs (404 otherwise).",
+    }),
     enable_events: z
       .boolean()
       .optional()
@@ -342,5 +341,8 @@ export const TimelineSchema = z
         }),
       )
       .openapi({ description: "Oldest first." }),
+    next_cursor: NextCursor.openapi({
+      description: "Pass it as `cursor` for the next (newer) events; null on the last page.",
+    }),
   })
   .openapi("RunTimeline");

@@ -36,7 +36,7 @@ import {
 } from "./delivery-schedule";
 import { CALLBACK_USER_AGENT, postCallback, type SendResult } from "./delivery-send";
 import { signatureHeader } from "./delivery-signing";
-import { beforeIdOf, type PageRequest, toPage } from "./pages";
+import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { toRunView } from "./run-view";
 import { getOwnedRun } from "./runs";
 import { addMs } from "./timing";
@@ -392,7 +392,21 @@ export async function retryDelivery(
 
 export interface DeliveryWithAttempts {
   delivery: Delivery;
+  /** The first page of its attempts, oldest first. */
   attempts: DeliveryAttempt[];
+  /** Continues the attempts with GET /v1/deliveries/:id/attempts; null when that was all. */
+  attemptsNextCursor: string | null;
+}
+
+const ATTEMPT_CURSOR_PREFIX = "att";
+/** Attempts shown with each of a run's deliveries; a delivery retried by hand can have many more. */
+export const ATTEMPTS_PER_DELIVERY = 20;
+
+async function attemptPage(ctx: ServiceContext, deliveryId: string, page: PageRequest) {
+  const afterId = page.cursor ? decodeSequenceCursor(ATTEMPT_CURSOR_PREFIX, page.cursor) : 0;
+  const rows = await listAttempts(ctx.db, deliveryId, { afterId, limit: page.limit });
+  const { items, nextCursor } = toSequencePage(rows, page.limit, ATTEMPT_CURSOR_PREFIX);
+  return { attempts: items, nextCursor };
 }
 
 export async function listOwnedRunDeliveries(
@@ -410,14 +424,25 @@ export async function listRunDeliveriesWithAttempts(
   runId: string,
 ): Promise<DeliveryWithAttempts[]> {
   const deliveries = await listRunDeliveries(ctx.db, runId);
-  const attempts = await listAttempts(
-    ctx.db,
-    deliveries.map((d) => d.id),
+  // At most one delivery per event, so at most two reads.
+  return Promise.all(
+    deliveries.map(async (delivery) => {
+      const page = await attemptPage(ctx, delivery.id, { limit: ATTEMPTS_PER_DELIVERY });
+      return { delivery, attempts: page.attempts, attemptsNextCursor: page.nextCursor };
+    }),
   );
-  return deliveries.map((delivery) => ({
-    delivery,
-    attempts: attempts.filter((a) => a.delivery_id === delivery.id),
-  }));
+}
+
+/** One page of a delivery's attempts, oldest first. */
+export async function listOwnedDeliveryAttempts(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  deliveryId: string,
+  page: PageRequest,
+): Promise<{ attempts: DeliveryAttempt[]; nextCursor: string | null }> {
+  const delivery = await findOwnedDelivery(ctx.db, apiKeyId, deliveryId);
+  if (!delivery) throw new ApiError("not_found", `No delivery ${deliveryId}.`);
+  return attemptPage(ctx, delivery.id, page);
 }
 
 export async function listOwnedDeliveries(

@@ -34,3 +34,30 @@ export function toPage<T extends { id: string }>(
   const last = items.at(-1);
   return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null };
 }
+
+/**
+ * Cursors of lists keyed by an INTEGER id (a timeline, attempts, occurrences): the id behind a
+ * prefix naming the list, so a cursor of one list is refused by another.
+ */
+export const encodeSequenceCursor = (prefix: string, id: number): string => encodeCursor(`${prefix}_${id}`);
+
+/** The id a sequence page starts above (or below), from the previous page's cursor. */
+export function decodeSequenceCursor(prefix: string, cursor: string): number {
+  const decoded = decodeCursor(cursor);
+  const id = Number(decoded.slice(prefix.length + 1));
+  if (!decoded.startsWith(`${prefix}_`) || !Number.isSafeInteger(id)) {
+    throw validationFailed([{ path: "cursor", message: "not a cursor this API returned" }]);
+  }
+  return id;
+}
+
+/** toPage for lists keyed by an INTEGER id. */
+export function toSequencePage<T extends { id: number }>(
+  rows: T[],
+  limit: number,
+  prefix: string,
+): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeSequenceCursor(prefix, last.id) : null };
+}

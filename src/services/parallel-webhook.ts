@@ -2,7 +2,7 @@
 // status, claim the result fetch, and remember the webhook-id; answer at once, and fetch the result
 // after the response. A repeated webhook-id finds everything already done and does nothing twice.
 import { z } from "zod";
-import { insertRunEvent } from "../db/run-events";
+import { insertRunEventIfChanged } from "../db/run-events";
 import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
 import {
@@ -74,7 +74,8 @@ export async function receiveParallelWebhook(
     detail: { webhook_id: webhook.id, matched_by: found.matchedBy },
     alongside: [
       record,
-      insertRunEvent(ctx.db, run.id, at, "webhook_received", {
+      // Right after the webhook-id's insert, and only if it inserted: a duplicate is recorded once.
+      insertRunEventIfChanged(ctx.db, run.id, at, "webhook_received", {
         webhook_id: webhook.id,
         status: state.data.status,
         matched_by: found.matchedBy,

@@ -1,8 +1,9 @@
 // Polling one active run whose webhook is overdue (the sweeper's poll_runs job). One GET; a terminal
 // status is processed exactly as a webhook would be; otherwise the next poll backs off, never past
 // the run's deadline. At the deadline the run gets one last check and is expired, whatever Parallel
-// answered (an error too), so no run stays active for good. A few 404s in a row for a run Parallel
-// once accepted end it `failed` (`parallel_run_not_found`).
+// answered (an error too; a transient one is retried for DEADLINE_RETRY_MS first), so no run stays
+// active for good. A few 404s in a row for a run Parallel once accepted end it `failed`
+// (`parallel_run_not_found`).
 import { stepGuard } from "../db/run-states";
 import { changeRun, type Run } from "../db/runs";
 import type { ParallelFailure } from "../parallel/client";
@@ -17,12 +18,18 @@ import {
 import type { ServiceContext } from "./context";
 import { noteOperatorProblem } from "./operator-alerts";
 import { onRunFinished } from "./run-finished";
-import { finishDueAt, nextPollAt, notAfter, retryAt, runDeadline } from "./timing";
+import { addMs, finishDueAt, nextPollAt, notAfter, retryAt, runDeadline } from "./timing";
 
 export type PollOutcome = "finished" | "still_active" | "expired" | "failed" | "retry" | "lost_race";
 
 /** Polls in a row that Parallel answered 404 before the run is given up as unknown to Parallel. */
 export const POLL_NOT_FOUND_LIMIT = 3;
+
+/**
+ * How long past its deadline a run whose last check met a transient error is checked again (about
+ * every 30 s, scaled) before it is expired. Not scaled: an outage at Parallel lasts real time.
+ */
+export const DEADLINE_RETRY_MS = 10 * 60 * 1000;
 
 const ACTIVE_GUARD = stepGuard("poll");
 
@@ -116,7 +123,11 @@ async function pollFailed(
     return failed ? "failed" : "lost_race";
   }
 
-  if (at >= deadline) {
+  const pastDeadline = at >= deadline;
+  // A transient error (5xx, 429, a timeout) at the last check is not an answer: tried again for a
+  // while, so a brief outage at Parallel does not expire a run it may have finished.
+  const graceEnd = addMs(new Date(deadline), DEADLINE_RETRY_MS).toISOString();
+  if (pastDeadline && (outcome.kind !== "transient" || at >= graceEnd)) {
     return expire(
       ctx,
       run,
@@ -127,7 +138,9 @@ async function pollFailed(
   }
 
   const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
-  const next = notAfter(retryAt(ctx.config, polls, now, retryAfterMs), deadline);
+  const next = pastDeadline
+    ? notAfter(retryAt(ctx.config, 1, now, retryAfterMs), graceEnd)
+    : notAfter(retryAt(ctx.config, polls, now, retryAfterMs), deadline);
   const updated = await changeRun(
     ctx.db,
     run,

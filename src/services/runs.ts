@@ -1,5 +1,6 @@
 // Runs: create (store first, then submit to Parallel), read, list, and wait for a result.
 import { canonicalJson } from "../canonical-json";
+import { findKey } from "../db/keys";
 import { insertRunEvent, listRunEvents, type RunEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
@@ -11,6 +12,7 @@ import {
   insertRun,
   isTerminal,
   listRuns as listRunRows,
+  ownsInteraction,
   type Run,
   type RunChanges,
   type RunStatus,
@@ -32,7 +34,7 @@ import {
   resolveOperatorProblem,
 } from "./operator-alerts";
 import { hasStoredOutput } from "./outputs";
-import { beforeIdOf, type PageRequest, toPage } from "./pages";
+import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
 import {
@@ -74,6 +76,14 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   if (input.idempotencyKey) {
     const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
     if (earlier) return replay(earlier, requestHash);
+  }
+
+  const previous = input.request.previous_interaction_id;
+  // All tenants share one Parallel account: another tenant's interaction would hand over its research.
+  if (previous && !(await ownsInteraction(ctx.db, input.apiKeyId, previous))) {
+    throw new ApiError("not_found", `No run of yours has the interaction id ${previous}.`, [
+      { path: "previous_interaction_id", message: "not the interaction id of one of your runs" },
+    ]);
   }
 
   const now = ctx.now();
@@ -177,6 +187,37 @@ export function parallelCreateBody(ctx: ServiceContext, run: Run): CreateRunBody
 }
 
 const SUBMITTING = stepGuard("submit");
+
+/**
+ * The sweeper's resubmission of a run still `submitting`. A revoked key's run is not sent to
+ * Parallel again: it ends `failed` (`key_revoked`). Revoking a key stops what would spend for it;
+ * what it already owes (results fetched, deliveries created) is still delivered.
+ */
+export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
+  const key = await findKey(ctx.db, run.api_key_id);
+  if (key && !key.revoked_at) return submitRun(ctx, run);
+  const now = ctx.now();
+  const at = now.toISOString();
+  const message =
+    "The run's API key was revoked before Parallel accepted the run; it was not submitted again.";
+  const failed = await changeRun(
+    ctx.db,
+    run,
+    at,
+    {
+      status: "failed",
+      error: { code: "key_revoked", message },
+      finished_at: at,
+      next_sweep_at: finishDueAt(run, now),
+      lease_until: null,
+    },
+    { kind: "submit_failed", detail: { reason: "key_revoked" } },
+    SUBMITTING,
+  );
+  ctx.log.warn("run.key_revoked", { run_id: run.id, api_key_id: run.api_key_id });
+  if (failed) await onRunFinished(ctx, failed);
+  return failed ?? (await currentRun(ctx, run));
+}
 
 /**
  * Creates the stored run at Parallel and records the outcome. Called by POST /v1/runs and by the
@@ -437,7 +478,18 @@ export async function getRunResult(
   }
 }
 
-export async function getRunTimeline(ctx: ServiceContext, apiKeyId: string, id: string): Promise<RunEvent[]> {
+const TIMELINE_CURSOR_PREFIX = "evt";
+
+/** One page of a run's timeline, oldest first; the cursor continues after the page's last event. */
+export async function getRunTimeline(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  id: string,
+  page: PageRequest,
+): Promise<{ events: RunEvent[]; nextCursor: string | null }> {
   await getOwnedRun(ctx, apiKeyId, id);
-  return listRunEvents(ctx.db, id);
+  const afterId = page.cursor ? decodeSequenceCursor(TIMELINE_CURSOR_PREFIX, page.cursor) : 0;
+  const rows = await listRunEvents(ctx.db, id, { afterId, limit: page.limit });
+  const { items, nextCursor } = toSequencePage(rows, page.limit, TIMELINE_CURSOR_PREFIX);
+  return { events: items.map(({ at, kind, detail }) => ({ at, kind, detail })), nextCursor };
 }

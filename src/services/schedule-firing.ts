@@ -171,7 +171,10 @@ async function startRun(
     if ((error.code === "parallel_rejected" || error.code === "idempotency_conflict") && runId) {
       return { runId, problem: error.code === "parallel_rejected" ? error.message : null };
     }
-    if (error.code === "validation_failed") return { runId: null, problem: error.message };
+    // A template that no longer passes the checks, or a chained interaction that is not the key's.
+    if (error.code === "validation_failed" || error.code === "not_found") {
+      return { runId: null, problem: error.message };
+    }
     throw error;
   }
 }

@@ -19,7 +19,7 @@ import { newId } from "../ids";
 import type { RunRequest } from "../schemas/runs";
 import type { RunTemplate, ScheduleCreate, ScheduleUpdate } from "../schemas/schedules";
 import type { ServiceContext } from "./context";
-import { beforeIdOf, decodeCursor, encodeCursor, type PageRequest, toPage } from "./pages";
+import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { checkCallback, checkRunRequest } from "./run-request";
 import { createRun, listOwnedRuns, type RunPage } from "./runs";
 import { occurrenceIdempotencyKey } from "./schedule-occurrence";
@@ -274,29 +274,15 @@ export async function listScheduleRuns(
   return listOwnedRuns(ctx, query);
 }
 
-const OCCURRENCE_CURSOR_PREFIX = "occ_";
+const OCCURRENCE_CURSOR_PREFIX = "occ";
 
 export async function listScheduleOccurrences(
   ctx: ServiceContext,
   query: { apiKeyId: string; scheduleId: string; limit: number; cursor?: string | undefined },
 ): Promise<{ occurrences: Occurrence[]; nextCursor: string | null }> {
   await getOwnedSchedule(ctx, query.apiKeyId, query.scheduleId);
-  const beforeId = query.cursor ? occurrenceCursorId(query.cursor) : undefined;
+  const beforeId = query.cursor ? decodeSequenceCursor(OCCURRENCE_CURSOR_PREFIX, query.cursor) : undefined;
   const rows = await listOccurrences(ctx.db, { scheduleId: query.scheduleId, beforeId, limit: query.limit });
-  const page = rows.slice(0, query.limit);
-  const last = page.at(-1);
-  return {
-    occurrences: page,
-    nextCursor:
-      rows.length > query.limit && last ? encodeCursor(`${OCCURRENCE_CURSOR_PREFIX}${last.id}`) : null,
-  };
-}
-
-function occurrenceCursorId(cursor: string): number {
-  const decoded = decodeCursor(cursor);
-  const id = Number(decoded.slice(OCCURRENCE_CURSOR_PREFIX.length));
-  if (!decoded.startsWith(OCCURRENCE_CURSOR_PREFIX) || !Number.isSafeInteger(id)) {
-    throw validationFailed([{ path: "cursor", message: "not a cursor this API returned" }]);
-  }
-  return id;
+  const { items, nextCursor } = toSequencePage(rows, query.limit, OCCURRENCE_CURSOR_PREFIX);
+  return { occurrences: items, nextCursor };
 }

@@ -2,6 +2,7 @@
 // the admin sees every key's. An admin action on a resource is done as the resource's owner, through
 // the same owner-scoped verbs the API uses, so both paths keep one set of rules.
 import { type Delivery, type DeliveryStatus, findDelivery } from "../db/deliveries";
+import { findKey } from "../db/keys";
 import { listRunEvents, type RunEvent } from "../db/run-events";
 import { findRun, type Run, type RunStatus, type RunSummary } from "../db/runs";
 import {
@@ -59,6 +60,9 @@ export interface RunDetail {
   outputStart: { text: string; bytes: number } | null;
 }
 
+/** The run page shows this much of a timeline. */
+const RUN_PAGE_TIMELINE_LIMIT = 100;
+
 /**
  * A run with its timeline, its deliveries (each with every attempt), its schedule's name and, for an
  * output in R2, the start of it: the run row is read once.
@@ -66,7 +70,10 @@ export interface RunDetail {
 export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<RunDetail> {
   const run = await getRunFor(ctx, viewer, id);
   const [timeline, deliveries, scheduleNames, outputStart] = await Promise.all([
-    listRunEvents(ctx.db, id),
+    // The first page of the timeline (the API pages on).
+    listRunEvents(ctx.db, id, { afterId: 0, limit: RUN_PAGE_TIMELINE_LIMIT }).then((rows) =>
+      rows.slice(0, RUN_PAGE_TIMELINE_LIMIT),
+    ),
     listRunDeliveriesWithAttempts(ctx, id),
     scheduleNamesFor(ctx, viewer, [run]),
     run.output_key
@@ -138,7 +145,15 @@ export async function setScheduleEnabledFor(
 
 /** Runs a schedule once now, exactly as POST /v1/schedules/:id/trigger. */
 export async function triggerScheduleFor(ctx: ServiceContext, viewer: Viewer, id: string): Promise<Run> {
-  return triggerSchedule(ctx, await scheduleOwner(ctx, viewer, id), id);
+  const owner = await scheduleOwner(ctx, viewer, id);
+  // The admin can see a revoked key's schedules, but nothing starts runs for a revoked key.
+  if (viewer.kind !== "key" && (await findKey(ctx.db, owner))?.revoked_at) {
+    throw new ApiError(
+      "invalid_state",
+      `Schedule ${id} belongs to a revoked API key; it does not run any more.`,
+    );
+  }
+  return triggerSchedule(ctx, owner, id);
 }
 
 /** Key names by id, for the admin's views (which show whose each row is). */

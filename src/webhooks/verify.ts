@@ -9,7 +9,8 @@ import { ApiError } from "../errors";
 
 export interface VerifiedWebhook {
   id: string;
-  timestamp: number;
+  /** The webhook-timestamp header exactly as sent: the signature covers these characters. */
+  timestamp: string;
   /** The raw body exactly as signed. */
   body: string;
 }
@@ -108,10 +109,9 @@ export function verifyParallelSignature() {
       );
     }
 
-    const timestamp = Number(timestampHeader);
     const nowSeconds = Math.floor(c.var.services.now().getTime() / 1000);
     const tolerance = config.WEBHOOK_TOLERANCE_SECONDS;
-    if (!/^\d+$/.test(timestampHeader) || Math.abs(nowSeconds - timestamp) > tolerance) {
+    if (!/^\d+$/.test(timestampHeader) || Math.abs(nowSeconds - Number(timestampHeader)) > tolerance) {
       throw new ApiError(
         "invalid_signature",
         `The webhook timestamp is not within ${tolerance} seconds of now; a replay or a skewed clock.`,
@@ -119,7 +119,9 @@ export function verifyParallelSignature() {
     }
 
     const body = await c.req.text();
-    const webhook = { id, timestamp, body };
+    // Signed over the header as sent (Parallel signs "<webhook-id>.<webhook-timestamp>.<body>"), not
+    // over the number it parses to: "01751498975" and "1751498975" are different signed texts.
+    const webhook = { id, timestamp: timestampHeader, body };
     if (!(await signatureMatches(secrets, webhook, signature))) {
       throw new ApiError("invalid_signature", "No webhook-signature matches the configured secret.");
     }

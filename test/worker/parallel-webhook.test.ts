@@ -169,10 +169,36 @@ describe("signed-request matrix", () => {
     expect(error.error.message).toContain("PARALLEL_WEBHOOK_SECRET");
   });
 
+  it("verifies a signature over the webhook-timestamp header as sent, leading zero and all", async () => {
+    fakeParallel();
+    const id = `whevent_${crypto.randomUUID().replaceAll("-", "")}`;
+    const timestamp = `0${now()}`;
+    // Signed independently of the relay's code: HMAC-SHA256 over the characters sent.
+    const key = await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode("test-webhook-secret"),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${id}.${timestamp}.${body}`));
+    const signature = `v1,${btoa(String.fromCharCode(...new Uint8Array(mac)))}`;
+    const headers = {
+      "content-type": "application/json",
+      "webhook-id": id,
+      "webhook-timestamp": timestamp,
+      "webhook-signature": signature,
+    };
+    expect(await expectJson(await deliver(body, headers), 200)).toMatchObject({ outcome: "unknown_run" });
+    // The same signature does not verify for the timestamp without its zero: another signed text.
+    const refused = await deliver(body, { ...headers, "webhook-timestamp": timestamp.slice(1) });
+    expect(refused.status).toBe(401);
+  });
+
   it("reproduces the reference test vectors for both key schemes", async () => {
     const vectorBody =
       '{"timestamp":"2025-04-23T20:21:48.037943Z","type":"task_run.status","data":{"run_id":"trun_9907962f83aa4d9d98fd7f4bf745d654","interaction_id":"trun_9907962f83aa4d9d98fd7f4bf745d654","status":"completed","is_active":false,"warnings":null,"error":null,"processor":"core","metadata":{"key":"value"},"taskgroup_id":null,"created_at":"2025-04-23T20:21:48.037943Z","modified_at":"2025-04-23T20:22:47.819416Z"}}';
-    const webhook = { id: "whevent_abc123def456", timestamp: 1751498975, body: vectorBody };
+    const webhook = { id: "whevent_abc123def456", timestamp: "1751498975", body: vectorBody };
     expect(
       await signatureMatches(
         ["test-webhook-secret"],
@@ -228,6 +254,13 @@ describe("handling a verified webhook", () => {
     const again = await expectJson(await deliver(body, { ...headers }), 200);
     expect(again).toMatchObject({ outcome: "duplicate" });
     expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(1);
+    // The timeline records the webhook once, not once per delivery of it.
+    const timeline = await expectJson<{ events: Array<{ kind: string; detail: { webhook_id?: string } }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    const received = timeline.events.filter((e) => e.kind === "webhook_received");
+    expect(received.map((e) => e.detail.webhook_id)).toEqual([headers["webhook-id"]]);
   });
 
   it("fetches the result once when two different webhooks for the run arrive together", async () => {

@@ -129,12 +129,11 @@ describe("a poll that keeps failing", () => {
     expect((await getRun(tenant, run.id)).status).toBe("running");
   });
 
-  it.each([
-    [401, "Unauthorized: invalid or missing credentials"],
-    [500, "Internal server error"],
-  ])("expires a run whose polls Parallel answers %i by its deadline", async (status, message) => {
+  it("expires a run whose polls Parallel answers 401 at its deadline", async () => {
     const tenant = await createTenant();
-    const parallel = fakeParallel({ retrieve: () => parallelError(status, message) });
+    const parallel = fakeParallel({
+      retrieve: () => parallelError(401, "Unauthorized: invalid or missing credentials"),
+    });
     const run = await createRun(tenant);
     const deadline = deadlineAt(config, "base", new Date(Date.now() + 1000));
     // A first failed poll well before the deadline backs off...
@@ -145,17 +144,53 @@ describe("a poll that keeps failing", () => {
       .bind(run.id)
       .first<{ next_sweep_at: string; deadline_at: string }>();
     expect(row?.next_sweep_at && row.next_sweep_at <= row.deadline_at).toBe(true);
-    // ...and the check at the deadline ends the run, whatever Parallel answers.
+    // ...and the check at the deadline ends the run.
     expect(await tick(new Date(deadline.getTime() + 1000))).toMatchObject({
       poll_runs: { claimed: 1, expired: 1 },
     });
     const expired = await getRun(tenant, run.id);
     expect(expired.status).toBe("expired");
-    expect(expired.error?.message).toContain(`HTTP ${status}`);
+    expect(expired.error?.message).toContain("HTTP 401");
     expect(polls(parallel)).toBe(2);
     expect(await tick(new Date(deadline.getTime() + 120 * MINUTE))).toMatchObject({
       poll_runs: { claimed: 0 },
     });
+  });
+
+  it("retries a 5xx at the deadline's check for a few minutes, then expires the run", async () => {
+    const tenant = await createTenant();
+    let failing = true;
+    const parallel = fakeParallel({
+      retrieve: (call) =>
+        failing
+          ? parallelError(503, "Service unavailable")
+          : HttpResponse.json(taskRun({ run_id: idOf(call.path), status: "completed", is_active: false })),
+      result: (call) => resultReply(idOf(call.path)),
+    });
+    const lost = await createRun(tenant);
+    const found = await createRun(tenant);
+    const deadline = deadlineAt(config, "base", new Date(Date.now() + 1000)).getTime();
+    // Both past their deadline, Parallel erroring: not expired yet, checked again soon.
+    expect(await tick(new Date(deadline + 1000))).toMatchObject({ poll_runs: { claimed: 2, retry: 2 } });
+    expect((await getRun(tenant, lost.id)).status).toBe("queued");
+    // Parallel answers again within the grace: the run it finished is found, not lost.
+    await env.DB.prepare("UPDATE runs SET next_sweep_at = ? WHERE id = ?")
+      .bind(new Date(deadline + 11 * MINUTE).toISOString(), lost.id)
+      .run();
+    failing = false;
+    expect(await tick(new Date(deadline + 2 * MINUTE))).toMatchObject({
+      poll_runs: { claimed: 1, finished: 1 },
+    });
+    expect(await getRun(tenant, found.id)).toMatchObject({ status: "completed", result_available: true });
+    // Still erroring once the grace is over: expired.
+    failing = true;
+    expect(await tick(new Date(deadline + 11 * MINUTE))).toMatchObject({
+      poll_runs: { claimed: 1, expired: 1 },
+    });
+    const expired = await getRun(tenant, lost.id);
+    expect(expired.status).toBe("expired");
+    expect(expired.error?.message).toContain("HTTP 503");
+    expect(polls(parallel)).toBe(4);
   });
 
   it("polls a run on a bad key no later than its deadline, however long the backoff", async () => {

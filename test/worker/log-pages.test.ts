@@ -1,0 +1,140 @@
+// A run's timeline and a delivery's attempts grow without bound (polls of a slow run, a delivery
+// retried by hand again and again): both are read a page at a time, oldest first, with the same
+// opaque cursors as every other list.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { newId } from "../../src/ids";
+import { RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { api, createTenant, expectJson, fakeParallel, postJson, TEXT_RUN, type Tenant } from "./harness";
+
+interface TimelinePage {
+  events: Array<{ at: string; kind: string; detail: { n?: number } | null }>;
+  next_cursor: string | null;
+}
+
+async function timelinePage(tenant: Tenant, runId: string, query: string) {
+  return expectJson<TimelinePage>(
+    await api(`/v1/runs/${runId}/timeline${query}`, { headers: tenant.auth }),
+    200,
+  );
+}
+
+/** Adds `count` polled events to a run's timeline, numbered from 1. */
+async function addEvents(runId: string, count: number) {
+  const at = new Date().toISOString();
+  await env.DB.prepare(
+    `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
+     INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, 'polled', json_object('n', n) FROM seq`,
+  )
+    .bind(count, runId, at)
+    .run();
+}
+
+describe("a run's timeline", () => {
+  it("comes a page at a time, oldest first, and the cursors walk it to the end exactly once", async () => {
+    const tenant = await createTenant();
+    fakeParallel();
+    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    await addEvents(run.id, 45);
+
+    const first = await timelinePage(tenant, run.id, "");
+    expect(first.events).toHaveLength(20); // the default page, as every list
+    expect(first.events.slice(0, 2).map((e) => e.kind)).toEqual(["stored", "submitted"]);
+    expect(first.next_cursor).not.toBeNull();
+
+    const seen = [...first.events];
+    let cursor = first.next_cursor;
+    while (cursor) {
+      const page = await timelinePage(tenant, run.id, `?limit=20&cursor=${cursor}`);
+      seen.push(...page.events);
+      cursor = page.next_cursor;
+    }
+    expect(seen).toHaveLength(47);
+    expect(seen.slice(2).map((e) => e.detail?.n)).toEqual(Array.from({ length: 45 }, (_, i) => i + 1));
+
+    const all = await timelinePage(tenant, run.id, "?limit=100");
+    expect(all.events).toEqual(seen);
+    expect(all.next_cursor).toBeNull();
+  });
+
+  it("refuses a cursor it did not hand out, and hides another tenant's run", async () => {
+    const tenant = await createTenant();
+    const other = await createTenant("other");
+    fakeParallel();
+    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    const runsCursor = btoa(run.id).replaceAll("=", "");
+    for (const cursor of [runsCursor, "not-a-cursor", btoa("att_1").replaceAll("=", "")]) {
+      const refused = await expectJson<{ error: { code: string; details: Array<{ path: string }> } }>(
+        await api(`/v1/runs/${run.id}/timeline?cursor=${cursor}`, { headers: tenant.auth }),
+        422,
+      );
+      expect(refused.error.details[0]?.path).toBe("cursor");
+    }
+    await expectJson(await api(`/v1/runs/${run.id}/timeline`, { headers: other.auth }), 404);
+  });
+});
+
+describe("a delivery's attempts", () => {
+  async function deliveryWithAttempts(tenant: Tenant, count: number) {
+    const run = await storeFinishedRun(tenant.id, { callback_url: RECEIVER });
+    const id = newId("dlv");
+    const at = new Date().toISOString();
+    await env.DB.batch([
+      env.DB.prepare(
+        `INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count, created_at, updated_at)
+         VALUES (?, ?, ?, 'run.completed', ?, 'dead', 4, 8, ?, ?)`,
+      ).bind(id, run.id, tenant.id, RECEIVER, at, at),
+      env.DB.prepare(
+        `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
+         INSERT INTO delivery_attempts (delivery_id, series, attempt, attempted_at, status_code, latency_ms, error)
+         SELECT ?, (n - 1) / 8 + 1, (n - 1) % 8 + 1, ?, 503, n, 'HTTP 503' FROM seq`,
+      ).bind(count, id, at),
+    ]);
+    return { run, id };
+  }
+
+  it("come with a run's deliveries up to a page, and the rest from /v1/deliveries/:id/attempts", async () => {
+    const tenant = await createTenant();
+    const { run, id } = await deliveryWithAttempts(tenant, 27);
+    const listed = await expectJson<{
+      data: Array<{
+        id: string;
+        attempts: Array<{ latency_ms: number }>;
+        attempts_next_cursor: string | null;
+      }>;
+    }>(await api(`/v1/runs/${run.id}/deliveries`, { headers: tenant.auth }), 200);
+    const delivery = listed.data[0];
+    expect(delivery?.id).toBe(id);
+    expect(delivery?.attempts.map((a) => a.latency_ms)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(delivery?.attempts_next_cursor).not.toBeNull();
+
+    const rest = await expectJson<{
+      delivery_id: string;
+      data: Array<{ series: number; attempt: number; latency_ms: number }>;
+      next_cursor: string | null;
+    }>(
+      await api(`/v1/deliveries/${id}/attempts?cursor=${delivery?.attempts_next_cursor}`, {
+        headers: tenant.auth,
+      }),
+      200,
+    );
+    expect(rest.data.map((a) => a.latency_ms)).toEqual([21, 22, 23, 24, 25, 26, 27]);
+    expect(rest.data.at(-1)).toMatchObject({ series: 4, attempt: 3 });
+    expect(rest.next_cursor).toBeNull();
+
+    const small = await expectJson<{ data: unknown[]; next_cursor: string | null }>(
+      await api(`/v1/deliveries/${id}/attempts?limit=5`, { headers: tenant.auth }),
+      200,
+    );
+    expect(small.data).toHaveLength(5);
+    expect(small.next_cursor).not.toBeNull();
+  });
+
+  it("are another tenant's business: 404, as for an unknown delivery", async () => {
+    const tenant = await createTenant();
+    const other = await createTenant("other");
+    const { id } = await deliveryWithAttempts(tenant, 3);
+    await expectJson(await api(`/v1/deliveries/${id}/attempts`, { headers: other.auth }), 404);
+    await expectJson(await api(`/v1/deliveries/${newId("dlv")}/attempts`, { headers: tenant.auth }), 404);
+  });
+});
