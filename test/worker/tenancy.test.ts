@@ -4,7 +4,6 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { runScheduledTick } from "../../src/cron/dispatcher";
 import worker from "../../src/index";
 import { triggerScheduleFor } from "../../src/services/viewer";
 import { deliveryContext, fakeReceiver, RECEIVER, status } from "./delivery-harness";
@@ -23,15 +22,12 @@ import {
   type Tenant,
   webhookBody,
 } from "./harness";
+import { tickAndWork } from "./queue-harness";
 
 const MINUTE = 60_000;
 
-async function tick(at: Date) {
-  const ctx = createExecutionContext();
-  const summary = await runScheduledTick(env, ctx, at);
-  await waitOnExecutionContext(ctx);
-  return summary;
-}
+/** A cron tick at `at` and the queue consumer working what it handed out; per job, what happened. */
+const tick = async (at: Date) => (await tickAndWork(at)).summaries;
 
 interface RunBody {
   id: string;
