@@ -299,8 +299,9 @@ describe("the dashboard in Chromium", () => {
       await page.goto(`${e2e.stack.relayUrl}/dashboard/deliveries?status=pending`);
       await reloadUntil(
         page,
-        `#deliveries-pending tr:has-text("${run.id}") [data-next-attempt]`,
-        "the delivery to wait",
+        // Its first attempt recorded (the 429), not only the delivery created: until then it is due now.
+        `#deliveries-pending tr:has-text("${run.id}"):has-text("series 1, 1 attempt") [data-next-attempt]`,
+        "the delivery's first attempt to be refused",
       );
       const row = page.locator("#deliveries-pending tr[data-delivery-id]", { hasText: run.id });
       const due = (await row.locator("[data-next-attempt]").getAttribute("data-next-attempt")) ?? "";
