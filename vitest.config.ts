@@ -30,6 +30,9 @@ export default defineConfig(async () => {
                   // The Paid plan's figure: a test's tick is bounded by its batch, not by the budget
                   // (test/worker/tick-budget.test.ts runs the Free plan's 50).
                   SUBREQUEST_BUDGET: "1000",
+                  // test/worker/run-model.test.ts: how many histories (default 1,000) and which seed.
+                  MODEL_RUNS: process.env.MODEL_RUNS ?? "",
+                  MODEL_SEED: process.env.MODEL_SEED ?? "",
                 },
               },
             }),
