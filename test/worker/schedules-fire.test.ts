@@ -5,7 +5,6 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterEach, describe, expect, it } from "vitest";
-import { WORK_JOBS } from "../../src/cron/dispatcher";
 import { findRun, type Run, updateRunReturning } from "../../src/db/runs";
 import { claimDueSchedulesStatement, findSchedule, type Schedule } from "../../src/db/schedules";
 import worker from "../../src/index";
@@ -27,7 +26,7 @@ import {
   type Tenant,
   webhookBody,
 } from "./harness";
-import { runFireSchedules } from "./queue-harness";
+import { capturingQueue, clockFrom, consume, runFireSchedules } from "./queue-harness";
 import { network } from "./setup";
 
 const RECEIVER = "https://receiver.example/hooks/schedules";
@@ -643,8 +642,26 @@ describe("leases, redone ticks, refusals and bounds", () => {
     expect((await occurrences(schedule))[0]?.reason).toContain("revoked");
   });
 
-  it("runs as a job of the minute tick", () => {
-    expect(WORK_JOBS.map((j) => j.name)).toContain("fire_schedules");
+  it("runs in the Worker's cron handler", async () => {
+    const tenant = await createTenant();
+    const parallel = fakeParallel();
+    // Years before every other test's schedules: this tick finds only this one due.
+    const clock = testClock("2020-01-01T08:00:00Z");
+    const schedule = await newSchedule(tenant, clock, {});
+    const execution = createExecutionContext();
+    const controller = { scheduledTime: Date.parse("2020-01-01T09:00:00Z"), cron: "* * * * *", noRetry() {} };
+    // The handler only hands due work to WORK_QUEUE; the consumer fires it.
+    const captured = capturingQueue();
+    await worker.scheduled(controller as ScheduledController, { ...env, WORK_QUEUE: captured.queue }, execution);
+    await waitOnExecutionContext(execution);
+    await consume(
+      captured.take().map((m) => m.body),
+      { now: clockFrom(new Date(controller.scheduledTime)), queue: captured.queue },
+    );
+    expect(parallel.creates()).toHaveLength(1);
+    expect(await occurrences(schedule)).toEqual([
+      expect.objectContaining({ outcome: "fired", scheduled_at: "2020-01-01T09:00:00.000Z" }),
+    ]);
   });
 });
 
@@ -684,11 +701,18 @@ describe("tick cost", () => {
     expect(at20k).toBe(at2k);
     expect(at2k).toBeLessThan(40);
 
-    const plan = await env.DB.prepare(
-      "EXPLAIN QUERY PLAN SELECT id FROM schedules WHERE enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ? AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_run_at LIMIT 10",
-    )
-      .bind("x", "x")
-      .all<{ detail: string }>();
+    // The plan of the very statement a tick runs (the code builds it, with its parameters).
+    const explaining = {
+      prepare: (sql: string) => env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`),
+    } as unknown as D1Database;
+    const plan = await claimDueSchedulesStatement(
+      explaining,
+      "2026-06-02T09:00:00.000Z",
+      "2026-06-02T09:05:00.000Z",
+      10,
+    ).all<{
+      detail: string;
+    }>();
     expect(plan.results.map((r) => r.detail).join(" | ")).toContain("schedules_due");
   }, 60_000);
 });
