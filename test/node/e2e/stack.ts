@@ -17,7 +17,11 @@ export interface E2EStack {
   statuses: number[];
   /** Requests that found no relay listening (it was down) and were sent again. */
   connectionErrors: number;
-  createRun(body: Record<string, unknown>, idempotencyKey: string): Promise<{ id: string; status: string }>;
+  /** `replayed`: the relay answered with an earlier run for this Idempotency-Key (idempotent-replayed). */
+  createRun(
+    body: Record<string, unknown>,
+    idempotencyKey: string,
+  ): Promise<{ id: string; status: string; replayed: boolean }>;
   get<T>(path: string): Promise<T>;
   simConfig(patch: Record<string, unknown>): Promise<void>;
   simStats(): Promise<SimStats>;
@@ -28,6 +32,8 @@ export interface E2EStack {
 
 export interface SimStats {
   endpoints: Record<string, number>;
+  /** Calls per endpoint by the status answered. */
+  statuses: Record<string, Record<string, number>>;
   runs: { created: number; completed: number; failed: number };
   webhooks: { sent: number; dropped: number; duplicated: number; delivered: number };
 }
@@ -69,7 +75,10 @@ export async function startE2EStack(options: {
   const counters = { connectionErrors: 0 };
   const auth = { authorization: `Bearer ${key.key}` };
 
-  const request = async (path: string, init: RequestInit = {}): Promise<{ status: number; text: string }> => {
+  const request = async (
+    path: string,
+    init: RequestInit = {},
+  ): Promise<{ status: number; text: string; headers: Headers }> => {
     // A careful client: a connection cut or refused (the relay restarting) is retried, never a lost request.
     for (let attempt = 0; ; attempt++) {
       try {
@@ -79,7 +88,7 @@ export async function startE2EStack(options: {
         });
         const text = await response.text();
         statuses.push(response.status);
-        return { status: response.status, text };
+        return { status: response.status, text, headers: response.headers };
       } catch (error) {
         counters.connectionErrors++;
         if (attempt >= 100) throw error;
@@ -103,7 +112,8 @@ export async function startE2EStack(options: {
         body: JSON.stringify(body),
       });
       if (response.status !== 202) throw new Error(`create answered ${response.status}: ${response.text}`);
-      return JSON.parse(response.text) as { id: string; status: string };
+      const run = JSON.parse(response.text) as { id: string; status: string };
+      return { ...run, replayed: response.headers.get("idempotent-replayed") === "true" };
     },
     get: async <T>(path: string) => {
       const response = await request(path);
