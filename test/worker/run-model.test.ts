@@ -496,7 +496,6 @@ describe("a run's life, as a model", () => {
           };
           const trace = await live(tenant, h, `model-${n++}`);
           await checkInvariants(h, trace);
-          if (process.env.MODEL_TRACE || env.MODEL_SEED) console.info(trace.join("\n"));
         }),
         { numRuns, ...(seed === undefined ? {} : { seed }) },
       );
