@@ -30,9 +30,10 @@ export default defineConfig(async () => {
                   // The Paid plan's figure: a test's tick is bounded by its batch, not by the budget
                   // (test/worker/tick-budget.test.ts runs the Free plan's 50).
                   SUBREQUEST_BUDGET: "1000",
-                  // test/worker/run-model.test.ts: how many histories (default 1,000) and which seed.
+                  // test/worker/run-model.test.ts: how many histories (default 1,000), which seed and path.
                   MODEL_RUNS: process.env.MODEL_RUNS ?? "",
                   MODEL_SEED: process.env.MODEL_SEED ?? "",
+                  MODEL_PATH: process.env.MODEL_PATH ?? "",
                 },
               },
             }),

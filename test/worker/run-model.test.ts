@@ -5,7 +5,8 @@
 // failing or refusing callbacks. Each history runs in workerd on real D1 through the service verbs
 // (createRun, receiveParallelWebhook) and the Worker's cron handler, then time runs on until
 // nothing is due, and the invariants listed in docs/architecture.md (Testing) are checked.
-// MODEL_RUNS sets the number of histories (default 1,000), MODEL_SEED replays one run of the test.
+// MODEL_RUNS sets the number of histories (default 1,000); MODEL_SEED and MODEL_PATH (both printed
+// with a failure) replay the failing history at once.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
@@ -121,7 +122,7 @@ interface World {
   /** Calls whose answer no worker recorded (it died first): each may be made once more. */
   lost: Record<CallKind, number>;
   /** The worker of the step in progress; a dead one makes no further call. */
-  worker: { dead: boolean };
+  worker: { dead: boolean; inFlight: number };
   now: number;
 }
 
@@ -207,9 +208,9 @@ function installWorld() {
  * invocation is killed. A Parallel or receiver answer not yet followed by a D1 write is then lost.
  */
 function workerDb(dieAt: number | undefined, died: () => void): D1Database {
+  world.worker = { dead: false, inFlight: 0 };
   const real = env.DB;
-  const self = { dead: false };
-  world.worker = self;
+  const self = world.worker;
   let operations = 0;
   const never = new Promise<never>(() => {});
   const operation = async <T>(run: () => Promise<T>): Promise<T> => {
@@ -223,9 +224,16 @@ function workerDb(dieAt: number | undefined, died: () => void): D1Database {
       died();
       return never;
     }
-    const result = await run();
-    world.unrecorded = null;
-    return result;
+    self.inFlight++;
+    try {
+      const result = await run();
+      // An operation the worker started before it died answers a worker that is gone.
+      if (self.dead) return never;
+      world.unrecorded = null;
+      return result;
+    } finally {
+      self.inFlight--;
+    }
   };
   const statements = new WeakMap<object, D1PreparedStatement>();
   const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
@@ -267,7 +275,14 @@ async function invoke(
     await waitOnExecutionContext(execution);
     return "finished" as const;
   })();
-  return Promise.race([finished, dead]);
+  const outcome = await Promise.race([finished, dead]);
+  if (outcome === "died") {
+    // Let what the dead worker had already sent arrive while it is still the current worker (and is
+    // refused as a dead worker's), before the next step starts.
+    while (world.worker.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return outcome;
 }
 
 function services(bindings: Cloudflare.Env, execution: ExecutionContext) {
@@ -491,13 +506,17 @@ describe("a run's life, as a model", () => {
             posts: [],
             unrecorded: null,
             lost: counts(),
-            worker: { dead: false },
+            worker: { dead: false, inFlight: 0 },
             now: Date.now(),
           };
           const trace = await live(tenant, h, `model-${n++}`);
           await checkInvariants(h, trace);
         }),
-        { numRuns, ...(seed === undefined ? {} : { seed }) },
+        {
+          numRuns,
+          ...(seed === undefined ? {} : { seed }),
+          ...(env.MODEL_PATH ? { path: env.MODEL_PATH } : {}),
+        },
       );
       console.info(
         `run model: ${numRuns} histories in ${Date.now() - started} ms; ops ${opsTotal}, ticks ${ticksTotal}`,
