@@ -6,7 +6,6 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
-import { runScheduledTick } from "../../src/cron/dispatcher";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
@@ -32,6 +31,7 @@ import {
   taskRun,
   webhookBody,
 } from "./harness";
+import { tickAndWork } from "./queue-harness";
 
 const config = readConfig(env);
 
@@ -55,11 +55,9 @@ async function send(path: string, init: RequestInit, bindings: Cloudflare.Env = 
   return { response, settled: waitOnExecutionContext(ctx) };
 }
 
+/** A cron tick at `at`, then the queue consumer working what it sent: per job, claimed and outcomes. */
 async function tick(at: Date) {
-  const ctx = createExecutionContext();
-  const summary = await runScheduledTick(env, ctx, at);
-  await waitOnExecutionContext(ctx);
-  return summary;
+  return (await tickAndWork(at)).summaries;
 }
 
 async function postWebhook(parallelRunId: string) {

@@ -12,6 +12,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { HttpResponse, http } from "msw";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { WorkMessage } from "../../src/cron/work";
 import { TERMINAL_STATUSES } from "../../src/db/runs";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
@@ -30,6 +31,7 @@ import {
   taskRun,
   webhookBody,
 } from "./harness";
+import { capturingQueue, consume } from "./queue-harness";
 import { network } from "./setup";
 
 const RECEIVER = "https://receiver.test/model";
@@ -123,6 +125,8 @@ interface World {
   lost: Record<CallKind, number>;
   /** The worker of the step in progress; a dead one makes no further call. */
   worker: { dead: boolean; inFlight: number };
+  /** Delayed WORK_QUEUE messages (a consumer's follow-ups), handed to the consumer once `at` comes. */
+  delayed: Array<{ at: number; body: WorkMessage }>;
   now: number;
 }
 
@@ -325,7 +329,19 @@ async function tick(dieAt: number | undefined) {
     cron: "* * * * *",
     noRetry: () => {},
   } as ScheduledController;
-  return invoke(dieAt, (bindings, execution) => worker.scheduled(controller, bindings, execution));
+  // One step is the cron tick and then the queue consumer working what it sent (and any delayed
+  // follow-up now due), on one worker's D1: a death at its k-th operation cuts either part.
+  const captured = capturingQueue();
+  return invoke(dieAt, async (bindings, execution) => {
+    const withQueue = { ...bindings, WORK_QUEUE: captured.queue };
+    await worker.scheduled(controller, withQueue, execution);
+    const due = world.delayed.filter((d) => d.at <= world.now);
+    world.delayed = world.delayed.filter((d) => d.at > world.now);
+    const messages = [...captured.take().map((m) => m.body), ...due.map((d) => d.body)];
+    await consume(messages, { env: withQueue, now: () => new Date(world.now), queue: captured.queue });
+    for (const m of captured.take())
+      world.delayed.push({ at: world.now + m.delaySeconds * 1000, body: m.body });
+  });
 }
 
 /** When the sweeper next has something to do (a due run or delivery, once its lease is over). */
@@ -361,7 +377,9 @@ async function live(tenant: Tenant, h: History, key: string): Promise<string[]> 
   if (stored?.n === 0) trace.push(`create, last try: ${await create(tenant, h, key, undefined)}`);
   // Then time runs on, and the sweeper works until nothing is left due.
   for (let i = 0; i < 40; i++) {
-    const due = await nextDue();
+    const rows = await nextDue();
+    const delayed = world.delayed.map((d) => d.at);
+    const due = rows === null && delayed.length === 0 ? null : Math.min(rows ?? Infinity, ...delayed);
     if (due === null) return trace;
     world.now = Math.max(world.now, due) + 1;
     trace.push(`settle tick: ${await tick(undefined)}`);
@@ -507,6 +525,7 @@ describe("a run's life, as a model", () => {
             unrecorded: null,
             lost: counts(),
             worker: { dead: false, inFlight: 0 },
+            delayed: [],
             now: Date.now(),
           };
           const trace = await live(tenant, h, `model-${n++}`);

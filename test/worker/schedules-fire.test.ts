@@ -652,7 +652,11 @@ describe("leases, redone ticks, refusals and bounds", () => {
     const controller = { scheduledTime: Date.parse("2020-01-01T09:00:00Z"), cron: "* * * * *", noRetry() {} };
     // The handler only hands due work to WORK_QUEUE; the consumer fires it.
     const captured = capturingQueue();
-    await worker.scheduled(controller as ScheduledController, { ...env, WORK_QUEUE: captured.queue }, execution);
+    await worker.scheduled(
+      controller as ScheduledController,
+      { ...env, WORK_QUEUE: captured.queue },
+      execution,
+    );
     await waitOnExecutionContext(execution);
     await consume(
       captured.take().map((m) => m.body),
