@@ -3,8 +3,8 @@
 // Parallel run), cron ticks, time passing (leases running out, the first poll coming due), a worker
 // dying before any of its D1 steps, Parallel failing creates and result fetches, and a receiver
 // failing or refusing callbacks. Each history runs in workerd on real D1 through the service verbs
-// (createRun, receiveParallelWebhook) and the Worker's cron handler, then time runs on until
-// nothing is due, and the invariants listed in docs/architecture.md (Testing) are checked.
+// (createRun, receiveParallelWebhook) and the Worker's cron handler followed by the queue consumer,
+// then time runs on until nothing is due, and the invariants listed in docs/architecture.md (Testing) are checked.
 // MODEL_RUNS sets the number of histories (default 1,000); MODEL_SEED and MODEL_PATH (both printed
 // with a failure) replay the failing history at once.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
