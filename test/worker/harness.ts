@@ -1,6 +1,6 @@
 // Shared by the workerd tests: call the Worker through its real fetch handler, mint a fresh tenant
 // per test, and stand in for Parallel at the HTTP boundary with MSW, recording every call.
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { Webhook } from "standardwebhooks";
 import { expect } from "vitest";
@@ -195,4 +195,24 @@ export function resultReply(runId: string, output: unknown = JSON_OUTPUT) {
     run: taskRun({ run_id: runId, status: "completed", is_active: false }),
     output,
   });
+}
+
+/**
+ * Empties every table background work reads (D1 is shared by a file's tests, and a tick sees every
+ * due row), so a test of the sweeper, the queue or the tick budget starts with nothing due.
+ */
+export async function emptyBackgroundWork(): Promise<void> {
+  await env.DB.batch(
+    [
+      "delivery_attempts",
+      "deliveries",
+      "run_events",
+      "webhook_events",
+      "schedule_occurrences",
+      "runs",
+      "schedules",
+      "operator_alerts",
+      "dead_letters",
+    ].map((table) => env.DB.prepare(`DELETE FROM ${table}`)),
+  );
 }

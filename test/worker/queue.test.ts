@@ -16,7 +16,16 @@ import worker from "../../src/index";
 import { DELIVERY_BACKOFF_MS, DELIVERY_LEASE_MS } from "../../src/services/delivery-schedule";
 import { dispatchLeaseUntil } from "../../src/services/timing";
 import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
-import { ADMIN, api, createTenant, expectJson, fakeParallel, type Tenant, taskRun } from "./harness";
+import {
+  ADMIN,
+  api,
+  createTenant,
+  emptyBackgroundWork,
+  expectJson,
+  fakeParallel,
+  type Tenant,
+  taskRun,
+} from "./harness";
 import { capturingQueue, clockFrom, consume } from "./queue-harness";
 import { network } from "./setup";
 
@@ -104,15 +113,7 @@ async function dueDelivery(tenant: Tenant, at: Date, attemptCount: number) {
 const row = (table: string, id: string) =>
   env.DB.prepare(`SELECT * FROM ${table} WHERE id = ?`).bind(id).first<Record<string, unknown>>();
 
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM runs"),
-    env.DB.prepare("DELETE FROM dead_letters"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 describe("the queue consumer", () => {
   it("works and acknowledges each message on its own, through the Worker's queue() handler", async () => {

@@ -21,6 +21,7 @@ import {
 } from "./delivery-harness";
 import {
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   RELAY,
@@ -117,17 +118,7 @@ function lookupsMeet(db: D1Database, parties: number) {
   return { db: gated, found };
 }
 
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM webhook_events"),
-    env.DB.prepare("DELETE FROM schedule_occurrences"),
-    env.DB.prepare("DELETE FROM runs"),
-    env.DB.prepare("DELETE FROM schedules"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 describe("two identical creates at once", () => {
   it("make one run: the others are replays of it, none a 500", async () => {

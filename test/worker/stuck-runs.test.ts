@@ -12,6 +12,7 @@ import { deadlineAt, firstPollAt } from "../../src/services/timing";
 import {
   api,
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   parallelError,
@@ -74,16 +75,7 @@ async function createRun(tenant: Tenant) {
   return expectJson<RunBody>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
 }
 
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM webhook_events"),
-    env.DB.prepare("DELETE FROM runs"),
-    env.DB.prepare("DELETE FROM operator_alerts"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 afterEach(() => {
   vi.restoreAllMocks();

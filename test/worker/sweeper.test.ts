@@ -11,6 +11,7 @@ import { deadlineAt, finishDueAt, firstPollAt } from "../../src/services/timing"
 import {
   api,
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   JSON_OUTPUT,
@@ -69,15 +70,7 @@ function explaining(db: D1Database): D1Database {
 const baseMaxLatency = findProcessor("base")?.maxLatencyMs ?? 0;
 
 // D1 is shared by the tests of a file; a sweep sees every due run, so each test starts empty.
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM webhook_events"),
-    env.DB.prepare("DELETE FROM runs"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 describe("the sweeper", () => {
   it("leaves a run alone until its webhook is overdue, then finds the missed completion", async () => {

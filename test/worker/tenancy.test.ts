@@ -11,6 +11,7 @@ import {
   ADMIN,
   api,
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   parallelError,
@@ -52,15 +53,7 @@ async function sendWebhook(body: string) {
   return response;
 }
 
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM webhook_events"),
-    env.DB.prepare("DELETE FROM runs"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 describe("previous_interaction_id", () => {
   it("is accepted for the caller's own run, and refused with 404 for another tenant's, as for an unknown id", async () => {

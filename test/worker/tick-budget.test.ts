@@ -22,6 +22,7 @@ import wranglerToml from "../../wrangler.toml?raw";
 import { RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   parallelError,
@@ -167,16 +168,7 @@ const finishedRuns = async () =>
     "SELECT COUNT(*) AS n FROM runs WHERE status = 'completed' AND next_sweep_at IS NULL",
   ).first<number>("n")) ?? 0;
 
-beforeEach(async () => {
-  await env.DB.batch([
-    env.DB.prepare("DELETE FROM delivery_attempts"),
-    env.DB.prepare("DELETE FROM deliveries"),
-    env.DB.prepare("DELETE FROM run_events"),
-    env.DB.prepare("DELETE FROM runs"),
-    env.DB.prepare("DELETE FROM schedule_occurrences"),
-    env.DB.prepare("DELETE FROM schedules"),
-  ]);
-});
+beforeEach(emptyBackgroundWork);
 
 afterEach(() => {
   vi.restoreAllMocks();
