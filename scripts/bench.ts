@@ -102,7 +102,7 @@ async function main() {
   printTable(output as BenchOutput);
 }
 
-/** Parts 1–4, on one stack with the Paid plan's budget. */
+/** Parts 1–5, on one stack with the Paid plan's budget. */
 async function stackParts(results: Record<string, unknown>) {
   // wrangler dev streams every invocation of a Worker, each D1 call, fetch and log line of it, to a
   // local trace store (its Local Explorer). A deployed Worker pays nothing of the kind, and here it
@@ -182,7 +182,7 @@ async function stackParts(results: Record<string, unknown>) {
   try {
     // 1. Parallel calls per completed run.
     if (PARTS.has("1")) {
-      console.log(`1/4 Parallel calls per run (${CALL_RUNS} base runs per path)…`);
+      console.log(`1/6 Parallel calls per run (${CALL_RUNS} base runs per path)…`);
       const callsFor = async (dropWebhooks: number) => {
         await sim.reset();
         await sim.config({ drop_webhooks: dropWebhooks });
@@ -244,7 +244,7 @@ async function stackParts(results: Record<string, unknown>) {
 
     // 2. Completion-to-callback latency at a steady 30 completions per second.
     if (PARTS.has("2")) {
-      console.log(`2/4 completion-to-callback latency (${LATENCY_RUNS} lite runs at ${LATENCY_RATE}/s)…`);
+      console.log(`2/6 completion-to-callback latency (${LATENCY_RUNS} lite runs at ${LATENCY_RATE}/s)…`);
       await sim.reset();
       const parallelIdOf = new Map<string, string>();
       await steadyRate(LATENCY_RUNS, LATENCY_RATE, async (i) => {
@@ -302,7 +302,7 @@ async function stackParts(results: Record<string, unknown>) {
     // 3. Sustained create and webhook ingestion rates against a bare Worker.
     if (PARTS.has("3")) {
       console.log(
-        `3/4 create and webhook ingestion rates (${THROUGHPUT_REQUESTS} requests each, ${CONCURRENCY} in flight)…`,
+        `3/6 create and webhook ingestion rates (${THROUGHPUT_REQUESTS} requests each, ${CONCURRENCY} in flight)…`,
       );
       ticking = false;
       collecting = false;
@@ -392,7 +392,7 @@ async function stackParts(results: Record<string, unknown>) {
 
     // 4. A sweep tick's D1 cost as finished runs pile up.
     if (PARTS.has("4")) {
-      console.log("4/4 sweep tick cost with 10,000 and 100,000 finished runs…");
+      console.log("4/6 sweep tick cost with 10,000 and 100,000 finished runs…");
       collecting = true;
       await sleep(3_000); // let the ingested webhooks' result fetches settle
       const tickCost = async () => {
@@ -428,7 +428,7 @@ async function stackParts(results: Record<string, unknown>) {
     }
     if (PARTS.has("5")) {
       console.log(
-        `5/5 peak memory of a list of ${MEMORY_RUNS} runs with 1 MB outputs, and of a 50 MB result…`,
+        `5/6 peak memory of a list of ${MEMORY_RUNS} runs with 1 MB outputs, and of a 50 MB result…`,
       );
       await sim.reset();
       const pid = workerPid(stack.processGroups().relay as number);
@@ -547,11 +547,11 @@ async function recoveryPart(): Promise<{
   deliveries_receiver_back: Recovery;
 }> {
   console.log(
-    `5/5 recovery at SUBREQUEST_BUDGET 50, a tick every 2 s (${RECOVERY_ITEMS} runs, ${RECOVERY_ITEMS} deliveries)…`,
+    `6/6 recovery at SUBREQUEST_BUDGET 50, a tick every 2 s (${RECOVERY_ITEMS} runs, ${RECOVERY_ITEMS} deliveries)…`,
   );
   process.env.X_LOCAL_OBSERVABILITY = "false";
   const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-recovery-"));
-  // The defaults: SUBREQUEST_BUDGET 50 (Workers Free), SWEEP_BATCH_SIZE 25.
+  // The defaults: SUBREQUEST_BUDGET 50 (Workers Free), SWEEP_BATCH_SIZE 1,000 rows a job a tick.
   const stack = await startLocalStack({
     port: await freePort(),
     simPort: await freePort(),

@@ -16,7 +16,15 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SimHandle } from "../../../sim/server.ts";
 import type { TaskRun } from "../../../sim/types.ts";
-import { call, GDP_SCHEMA, type Receiver, sdk, startReceiver, startTestSim } from "./harness.ts";
+import {
+  call,
+  expectRejects,
+  GDP_SCHEMA,
+  type Receiver,
+  sdk,
+  startReceiver,
+  startTestSim,
+} from "./harness.ts";
 
 const GROUP_ID = /^tgrp_[0-9a-f]{32}$/;
 const RUN_ID = /^trun_[0-9a-f]{32}$/;
@@ -53,20 +61,6 @@ async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const items: T[] = [];
   for await (const item of stream) items.push(item);
   return items;
-}
-
-async function expectRejects<T extends abstract new (...args: never[]) => Error>(
-  promise: Promise<unknown>,
-  errorClass: T,
-): Promise<InstanceType<T>> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected the call to fail");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(errorClass);
-  return error as InstanceType<T>;
 }
 
 async function untilInactive(api: Parallel, groupId: string): Promise<Parallel.TaskGroup> {

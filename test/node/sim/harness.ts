@@ -4,6 +4,7 @@
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import Parallel from "parallel-web";
+import { expect } from "vitest";
 import { type SimHandle, startSim } from "../../../sim/server.ts";
 
 export const API_KEY = "test-key";
@@ -136,3 +137,18 @@ export const GDP_SCHEMA = {
   required: ["gdp"],
   additionalProperties: false,
 } as const;
+
+/** The call's rejection, checked to be of the SDK's error class for the status. */
+export async function expectRejects<T extends abstract new (...args: never[]) => Error>(
+  promise: Promise<unknown>,
+  errorClass: T,
+): Promise<InstanceType<T>> {
+  const error = await promise.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(errorClass);
+  return error as InstanceType<T>;
+}

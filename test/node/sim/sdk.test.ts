@@ -11,7 +11,7 @@ import {
 } from "parallel-web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SimHandle } from "../../../sim/server.ts";
-import { call, GDP_SCHEMA, sdk, startTestSim } from "./harness.ts";
+import { call, expectRejects, GDP_SCHEMA, sdk, startTestSim } from "./harness.ts";
 
 const RUN_ID = /^trun_[0-9a-f]{32}$/;
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
@@ -26,20 +26,6 @@ beforeAll(async () => {
   client = sdk(sim);
 });
 afterAll(() => sim.close());
-
-async function expectRejects<T extends abstract new (...args: never[]) => Error>(
-  promise: Promise<unknown>,
-  errorClass: T,
-): Promise<InstanceType<T>> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected the call to fail");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(errorClass);
-  return error as InstanceType<T>;
-}
 
 describe("create, retrieve, input, result", () => {
   it("creates a queued run with a webhook and betas, then runs it to completion", async () => {
