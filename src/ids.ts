@@ -4,7 +4,7 @@
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-export type IdPrefix = "run" | "key" | "dlv" | "att" | "sch" | "req" | "evt";
+export type IdPrefix = "run" | "key" | "dlv" | "att" | "sch" | "req" | "evt" | "bat";
 
 export function newId(prefix: IdPrefix, now: Date = new Date()): string {
   let time = now.getTime();

@@ -65,6 +65,9 @@ export interface Run {
   output_key?: string | null;
   /** The size of the output's JSON, wherever it is stored; null until a result is stored. */
   output_bytes?: number | null;
+  /** Batch runs: the batch (migration 0014) and the input's position in it, from 0; null for single runs. */
+  batch_id?: string | null;
+  batch_index?: number | null;
 }
 
 /**
