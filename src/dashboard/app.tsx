@@ -11,6 +11,7 @@ import { describeError } from "../log";
 import { streamRunProgress } from "../routes/runs-progress";
 import { SESSION_TTL_MS, signIn, signOut } from "../services/dashboard-sessions";
 import { readOutputBody } from "../services/outputs";
+import { getOverview, OVERVIEW_RANGES, type OverviewRange } from "../services/overview";
 import {
   getRunDetailFor,
   getRunFor,
@@ -27,6 +28,7 @@ import {
 import { dashboardPath } from "./format";
 import { DeliveriesPage, type DeliveryList } from "./pages/deliveries";
 import { ErrorPage } from "./pages/error";
+import { OverviewPage } from "./pages/overview";
 import { RunPage } from "./pages/run";
 import { RunsPage } from "./pages/runs";
 import { SchedulePage, SchedulesPage } from "./pages/schedules";
@@ -71,6 +73,17 @@ const DeliveryQuery = z.object({
   cursor: z.string().max(200).optional(),
   notice: z.string().optional(),
 });
+const OverviewQuery = z.object({
+  range: z
+    .enum(Object.keys(OVERVIEW_RANGES) as [OverviewRange, ...OverviewRange[]])
+    .optional()
+    .catch(undefined),
+  key: z
+    .string()
+    .regex(/^key_[0-9A-Za-z]{1,64}$/)
+    .optional()
+    .catch(undefined),
+});
 const PageQuery = z.object({ cursor: z.string().max(200).optional(), notice: z.string().optional() });
 
 /** A tidy query: an unknown status is ignored rather than refused, a bad cursor is a 422 page. */
@@ -90,8 +103,6 @@ export function createDashboard() {
     return c.body(DASHBOARD_CSS);
   });
 
-  dashboard.get("/", (c) => c.redirect(`${DASHBOARD_PATH}/runs`, 303));
-
   dashboard.get("/sign-in", (c) => {
     return c.html(<SignInPage formToken={issueSignInToken(c)} notice={notice(c.req.query("notice"))} />);
   });
@@ -110,7 +121,7 @@ export function createDashboard() {
         typeof form.credential === "string" ? form.credential : "",
       );
       setSessionCookie(c, cookieValue, SESSION_TTL_MS / 1000);
-      return c.redirect(`${DASHBOARD_PATH}/runs`, 303);
+      return c.redirect(DASHBOARD_PATH, 303);
     } catch (error) {
       if (!(error instanceof ApiError) || error.code !== "unauthorized") throw error;
       return c.html(<SignInPage formToken={issueSignInToken(c)} error={error.message} />, 401);
@@ -123,6 +134,28 @@ export function createDashboard() {
     await signOut(c.var.services, sessionCookie(c));
     clearSessionCookie(c);
     return c.redirect(`${SIGN_IN_PATH}?notice=signed_out`, 303);
+  });
+
+  dashboard.get("/", async (c) => {
+    const ctx = c.var.services;
+    const viewer = c.var.session.viewer;
+    const q = query(OverviewQuery, c.req.query());
+    // A key sees its own figures whatever `key` says; the admin picks one key or every key.
+    const keyId = viewer.kind === "admin" && q.key ? q.key : undefined;
+    const [overview, names] = await Promise.all([
+      getOverview(ctx, viewer, { range: q.range ?? "24h", keyId }),
+      keyNames(ctx, viewer),
+    ]);
+    return c.html(
+      <OverviewPage
+        session={c.var.session}
+        overview={overview}
+        keyId={keyId}
+        keyNames={names}
+        now={ctx.now()}
+        nonce={c.var.nonce}
+      />,
+    );
   });
 
   dashboard.get("/runs", async (c) => {

@@ -8,7 +8,7 @@ import { CLOCK_SCRIPT } from "./clock-script";
 import { relativeTime, safeHttpUrl, utcTime } from "./format";
 import { STYLE_PATH } from "./style";
 
-export type Section = "runs" | "schedules" | "deliveries";
+export type Section = "overview" | "runs" | "schedules" | "deliveries";
 
 export interface PageProps {
   title: string;
@@ -22,7 +22,10 @@ export interface PageProps {
 
 export function Page({ title, session, section, notice, nonce, children }: PageProps) {
   const link = (name: Section, label: string) => (
-    <a href={`/dashboard/${name}`} aria-current={section === name ? "page" : undefined}>
+    <a
+      href={name === "overview" ? "/dashboard" : `/dashboard/${name}`}
+      aria-current={section === name ? "page" : undefined}
+    >
       {label}
     </a>
   );
@@ -39,11 +42,12 @@ export function Page({ title, session, section, notice, nonce, children }: PageP
         </head>
         <body>
           <header class="top">
-            <a class="brand" href="/dashboard/runs">
+            <a class="brand" href="/dashboard">
               taskrelay
             </a>
             {session ? (
               <nav aria-label="Dashboard">
+                {link("overview", "Overview")}
                 {link("runs", "Runs")}
                 {link("schedules", "Schedules")}
                 {link("deliveries", "Deliveries")}

@@ -1,6 +1,6 @@
 // The dashboard's one stylesheet, served at STYLE_PATH. Mobile first: tables turn into cards below 720 px.
 
-export const STYLE_VERSION = "2";
+export const STYLE_VERSION = "3";
 export const STYLE_PATH = `/dashboard/style.css?v=${STYLE_VERSION}`;
 
 export const DASHBOARD_CSS = `
@@ -51,6 +51,27 @@ ol.messages li{padding:.25rem 0;border-top:1px dashed var(--line)}ol.messages .k
 .basis ul{padding-left:1.2rem;margin:.3rem 0}.citations .domain{white-space:nowrap}
 .signin{max-width:28rem;margin:3rem auto}.signin label{display:block;margin-bottom:.4rem;font-weight:600}
 .signin input{width:100%;margin-bottom:.8rem}
+.columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(20rem,1fr));gap:0 1rem}
+.ranges{display:flex;gap:.4rem;flex-wrap:wrap}.ranges a[aria-current=page]{background:var(--accent);border-color:var(--accent);color:#fff}
+figure.chart,figure.meter{margin:0}figure.chart figcaption,figure.meter figcaption{font-weight:600;margin-bottom:.3rem}
+figure.chart svg{width:100%;height:auto;display:block}
+.chart text{font-size:12px;fill:var(--muted)}.chart .unit{font-size:12px;fill:var(--fg)}
+.chart .grid{stroke:var(--line);stroke-width:1}.chart .baseline,.chart .tick{stroke:var(--muted);stroke-width:1}
+.legend{display:flex;flex-wrap:wrap;gap:.2rem 1rem;list-style:none;padding:0;margin:0 0 .3rem;font-size:.85rem}
+.swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.35rem;vertical-align:-.1rem}
+.k-completed,.k-first_try{fill:#2da44e;background:#2da44e;stroke:#2da44e}
+.k-failed,.k-dead{fill:#cf222e;background:#cf222e;stroke:#cf222e}
+.k-expired,.k-retried{fill:#bf8700;background:#bf8700;stroke:#bf8700}
+.k-rejected{fill:#8250df;background:#8250df;stroke:#8250df}
+.k-p50{fill:#1f5fbf;background:#1f5fbf;stroke:#1f5fbf}.k-p95{fill:#d1242f;background:#d1242f;stroke:#d1242f}
+.k-p0{fill:#1f5fbf;background:#1f5fbf}.k-p1{fill:#2da44e;background:#2da44e}.k-p2{fill:#bf8700;background:#bf8700}
+.k-p3{fill:#8250df;background:#8250df}.k-p4{fill:#cf222e;background:#cf222e}.k-p5{fill:#57606a;background:#57606a}
+.chart g.line polyline{fill:none;stroke-width:2}.chart g.line circle{stroke:none}
+.chart-table{margin-top:.4rem;font-size:.85rem}.chart-table summary{cursor:pointer;color:var(--accent)}
+.chart-table table{margin-top:.4rem}.chart-table td,.chart-table th{padding:.2rem .5rem}
+.meter svg{width:100%;max-width:40rem;height:1.2rem;display:block}.meter-track{fill:#eaeef2}
+.m-ok{fill:var(--ok)}.m-near{fill:var(--warn)}.m-over{fill:var(--bad)}.meter-text{margin:.3rem 0 0;color:var(--muted)}
+ul.batches{list-style:none;padding:0;margin:0}ul.batches li{padding:.5rem 0;border-top:1px solid var(--line)}ul.batches li:first-child{border-top:0}
 @media (max-width:720px){
  main{padding:.6rem}
  table.list thead{display:none}table.list,table.list tbody,table.list tr,table.list td{display:block;width:100%}

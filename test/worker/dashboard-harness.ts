@@ -96,7 +96,7 @@ export async function signedIn(credential: string, settings: Record<string, stri
   const b = browser(settings);
   const response = await signIn(b, credential);
   expect(response.status, await response.clone().text()).toBe(303);
-  expect(response.headers.get("location")).toBe("/dashboard/runs");
+  expect(response.headers.get("location")).toBe("/dashboard");
   return b;
 }
 

@@ -101,7 +101,7 @@ describe("the dashboard in Chromium", () => {
     await page.goto(`${e2e.stack.relayUrl}/dashboard/sign-in`);
     await page.fill("#credential", credential);
     await page.click("button[type=submit]");
-    await page.waitForURL("**/dashboard/runs");
+    await page.waitForURL("**/dashboard");
     return page;
   }
 
@@ -138,7 +138,7 @@ describe("the dashboard in Chromium", () => {
     await snapshot(page, "sign-in-page");
     await page.fill("#credential", e2e.key.key);
     await page.click("button[type=submit]");
-    await page.waitForURL("**/dashboard/runs");
+    await page.waitForURL("**/dashboard");
     // Chromium keeps a Secure cookie set over http://127.0.0.1: loopback is a secure context.
     const session = (await page.context().cookies()).find((c) => c.name === "taskrelay_session");
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: "Strict", path: "/dashboard" });
