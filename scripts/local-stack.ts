@@ -296,7 +296,7 @@ export async function localSigningSecrets(
 }
 
 /** node:sqlite, without the ExperimentalWarning Node 22 prints when it is loaded (once per process). */
-async function loadSqlite(): Promise<typeof import("node:sqlite")> {
+export async function loadSqlite(): Promise<typeof import("node:sqlite")> {
   const emitWarning = process.emitWarning;
   process.emitWarning = () => undefined;
   try {

@@ -147,7 +147,7 @@ export function OverviewPage({ session, overview, keyId, keyNames, now, nonce }:
             id="latency-chart"
             title={`Completion → callback latency per hour, p50 and p95, ${span}`}
             summary={`Time from a run finishing to its callback being accepted, per hour over the ${span}, p50 and p95, on a log scale; ${latencyHours} hours with callbacks.`}
-            unit="ms (log scale)"
+            unit="latency (log scale)"
             xUnit="hour (UTC)"
             categoryHeader="Hour (UTC)"
             categories={categories}
