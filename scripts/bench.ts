@@ -10,7 +10,10 @@
 //      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
 //   6. Recovery at the Free plan's budget (a stack of its own, SUBREQUEST_BUDGET 50, a tick every 2 s):
 //      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
+//   9. (overview) D1 rows read by the dashboard's overview (/dashboard, 24 hours and 7 days) with 10,000
+//      and 100,000 runs stored: a key's, the admin's over every key, the admin's filtered to one key.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
@@ -24,6 +27,7 @@ import {
   createApiKey,
   executeLocalSql,
   freePort,
+  loadSqlite,
   ROOT,
   startLocalStack,
   startWranglerDev,
@@ -36,7 +40,9 @@ const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 cre
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
 /** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6").split(","));
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,9").split(","));
+/** Part 9 (overview): runs stored in each step, spread over the last 30 days. */
+const OVERVIEW_STEPS = [10_000, 100_000];
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
 const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
@@ -83,8 +89,9 @@ const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** di
 
 async function main() {
   const results: Record<string, unknown> = {};
-  if ([...PARTS].some((part) => part !== "6")) await stackParts(results);
+  if ([...PARTS].some((part) => ["1", "2", "3", "4", "5"].includes(part))) await stackParts(results);
   if (PARTS.has("6")) results.recovery = await recoveryPart();
+  if (PARTS.has("9")) results.overview = await overviewPart();
   const cpus = os.cpus();
   const output = {
     date: new Date().toISOString(),
@@ -682,6 +689,125 @@ async function recoveryPart(): Promise<{
   }
 }
 
+/** Part 9 (overview): what one overview page costs in D1, by who looks and how much history is stored. */
+interface OverviewCost {
+  runs_stored: number;
+  rollup_rows: number;
+  pages: Record<string, { rows_read: number; queries: number }>;
+}
+
+/**
+ * Part 9, the overview: a stack of its own; runs and their deliveries written straight into local D1
+ * (finished, spread over 30 days, as the relay would have left them: the rollup's triggers count
+ * them), then /dashboard read by a key, by the admin and by the admin filtered to one key, and the D1
+ * rows each page read taken from its http.request log line.
+ */
+async function overviewPart(): Promise<OverviewCost[]> {
+  console.log(`9 overview page D1 cost with ${OVERVIEW_STEPS.join(" and ")} runs stored…`);
+  process.env.X_LOCAL_OBSERVABILITY = "false";
+  const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-overview-"));
+  const stack = await startLocalStack({
+    port: await freePort(),
+    simPort: await freePort(),
+    adminToken: ADMIN_TOKEN,
+    webhookSecret: WEBHOOK_SECRET,
+    timeScale: TIME_SCALE,
+    persistDir,
+    onOutput: collect,
+  });
+  try {
+    collecting = true;
+    const keys = [
+      await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench-overview-a"),
+      await createApiKey(stack.relayUrl, ADMIN_TOKEN, "bench-overview-b"),
+    ];
+    /** A dashboard session for this credential: its cookie. */
+    const session = async (credential: string) => {
+      const form = await fetch(`${stack.relayUrl}/dashboard/sign-in`);
+      const token = /name="form_token" value="([^"]+)"/.exec(await form.text())?.[1] ?? "";
+      const signInCookie = (form.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+      const signedIn = await fetch(`${stack.relayUrl}/dashboard/sign-in`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded", cookie: signInCookie },
+        body: new URLSearchParams({ form_token: token, credential }).toString(),
+      });
+      if (signedIn.status !== 303) throw new Error(`dashboard sign-in answered ${signedIn.status}`);
+      return (signedIn.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+    };
+    const viewers = {
+      key: await session(keys[0]?.key ?? ""),
+      admin: await session(ADMIN_TOKEN),
+    };
+    const pageCost = async (cookie: string, query: string) => {
+      const mark = relayEvents.length;
+      const response = await fetch(`${stack.relayUrl}/dashboard?${query}`, { headers: { cookie } });
+      const html = await response.text();
+      if (response.status !== 200 || !html.includes('data-chart="runs-chart"'))
+        throw new Error(`overview answered ${response.status}: ${html.slice(0, 300)}`);
+      await waitFor(
+        async () => relayEvents.slice(mark).some((e) => e.event === "http.request"),
+        10_000,
+        "the page's log line",
+      );
+      const line = relayEvents.slice(mark).find((e) => e.event === "http.request");
+      return { rows_read: line?.d1_rows_read ?? Number.NaN, queries: line?.d1_queries ?? Number.NaN };
+    };
+    const results: OverviewCost[] = [];
+    let stored = 0;
+    for (const target of OVERVIEW_STEPS) {
+      const now = Date.now();
+      // Keys alternate; outcomes mixed; two runs in three with a first delivery that ended.
+      await executeLocalSql(
+        persistDir,
+        `WITH RECURSIVE seq(n) AS (SELECT ${stored + 1} UNION ALL SELECT n + 1 FROM seq WHERE n < ${target})
+         INSERT INTO runs (id, api_key_id, status, processor, input, created_at, updated_at, finished_at, attempts)
+         SELECT printf('run_benchov%08d', n), CASE WHEN n % 2 = 0 THEN '${keys[0]?.id}' ELSE '${keys[1]?.id}' END,
+                CASE WHEN n % 10 < 7 THEN 'completed' WHEN n % 10 < 9 THEN 'failed' ELSE 'expired' END,
+                'base', '"q"', t, t, t, 0
+         FROM (SELECT n, strftime('%Y-%m-%dT%H:%M:%fZ', (${now} - (n * 7919) % ${30 * 86_400_000}) / 1000.0, 'unixepoch') AS t FROM seq);
+         INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count, next_attempt_at, created_at, updated_at)
+         SELECT 'dlv_' || substr(id, 5), id, api_key_id, 'run.completed', 'http://127.0.0.1:1/x', 'pending', 1, 0, finished_at, finished_at, finished_at
+         FROM runs WHERE id > printf('run_benchov%08d', ${stored}) AND id LIKE 'run_benchov%' AND CAST(substr(id, 12) AS INTEGER) % 3 <> 0;
+         UPDATE deliveries SET status = CASE WHEN CAST(substr(id, 12) AS INTEGER) % 11 = 0 THEN 'dead' ELSE 'succeeded' END,
+           attempt_count = CASE WHEN CAST(substr(id, 12) AS INTEGER) % 11 = 0 THEN 8 ELSE 1 END,
+           updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', julianday(created_at) + (15 + CAST(substr(id, 12) AS INTEGER) % 400) / 86400000.0)
+         WHERE id LIKE 'dlv_benchov%' AND status = 'pending'`,
+      );
+      stored = target;
+      const pages: OverviewCost["pages"] = {};
+      for (const range of ["24h", "7d"]) {
+        pages[`key, ${range}`] = await pageCost(viewers.key, `range=${range}`);
+        pages[`admin, every key, ${range}`] = await pageCost(viewers.admin, `range=${range}`);
+        pages[`admin, one key, ${range}`] = await pageCost(
+          viewers.admin,
+          `range=${range}&key=${keys[0]?.id}`,
+        );
+      }
+      const rollupRows = await countLocalRows(persistDir, "overview_hours");
+      results.push({ runs_stored: stored, rollup_rows: rollupRows, pages });
+      console.log(`    ${stored} runs: ${JSON.stringify(pages)}`);
+    }
+    return results;
+  } finally {
+    await stack.stop();
+    await rm(persistDir, { recursive: true, force: true });
+  }
+}
+
+/** How many rows a table of the local D1 file holds (read with node:sqlite, read-only). */
+async function countLocalRows(persistDir: string, table: string): Promise<number> {
+  const { DatabaseSync } = await loadSqlite();
+  const dir = join(persistDir, "v3", "d1", "miniflare-D1DatabaseObject");
+  const file = readdirSync(dir).find((name) => name.endsWith(".sqlite") && name !== "metadata.sqlite");
+  const db = new DatabaseSync(join(dir, file as string), { readOnly: true });
+  try {
+    return Number((db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+}
+
 type CpuPerRequest = GroupCpu & { simulator: number; load_generator: number };
 
 /**
@@ -725,6 +851,7 @@ interface BenchOutput {
   sweep_tick?: Record<string, unknown>;
   memory?: Record<string, PeakMemory>;
   recovery?: Record<string, Recovery>;
+  overview?: OverviewCost[];
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -789,6 +916,14 @@ function printTable(o: BenchOutput) {
       `recovery, ${name}: seconds / tick intervals / per interval`,
       `${r.seconds}${r.cut_short ? " (extrapolated)" : ""} / ${r.tick_intervals} / ${r.per_tick_interval} (${r.recovered} of ${r.items})`,
     ]);
+  }
+  for (const step of o.overview ?? []) {
+    for (const [viewer, cost] of Object.entries(step.pages)) {
+      rows.push([
+        `overview D1 rows read / queries, ${viewer}, ${step.runs_stored} runs`,
+        `${cost.rows_read} / ${cost.queries}`,
+      ]);
+    }
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n")}\n\nWrote bench-results.json`);
