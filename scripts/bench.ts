@@ -41,7 +41,7 @@ const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000
 const CONCURRENCY = 16;
 /** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
 const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,9").split(","));
-/** Part 9 (overview): runs stored in each step, spread over the last 30 days. */
+/** Part 9 (overview): runs stored in each step, spread over the last 30 days (720 hours). */
 const OVERVIEW_STEPS = [10_000, 100_000];
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
@@ -765,7 +765,7 @@ async function overviewPart(): Promise<OverviewCost[]> {
          SELECT printf('run_benchov%08d', n), CASE WHEN n % 2 = 0 THEN '${keys[0]?.id}' ELSE '${keys[1]?.id}' END,
                 CASE WHEN n % 10 < 7 THEN 'completed' WHEN n % 10 < 9 THEN 'failed' ELSE 'expired' END,
                 'base', '"q"', t, t, t, 0
-         FROM (SELECT n, strftime('%Y-%m-%dT%H:%M:%fZ', (${now} - (n * 7919) % ${30 * 86_400_000}) / 1000.0, 'unixepoch') AS t FROM seq);
+         FROM (SELECT n, strftime('%Y-%m-%dT%H:%M:%fZ', (${now} - ((n * 7919) % 720) * 3600000 - (n % 3600) * 1000) / 1000.0, 'unixepoch') AS t FROM seq);
          INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count, next_attempt_at, created_at, updated_at)
          SELECT 'dlv_' || substr(id, 5), id, api_key_id, 'run.completed', 'http://127.0.0.1:1/x', 'pending', 1, 0, finished_at, finished_at, finished_at
          FROM runs WHERE id > printf('run_benchov%08d', ${stored}) AND id LIKE 'run_benchov%' AND CAST(substr(id, 12) AS INTEGER) % 3 <> 0;

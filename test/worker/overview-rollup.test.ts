@@ -5,7 +5,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { LATENCY_BUCKETS, LATENCY_EDGES_MS } from "../../src/db/overview";
+import { LATENCY_BUCKETS, LATENCY_EDGES_MS, listOverviewHours } from "../../src/db/overview";
 import type { Run } from "../../src/db/runs";
 import { newId } from "../../src/ids";
 import worker from "../../src/index";
@@ -262,6 +262,42 @@ describe("the hourly rollup's triggers", () => {
       finishing_a_run: 1,
       ending_a_delivery: 1,
     });
+  });
+});
+
+describe("the overview's read", () => {
+  /** The query plans of the statements listOverviewHours prepares, bound the same way. */
+  async function plansOf(apiKeyId: string | null): Promise<string[]> {
+    const plans: string[] = [];
+    const explaining = {
+      prepare: (sql: string) => ({
+        bind: (...values: unknown[]) => ({
+          all: async () => {
+            const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+              .bind(...values)
+              .all<{ detail: string }>();
+            plans.push(...results.map((r) => r.detail));
+            return { results: [] };
+          },
+        }),
+      }),
+    } as unknown as D1Database;
+    await listOverviewHours(explaining, { apiKeyId, fromHour: "2026-12-01T00" });
+    return plans;
+  }
+
+  it("seeks each key's range of hours through the primary key, never scanning the history", async () => {
+    for (const apiKeyId of ["key_x", null]) {
+      const plans = await plansOf(apiKeyId);
+      expect(
+        plans.some((p) => /SEARCH overview_hours USING PRIMARY KEY \(api_key_id=\? AND hour>\?\)/.test(p)),
+        plans.join("; "),
+      ).toBe(true);
+      expect(
+        plans.some((p) => p.startsWith("SCAN overview_hours")),
+        plans.join("; "),
+      ).toBe(false);
+    }
   });
 });
 
