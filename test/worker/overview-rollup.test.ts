@@ -386,6 +386,9 @@ describe("the overview page", () => {
 
     // Spend has its section and says it is not recorded yet.
     expect(html).toContain('data-empty="spend"');
+    // Nothing the CSP (style-src 'self', scripts by nonce) would block: no inline style, no script.
+    expect(html).not.toMatch(/\sstyle=/);
+    expect(html).not.toMatch(/<script(?![^>]*nonce=)/);
     // A key's page has no key filter.
     expect(html).not.toContain('name="key"');
 

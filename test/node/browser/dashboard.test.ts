@@ -437,6 +437,7 @@ describe("the dashboard in Chromium", () => {
     expect(await page.locator(`tr[data-run-id="${own.id}"]`).count()).toBe(1);
     // The admin sees both, with a column more (the key).
     const admin = await signedIn(ADMIN_TOKEN);
+    await admin.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
     expect(await admin.locator(`tr[data-run-id="${theirs.id}"] [data-label=Key]`).textContent()).toBe(
       "someone-else",
     );
