@@ -177,13 +177,34 @@ describe("the hourly rollup's triggers", () => {
 
   it("puts each latency in the bucket the read side expects, at every edge", async () => {
     const tenant = await createTenant("rollup-buckets");
-    // Just below and at each edge: bucket k, then k + 1 (a run of its own for each delivery).
-    for (const edge of LATENCY_EDGES_MS) {
-      await deliveryEnding(await finishedAt(tenant.id, "completed", thisHour()), edge - 1, "succeeded");
-      await deliveryEnding(await finishedAt(tenant.id, "completed", thisHour()), edge, "succeeded");
-    }
-    const rows = await rollupOf(tenant.id);
-    const buckets = rows.reduce(
+    // Just below and at each edge: bucket k, then k + 1 — a run of its own for each delivery, all
+    // written in one batch (the trigger fires on the delivery's update, as for the code's).
+    const finished = thisHour().getTime();
+    const rows = LATENCY_EDGES_MS.flatMap((edge) => [edge - 1, edge]).map((ms, i) => {
+      const id = newId("run").replace("run_", "");
+      return `('${id}', ${i}, '${new Date(finished + ms).toISOString()}')`;
+    });
+    const at = new Date(finished).toISOString();
+    await env.DB.batch([
+      env.DB.prepare(
+        `WITH v(id, i, ended) AS (VALUES ${rows.join(", ")})
+         INSERT INTO runs (id, api_key_id, status, processor, input, created_at, updated_at, finished_at, attempts)
+         SELECT 'run_' || id, ?, 'completed', 'base', '"q"', ?, ?, ?, 0 FROM v`,
+      ).bind(tenant.id, at, at, at),
+      env.DB.prepare(
+        `WITH v(id, i, ended) AS (VALUES ${rows.join(", ")})
+         INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count, next_attempt_at, created_at, updated_at)
+         SELECT 'dlv_' || id, 'run_' || id, ?, 'run.completed', 'https://hooks.example.com/x', 'pending', 1, 0, ?, ?, ? FROM v`,
+      ).bind(tenant.id, at, at, at),
+      env.DB.prepare(
+        `WITH v(id, i, ended) AS (VALUES ${rows.join(", ")})
+         UPDATE deliveries SET status = 'succeeded', attempt_count = 1,
+           updated_at = (SELECT ended FROM v WHERE 'dlv_' || v.id = deliveries.id)
+         WHERE id IN (SELECT 'dlv_' || id FROM v)`,
+      ),
+    ]);
+    const rollup = await rollupOf(tenant.id);
+    const buckets = rollup.reduce(
       (sum, row) => latencyOf(row).map((n, k) => n + (sum[k] ?? 0)),
       new Array<number>(LATENCY_BUCKETS).fill(0),
     );
