@@ -7,9 +7,9 @@ export const TAKE = 1;
 // delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
 // later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
 export const FINISH = 12;
-// A submission at worst: the create call, its outcome recorded, the run re-read; finished when
-// Parallel refuses it.
-export const SUBMIT = 3 + FINISH;
+// A submission at worst: the create limiter (src/limiter/), the create call, its outcome recorded,
+// the run re-read; finished when Parallel refuses it.
+export const SUBMIT = 4 + FINISH;
 
 export const COST = {
   // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
