@@ -8,14 +8,17 @@
 //    is a sliding 60 s, sim/rate-limit.ts; the spare second covers a create that leaves a little
 //    late). A grant is a slot on that schedule: now, or a moment ahead that the caller waits for.
 //
-// 2. Fairness. A key may only take a slot a short way ahead: `LIGHT_HOLD_MS` while it has used at
-//    most its share of the last minute (the limit over one more than the keys active in it, so a
-//    newcomer always counts), `HEAVY_HOLD_MS` once it has used more. A key with a big backlog keeps
-//    the schedule filled only half a second ahead, so a light key's create finds a slot within about
-//    half a second however long the backlog is, and the heavy key takes every slot nobody else wants
-//    (nothing is left idle). A create that finds no slot within its hold is refused with a time to
-//    come back (`retryInMs`): for a heavy key, its backlog's refusals are spread out at its share of
-//    the rate (`deferredUntilMs`), so they do not all come back at once.
+// 2. Fairness. A key may only take a slot a short way ahead, the shorter the more it has used of
+//    the last minute: `LIGHT_HOLD_MS` while it has used at most its share with one more key (the
+//    limit over the active keys plus one, so a newcomer always counts) and has nothing waiting;
+//    `SHARE_HOLD_MS` while it is within its share (the limit over the active keys); `HEAVY_HOLD_MS`
+//    over it. A key with a big backlog keeps the schedule filled only half a second ahead, so a
+//    lighter key's create finds a slot within about half a second however long the backlog is, and
+//    the heavy key takes every slot nobody else wants (nothing is left idle). Two keys with backlogs
+//    converge on halves: the one under its share wins the slots the other would have taken. A
+//    create that finds no slot within its hold is refused with a time to come back (`retryInMs`);
+//    a key's refusals are spread out at its share of the rate (`deferredUntilMs`), so a backlog does
+//    not come back all at once.
 
 /** A slot: go now (`waitMs` 0) or after `waitMs`; the slot is counted and kept for the caller. */
 export type Admission =
@@ -23,8 +26,10 @@ export type Admission =
   /** No slot now: ask again after `retryInMs` (nothing is kept for the caller). */
   | { granted: false; retryInMs: number };
 
-/** How far ahead a key with at most its share of the last minute may take a slot. */
-export const LIGHT_HOLD_MS = 1_500;
+/** How far ahead a light key (under its share with one more key, nothing waiting) may take a slot. */
+export const LIGHT_HOLD_MS = 1_000;
+/** How far ahead a key within its share of the last minute may take a slot. */
+export const SHARE_HOLD_MS = 750;
 /** How far ahead a key over its share may take a slot: a backlog keeps the schedule only this full. */
 export const HEAVY_HOLD_MS = 500;
 /** The window Parallel counts creates in, plus a second for a create that leaves late. */
@@ -66,8 +71,7 @@ export class FairSchedule {
     const { burst, interval } = rateOf(limitPerMinute);
     const key = this.#touch(keyId, nowMs);
     const active = this.#activeKeys(nowMs);
-    const light = key.used + cost <= limitPerMinute / (active + 1);
-    const hold = light ? LIGHT_HOLD_MS : HEAVY_HOLD_MS;
+    const hold = holdFor(key, cost, limitPerMinute / active, limitPerMinute / (active + 1), nowMs);
 
     const free = Math.max(this.#nextFreeMs, nowMs);
     // The whole cost must fit in the burst allowance: the last unit is the one that must conform.
@@ -110,6 +114,14 @@ export class FairSchedule {
     }
     return active;
   }
+}
+
+/** How far ahead the key may take a slot: the more of its share it has used, the less. */
+function holdFor(key: KeyState, cost: number, share: number, newcomerShare: number, nowMs: number): number {
+  const used = key.used + cost;
+  const waiting = key.deferredUntilMs > nowMs;
+  if (used <= newcomerShare && !waiting) return LIGHT_HOLD_MS;
+  return used <= share ? SHARE_HOLD_MS : HEAVY_HOLD_MS;
 }
 
 /**
