@@ -23,5 +23,7 @@ export const COST = {
   fetch_results: TAKE + 2 + 1 + 1 + FINISH,
   // The GET, the status recorded, a lost race's re-read, then as fetch_results.
   poll_runs: TAKE + 3 + 2 + 1 + 1 + FINISH,
-  resubmit_runs: TAKE + SUBMIT,
+  // The key read, the submission, and up to two more asks of the create limiter while the
+  // resubmission waits for a slot (services/runs.ts RESUBMIT_MAX_ASKS).
+  resubmit_runs: TAKE + 1 + SUBMIT + 2,
 } as const;

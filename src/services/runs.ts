@@ -213,7 +213,7 @@ const SUBMITTING = stepGuard("submit");
  */
 export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
   const key = await findKey(ctx.db, run.api_key_id);
-  if (key && !key.revoked_at) return submitRun(ctx, run);
+  if (key && !key.revoked_at) return submitRun(ctx, run, await patientAdmission(ctx, run.api_key_id));
   const now = ctx.now();
   const at = now.toISOString();
   const message =
@@ -253,6 +253,29 @@ export async function submitRun(
   if (!admission.granted) return deferSubmission(ctx, run, admission.retryInMs);
   if (admission.waitMs > 0) await sleep(admission.waitMs);
   return createAtParallel(ctx, run, timing);
+}
+
+/** How long the sweeper's resubmission waits in its invocation for a slot, asking the limiter again. */
+export const RESUBMIT_PATIENCE_MS = 10_000;
+/** The limiter asked at most this often per resubmission (cron/costs.ts reserves them). */
+export const RESUBMIT_MAX_ASKS = 3;
+
+/**
+ * The limiter's answer for a resubmission: refused with a time to ask again that falls within
+ * RESUBMIT_PATIENCE_MS, it waits and asks again (up to RESUBMIT_MAX_ASKS asks). The cron tick hands
+ * out due runs once a minute, all at once; the limiter spreads their times to ask again over the
+ * key's share of the rate, so waiting here sends them at those times rather than at the next tick.
+ * Within the run's lease (30 s): 10 s of waiting, then a create of at most 15 s.
+ */
+async function patientAdmission(ctx: ServiceContext, keyId: string): Promise<Admission> {
+  const patientUntil = Date.now() + RESUBMIT_PATIENCE_MS;
+  let admission = await ctx.acquireCreates(keyId, 1);
+  for (let asked = 1; asked < RESUBMIT_MAX_ASKS && !admission.granted; asked++) {
+    if (Date.now() + admission.retryInMs > patientUntil) break;
+    await sleep(admission.retryInMs);
+    admission = await ctx.acquireCreates(keyId, 1);
+  }
+  return admission;
 }
 
 /**

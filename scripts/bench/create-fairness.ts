@@ -1,0 +1,199 @@
+// Bench part 8: create fairness under the create limiter (src/limiter/), on a stack of its own.
+// Two keys: one sends a burst far over the limit, the other creates single runs at 1 a second
+// meanwhile. Measured: the single runs' create-to-submitted delay (from the POST leaving the load
+// generator to the run's `submitted_at`), the 429s the simulator answered (it enforces the same
+// limit, as Parallel would), how long the burst took to reach Parallel, and what the limiter's call
+// costs a create (its time, and the part of it not hidden behind the run's D1 insert).
+//
+// The limit is lowered (PARALLEL_CREATE_LIMIT_PER_MINUTE = FAIRNESS_LIMIT, 300 a minute) so that a
+// burst several minutes' worth of creates takes a few minutes, not many.
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import { createApiKey, freePort, startLocalStack } from "../local-stack.ts";
+import { closedLoop, percentile, sleep, steadyRate, waitFor } from "./load.ts";
+
+export const FAIRNESS_LIMIT = Number(process.env.BENCH_FAIRNESS_LIMIT ?? 300);
+const BURST_RUNS = Number(process.env.BENCH_FAIRNESS_BURST ?? 900);
+const SINGLE_RUNS = Number(process.env.BENCH_FAIRNESS_SINGLES ?? 60);
+const BURST_MAX_MS = Number(process.env.BENCH_FAIRNESS_MAX_S ?? 600) * 1000;
+
+export interface CreateFairness {
+  limit_per_minute: number;
+  burst: string;
+  single_runs: number;
+  create_to_submitted_ms: { p50: number; p99: number; max: number };
+  parallel_429s: number;
+  burst_submitted_s: number | null;
+  burst_submitted: number;
+  limiter_ms: { p50: number; p99: number; samples: number };
+  limiter_added_ms: { p50: number; p99: number };
+}
+
+interface Stack {
+  relayUrl: string;
+}
+type Auth = Record<string, string>;
+
+/**
+ * The heavy key's load: BURST_RUNS single runs, 16 in flight. When batches land this becomes one
+ * `POST /v1/batches` of 10,000 inputs (the one change: this function and its label); everything
+ * after it counts the key's runs, which batch runs are too.
+ */
+const BURST = {
+  label: `${BURST_RUNS} single runs`,
+  send: async (stack: Stack, auth: Auth) => {
+    const load = await closedLoop(BURST_RUNS, 16, (i) =>
+      fetch(`${stack.relayUrl}/v1/runs`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({ processor: "lite", input: `Burst ${i}` }),
+      }),
+    );
+    if (load.ok !== BURST_RUNS) throw new Error(`burst creates: ${JSON.stringify(load.statuses)}`);
+  },
+};
+
+export async function createFairnessPart(options: {
+  adminToken: string;
+  webhookSecret: string;
+  timeScale: number;
+}): Promise<CreateFairness> {
+  console.log(
+    `8/8 create fairness at ${FAIRNESS_LIMIT} creates a minute (${BURST.label} from one key, ${SINGLE_RUNS} at 1/s from another)…`,
+  );
+  const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-fairness-"));
+  const limiterSteps: Array<{ limiter_ms: number; limiter_added_ms: number }> = [];
+  const stack = await startLocalStack({
+    port: await freePort(),
+    simPort: await freePort(),
+    adminToken: options.adminToken,
+    webhookSecret: options.webhookSecret,
+    timeScale: options.timeScale,
+    persistDir,
+    simEnv: { SIM_SEED: "42" },
+    relayVars: { PARALLEL_CREATE_LIMIT_PER_MINUTE: String(FAIRNESS_LIMIT) },
+    onOutput: (line) => {
+      if (!line.startsWith("[relay] {")) return;
+      try {
+        const event = JSON.parse(line.slice("[relay] ".length)) as {
+          steps?: Array<{ step: string; limiter_ms?: number; limiter_added_ms?: number }>;
+        };
+        for (const step of event.steps ?? []) {
+          if (step.step === "run.submitted" && step.limiter_ms !== undefined)
+            limiterSteps.push({ limiter_ms: step.limiter_ms, limiter_added_ms: step.limiter_added_ms ?? 0 });
+        }
+      } catch {
+        // not a log line of ours
+      }
+    },
+  });
+  const simUrl = stack.simUrl as string;
+  let ticking = true;
+  const ticker = (async () => {
+    while (ticking) {
+      await stack.tick().catch(() => undefined);
+      await sleep(60_000 * options.timeScale);
+    }
+  })();
+  try {
+    // The simulator enforces the same limit, as Parallel enforces its own: any excess is a 429.
+    await fetch(`${simUrl}/_sim/reset`, { method: "POST" });
+    const configured = await fetch(`${simUrl}/_sim/config`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ rate_limit_per_minute: FAIRNESS_LIMIT }),
+    });
+    if (!configured.ok) throw new Error(`sim config: ${await configured.text()}`);
+    const keyOf = async (name: string) => {
+      const key = await createApiKey(stack.relayUrl, options.adminToken, name);
+      return { authorization: `Bearer ${key.key}`, "content-type": "application/json" };
+    };
+    const heavy = await keyOf("bench-burst");
+    const light = await keyOf("bench-singles");
+
+    const startedAt = Date.now();
+    const burst = BURST.send(stack, heavy);
+    await sleep(2_000);
+    const postedAt = new Map<string, number>();
+    await steadyRate(SINGLE_RUNS, 1, async (i) => {
+      const at = Date.now();
+      const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+        method: "POST",
+        headers: light,
+        body: JSON.stringify({ processor: "lite", input: `Single ${i}` }),
+      });
+      const run = (await response.json()) as { id: string };
+      if (response.status !== 202) throw new Error(`single create answered ${response.status}`);
+      postedAt.set(run.id, at);
+    });
+    await burst;
+
+    const submittedAt = async (id: string) => {
+      const run = (await (await fetch(`${stack.relayUrl}/v1/runs/${id}`, { headers: light })).json()) as {
+        submitted_at: string | null;
+      };
+      return run.submitted_at ? Date.parse(run.submitted_at) : null;
+    };
+    const delays = new Map<string, number>();
+    await waitFor(
+      async () => {
+        for (const [id, at] of postedAt) {
+          if (delays.has(id)) continue;
+          const submitted = await submittedAt(id);
+          if (submitted !== null) delays.set(id, submitted - at);
+        }
+        return delays.size === postedAt.size;
+      },
+      120_000,
+      "every single run submitted",
+    );
+
+    const stillSubmitting = async () => {
+      const page = (await (
+        await fetch(`${stack.relayUrl}/v1/runs?status=submitting&limit=100`, { headers: heavy })
+      ).json()) as { data: unknown[] };
+      return page.data.length;
+    };
+    let burstDoneAt: number | null = null;
+    while (Date.now() - startedAt < BURST_MAX_MS) {
+      if ((await stillSubmitting()) === 0) {
+        burstDoneAt = Date.now();
+        break;
+      }
+      await sleep(1_000);
+    }
+    const stats = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+      rate_limited: number;
+      runs: { created: number };
+    };
+    const values = [...delays.values()];
+    const limiterMs = limiterSteps.map((s) => s.limiter_ms);
+    const addedMs = limiterSteps.map((s) => s.limiter_added_ms);
+    return {
+      limit_per_minute: FAIRNESS_LIMIT,
+      burst: BURST.label,
+      single_runs: SINGLE_RUNS,
+      create_to_submitted_ms: {
+        p50: Math.round(percentile(values, 50)),
+        p99: Math.round(percentile(values, 99)),
+        max: Math.round(Math.max(...values)),
+      },
+      parallel_429s: stats.rate_limited,
+      burst_submitted_s: burstDoneAt ? Math.round((burstDoneAt - startedAt) / 100) / 10 : null,
+      // Runs Parallel accepted, the single runs aside (a batch's runs count one by one too).
+      burst_submitted: stats.runs.created - SINGLE_RUNS,
+      limiter_ms: {
+        p50: percentile(limiterMs, 50),
+        p99: percentile(limiterMs, 99),
+        samples: limiterMs.length,
+      },
+      limiter_added_ms: { p50: percentile(addedMs, 50), p99: percentile(addedMs, 99) },
+    };
+  } finally {
+    ticking = false;
+    await ticker;
+    await stack.stop();
+    await rm(persistDir, { recursive: true, force: true });
+  }
+}
