@@ -815,6 +815,14 @@ function printTable(o: BenchOutput) {
       `create fairness at ${f.limit_per_minute}/min, single runs beside ${f.burst}: create to submitted p50/p99 ms`,
       `${f.create_to_submitted_ms.p50} / ${f.create_to_submitted_ms.p99} (max ${f.create_to_submitted_ms.max})`,
     ]);
+    rows.push([
+      "create fairness: the same single runs alone, create to submitted p50/p99 ms",
+      `${f.create_to_submitted_alone_ms.p50} / ${f.create_to_submitted_alone_ms.p99} (max ${f.create_to_submitted_alone_ms.max})`,
+    ]);
+    rows.push([
+      "create fairness: the limiter's wait for each single run beside the burst p50/p99 ms",
+      `${f.limiter_wait_ms.p50} / ${f.limiter_wait_ms.p99} (max ${f.limiter_wait_ms.max}; ${f.singles_deferred} deferred)`,
+    ]);
     rows.push(["create fairness: Parallel 429s", String(f.parallel_429s)]);
     rows.push([
       "create fairness: burst at Parallel after (s)",

@@ -7,6 +7,7 @@
 //
 // The limit is lowered (PARALLEL_CREATE_LIMIT_PER_MINUTE = FAIRNESS_LIMIT, 300 a minute) so that a
 // burst several minutes' worth of creates takes a few minutes, not many.
+import { appendFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
@@ -16,13 +17,28 @@ import { closedLoop, percentile, sleep, steadyRate, waitFor } from "./load.ts";
 export const FAIRNESS_LIMIT = Number(process.env.BENCH_FAIRNESS_LIMIT ?? 300);
 const BURST_RUNS = Number(process.env.BENCH_FAIRNESS_BURST ?? 900);
 const SINGLE_RUNS = Number(process.env.BENCH_FAIRNESS_SINGLES ?? 60);
+/** A file to append the stack's output to, to see what the relay did. */
+const LOG_TO = process.env.BENCH_FAIRNESS_LOG;
 const BURST_MAX_MS = Number(process.env.BENCH_FAIRNESS_MAX_S ?? 600) * 1000;
+
+interface Spread {
+  p50: number;
+  p99: number;
+  max: number;
+}
 
 export interface CreateFairness {
   limit_per_minute: number;
   burst: string;
   single_runs: number;
-  create_to_submitted_ms: { p50: number; p99: number; max: number };
+  /** The single runs beside the burst: from the POST leaving the load generator to Parallel's accept. */
+  create_to_submitted_ms: Spread;
+  /** The same single runs with no burst: what the (loaded) machine takes by itself. */
+  create_to_submitted_alone_ms: Spread;
+  /** The wait the limiter gave each single run beside the burst (0: a slot at once). */
+  limiter_wait_ms: Spread;
+  /** Single runs beside the burst the limiter had no slot for within its hold (sent by the sweeper). */
+  singles_deferred: number;
   parallel_429s: number;
   burst_submitted_s: number | null;
   burst_submitted: number;
@@ -63,7 +79,12 @@ export async function createFairnessPart(options: {
     `8/8 create fairness at ${FAIRNESS_LIMIT} creates a minute (${BURST.label} from one key, ${SINGLE_RUNS} at 1/s from another)…`,
   );
   const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-fairness-"));
-  const limiterSteps: Array<{ limiter_ms: number; limiter_added_ms: number }> = [];
+  const limiterSteps: Array<{
+    run_id: string;
+    limiter_ms: number;
+    limiter_added_ms: number;
+    limiter_wait_ms: number;
+  }> = [];
   const stack = await startLocalStack({
     port: await freePort(),
     simPort: await freePort(),
@@ -74,14 +95,27 @@ export async function createFairnessPart(options: {
     simEnv: { SIM_SEED: "42" },
     relayVars: { PARALLEL_CREATE_LIMIT_PER_MINUTE: String(FAIRNESS_LIMIT) },
     onOutput: (line) => {
+      if (LOG_TO) appendFileSync(LOG_TO, `${line}\n`);
       if (!line.startsWith("[relay] {")) return;
       try {
         const event = JSON.parse(line.slice("[relay] ".length)) as {
-          steps?: Array<{ step: string; limiter_ms?: number; limiter_added_ms?: number }>;
+          steps?: Array<{
+            step: string;
+            run_id: string;
+            limiter_ms?: number;
+            limiter_added_ms?: number;
+            limiter_wait_ms?: number;
+          }>;
         };
+        // A create's own request logs its limiter figures (a resubmission's does not: no D1 insert beside it).
         for (const step of event.steps ?? []) {
-          if (step.step === "run.submitted" && step.limiter_ms !== undefined)
-            limiterSteps.push({ limiter_ms: step.limiter_ms, limiter_added_ms: step.limiter_added_ms ?? 0 });
+          if (step.step !== "run.submitted" || step.limiter_ms === undefined) continue;
+          limiterSteps.push({
+            run_id: step.run_id,
+            limiter_ms: step.limiter_ms,
+            limiter_added_ms: step.limiter_added_ms ?? 0,
+            limiter_wait_ms: step.limiter_wait_ms ?? 0,
+          });
         }
       } catch {
         // not a log line of ours
@@ -112,42 +146,53 @@ export async function createFairnessPart(options: {
     const heavy = await keyOf("bench-burst");
     const light = await keyOf("bench-singles");
 
+    /** SINGLE_RUNS single runs at 1 a second; each one's create-to-submitted delay once all are at Parallel. */
+    const singles = async (label: string) => {
+      const postedAt = new Map<string, number>();
+      await steadyRate(SINGLE_RUNS, 1, async (i) => {
+        const at = Date.now();
+        const response = await fetch(`${stack.relayUrl}/v1/runs`, {
+          method: "POST",
+          headers: light,
+          body: JSON.stringify({ processor: "lite", input: `Single ${label} ${i}` }),
+        });
+        const run = (await response.json()) as { id: string };
+        if (response.status !== 202) throw new Error(`single create answered ${response.status}`);
+        postedAt.set(run.id, at);
+      });
+      const delays = new Map<string, number>();
+      await waitFor(
+        async () => {
+          for (const [id, at] of postedAt) {
+            if (delays.has(id)) continue;
+            const run = (await (
+              await fetch(`${stack.relayUrl}/v1/runs/${id}`, { headers: light })
+            ).json()) as {
+              submitted_at: string | null;
+            };
+            if (run.submitted_at) delays.set(id, Date.parse(run.submitted_at) - at);
+          }
+          return delays.size === postedAt.size;
+        },
+        300_000,
+        `every single run ${label} submitted`,
+      );
+      const steps = limiterSteps.filter((step) => postedAt.has(step.run_id));
+      // A single run the limiter deferred to the sweeper has no such step: counted apart.
+      return {
+        delays: [...delays.values()],
+        waits: steps.map((step) => step.limiter_wait_ms),
+        deferred: postedAt.size - steps.length,
+      };
+    };
+
+    // The same single runs first alone, for what this machine adds without any contention.
+    const alone = await singles("alone");
     const startedAt = Date.now();
     const burst = BURST.send(stack, heavy);
     await sleep(2_000);
-    const postedAt = new Map<string, number>();
-    await steadyRate(SINGLE_RUNS, 1, async (i) => {
-      const at = Date.now();
-      const response = await fetch(`${stack.relayUrl}/v1/runs`, {
-        method: "POST",
-        headers: light,
-        body: JSON.stringify({ processor: "lite", input: `Single ${i}` }),
-      });
-      const run = (await response.json()) as { id: string };
-      if (response.status !== 202) throw new Error(`single create answered ${response.status}`);
-      postedAt.set(run.id, at);
-    });
+    const beside = await singles("beside the burst");
     await burst;
-
-    const submittedAt = async (id: string) => {
-      const run = (await (await fetch(`${stack.relayUrl}/v1/runs/${id}`, { headers: light })).json()) as {
-        submitted_at: string | null;
-      };
-      return run.submitted_at ? Date.parse(run.submitted_at) : null;
-    };
-    const delays = new Map<string, number>();
-    await waitFor(
-      async () => {
-        for (const [id, at] of postedAt) {
-          if (delays.has(id)) continue;
-          const submitted = await submittedAt(id);
-          if (submitted !== null) delays.set(id, submitted - at);
-        }
-        return delays.size === postedAt.size;
-      },
-      120_000,
-      "every single run submitted",
-    );
 
     const stillSubmitting = async () => {
       const page = (await (
@@ -167,22 +212,25 @@ export async function createFairnessPart(options: {
       rate_limited: number;
       runs: { created: number };
     };
-    const values = [...delays.values()];
     const limiterMs = limiterSteps.map((s) => s.limiter_ms);
     const addedMs = limiterSteps.map((s) => s.limiter_added_ms);
+    const spread = (values: number[]) => ({
+      p50: Math.round(percentile(values, 50)),
+      p99: Math.round(percentile(values, 99)),
+      max: Math.round(Math.max(...values)),
+    });
     return {
       limit_per_minute: FAIRNESS_LIMIT,
       burst: BURST.label,
       single_runs: SINGLE_RUNS,
-      create_to_submitted_ms: {
-        p50: Math.round(percentile(values, 50)),
-        p99: Math.round(percentile(values, 99)),
-        max: Math.round(Math.max(...values)),
-      },
+      create_to_submitted_ms: spread(beside.delays),
+      create_to_submitted_alone_ms: spread(alone.delays),
+      limiter_wait_ms: spread(beside.waits),
+      singles_deferred: beside.deferred,
       parallel_429s: stats.rate_limited,
       burst_submitted_s: burstDoneAt ? Math.round((burstDoneAt - startedAt) / 100) / 10 : null,
       // Runs Parallel accepted, the single runs aside (a batch's runs count one by one too).
-      burst_submitted: stats.runs.created - SINGLE_RUNS,
+      burst_submitted: stats.runs.created - 2 * SINGLE_RUNS,
       limiter_ms: {
         p50: percentile(limiterMs, 50),
         p99: percentile(limiterMs, 99),

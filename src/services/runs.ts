@@ -110,7 +110,11 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   }
   const storedMs = Date.now() - startedMs;
   const { admission, limiterMs } = await admitted;
-  const timing = { limiter_ms: limiterMs, limiter_added_ms: Math.max(0, limiterMs - storedMs) };
+  const timing = {
+    limiter_ms: limiterMs,
+    limiter_added_ms: Math.max(0, limiterMs - storedMs),
+    limiter_wait_ms: admission.granted ? admission.waitMs : 0,
+  };
   if (admission.granted && admission.waitMs > 0) {
     // A slot in a moment: answer now (the run is `submitting`, 202) and create it when the slot comes.
     ctx.waitUntil(sleep(admission.waitMs).then(() => createAtParallel(ctx, run, timing)));

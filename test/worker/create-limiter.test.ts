@@ -206,7 +206,7 @@ async function create(bindings: Cloudflare.Env, auth: { authorization: string },
   return { response, settled: waitOnExecutionContext(ctx) };
 }
 
-describe("creates over the limit", () => {
+describe("creates over the limit", { timeout: 60_000 }, () => {
   beforeEach(emptyBackgroundWork);
 
   it("are accepted 202 and submitted later by background work, with no 429 from Parallel", async () => {
@@ -216,14 +216,17 @@ describe("creates over the limit", () => {
     const parallel = parallelWithRateLimit(limit);
     const tenant = await createTenant("over-the-limit");
 
-    const made = [];
-    for (let i = 0; i < 4; i++) made.push(await create(bindings, tenant.auth, `Over the limit ${i}`));
+    // Five at once, for slots about a second apart.
+    const made = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => create(bindings, tenant.auth, `Over the limit ${i}`)),
+    );
     const bodies = await Promise.all(
       made.map(({ response }) => expectJson<{ id: string; status: string }>(response, 202)),
     );
-    // The first had a slot at once; the rest are stored `submitting` and answered at once too.
-    expect(bodies[0]?.status).toBe("queued");
-    expect(bodies.slice(1).map((b) => b.status)).toEqual(["submitting", "submitting", "submitting"]);
+    // Every one accepted: the one with a slot at once is at Parallel, the rest stored `submitting`.
+    expect(bodies.filter((b) => b.status === "queued").length).toBeGreaterThanOrEqual(1);
+    expect(bodies.filter((b) => b.status === "submitting").length).toBeGreaterThanOrEqual(3);
+    expect(bodies.every((b) => ["queued", "submitting"].includes(b.status))).toBe(true);
     await Promise.all(made.map(({ settled }) => settled));
 
     const runs = async () => Promise.all(bodies.map((b) => findRun(env.DB, b.id)));
@@ -250,8 +253,8 @@ describe("creates over the limit", () => {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
       await tickAndWork(new Date(), { env: bindings });
     }
-    expect((await runs()).map((r) => r?.status)).toEqual(["queued", "queued", "queued", "queued"]);
-    expect(parallel).toEqual({ creates: 4, refused: 0 });
+    expect((await runs()).map((r) => r?.status)).toEqual(Array(5).fill("queued"));
+    expect(parallel).toEqual({ creates: 5, refused: 0 });
   });
 
   it("fails without the limiter: the same creates against a stand-in at the same limit get a 429", async () => {
