@@ -12,6 +12,9 @@ import { findRun } from "../../src/db/runs";
 import worker from "../../src/index";
 import { CreateLimiter } from "../../src/limiter/create-limiter";
 import { type Admission, LIGHT_HOLD_MS, rateOf, SHARE_HOLD_MS } from "../../src/limiter/fair-schedule";
+import { ScheduleCreateSchema } from "../../src/schemas/schedules";
+import { createServiceContext } from "../../src/services/context";
+import { createSchedule } from "../../src/services/schedules";
 import { createTenant, emptyBackgroundWork, expectJson, RELAY, TEXT_RUN, taskRun } from "./harness";
 import { tickAndWork } from "./queue-harness";
 import { network } from "./setup";
@@ -255,6 +258,43 @@ describe("creates over the limit", { timeout: 60_000 }, () => {
     }
     expect((await runs()).map((r) => r?.status)).toEqual(Array(5).fill("queued"));
     expect(parallel).toEqual({ creates: 5, refused: 0 });
+  });
+
+  it("fire schedule occurrences over the limit: each occurrence has its run, sent when its turn comes", async () => {
+    const limit = 60;
+    const bindings = { ...env, PARALLEL_CREATE_LIMIT_PER_MINUTE: String(limit) };
+    const parallel = parallelWithRateLimit(limit);
+    const tenant = await createTenant("schedules-over-the-limit");
+    // Four every-minute schedules made two minutes ago: all due now, on the limiter's (real) clock.
+    const madeAt = new Date(Date.now() - 120_000);
+    const ctx = createServiceContext(env, createExecutionContext(), { now: () => madeAt });
+    for (let i = 0; i < 4; i++) {
+      await createSchedule(
+        ctx,
+        tenant.id,
+        ScheduleCreateSchema.parse({
+          name: `busy ${i}`,
+          cron: "* * * * *",
+          timezone: "UTC",
+          template: { processor: "base", input: `What changed? ${i}` },
+        }),
+      );
+    }
+    const fired = await tickAndWork(new Date(), { env: bindings });
+    expect(fired.summaries.fire_schedules).toMatchObject({ fired: 4 });
+    const runs = () =>
+      env.DB.prepare("SELECT status FROM runs WHERE api_key_id = ?")
+        .bind(tenant.id)
+        .all<{ status: string }>();
+    expect((await runs()).results.some((r) => r.status === "submitting")).toBe(true);
+
+    for (let tick = 0; tick < 20; tick++) {
+      if ((await runs()).results.every((r) => r.status === "queued")) break;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await tickAndWork(new Date(), { env: bindings });
+    }
+    expect((await runs()).results.map((r) => r.status)).toEqual(Array(4).fill("queued"));
+    expect(parallel).toEqual({ creates: 4, refused: 0 });
   });
 
   it("fails without the limiter: the same creates against a stand-in at the same limit get a 429", async () => {
