@@ -821,7 +821,7 @@ function printTable(o: BenchOutput) {
     ]);
     rows.push([
       "create fairness: the limiter's wait for each single run beside the burst p50/p99 ms",
-      `${f.limiter_wait_ms.p50} / ${f.limiter_wait_ms.p99} (max ${f.limiter_wait_ms.max}; ${f.singles_deferred} deferred)`,
+      `${f.limiter_wait_ms.p50} / ${f.limiter_wait_ms.p99} (max ${f.limiter_wait_ms.max}; ${f.singles_deferred} not sent by their request, ${f.singles_unsubmitted} not at Parallel after 3 min)`,
     ]);
     rows.push(["create fairness: Parallel 429s", String(f.parallel_429s)]);
     rows.push([

@@ -12,13 +12,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { createApiKey, freePort, startLocalStack } from "../local-stack.ts";
-import { closedLoop, percentile, sleep, steadyRate, waitFor } from "./load.ts";
+import { closedLoop, percentile, sleep, steadyRate } from "./load.ts";
 
 export const FAIRNESS_LIMIT = Number(process.env.BENCH_FAIRNESS_LIMIT ?? 300);
 const BURST_RUNS = Number(process.env.BENCH_FAIRNESS_BURST ?? 900);
 const SINGLE_RUNS = Number(process.env.BENCH_FAIRNESS_SINGLES ?? 60);
 /** A file to append the stack's output to, to see what the relay did. */
 const LOG_TO = process.env.BENCH_FAIRNESS_LOG;
+const SINGLES_MAX_MS = 180_000;
 const BURST_MAX_MS = Number(process.env.BENCH_FAIRNESS_MAX_S ?? 600) * 1000;
 
 interface Spread {
@@ -39,6 +40,8 @@ export interface CreateFairness {
   limiter_wait_ms: Spread;
   /** Single runs beside the burst the limiter had no slot for within its hold (sent by the sweeper). */
   singles_deferred: number;
+  /** Single runs beside the burst still not at Parallel after SINGLES_MAX_MS (left out of the delays). */
+  singles_unsubmitted: number;
   parallel_429s: number;
   burst_submitted_s: number | null;
   burst_submitted: number;
@@ -161,28 +164,26 @@ export async function createFairnessPart(options: {
         postedAt.set(run.id, at);
       });
       const delays = new Map<string, number>();
-      await waitFor(
-        async () => {
-          for (const [id, at] of postedAt) {
-            if (delays.has(id)) continue;
-            const run = (await (
-              await fetch(`${stack.relayUrl}/v1/runs/${id}`, { headers: light })
-            ).json()) as {
-              submitted_at: string | null;
-            };
-            if (run.submitted_at) delays.set(id, Date.parse(run.submitted_at) - at);
-          }
-          return delays.size === postedAt.size;
-        },
-        300_000,
-        `every single run ${label} submitted`,
-      );
+      // Up to SINGLES_MAX_MS for the last of them: one whose create met a transient error (a
+      // timeout on a loaded machine) is the sweeper's, behind the burst's resubmissions.
+      const until = Date.now() + SINGLES_MAX_MS;
+      while (delays.size < postedAt.size && Date.now() < until) {
+        for (const [id, at] of postedAt) {
+          if (delays.has(id)) continue;
+          const run = (await (await fetch(`${stack.relayUrl}/v1/runs/${id}`, { headers: light })).json()) as {
+            submitted_at: string | null;
+          };
+          if (run.submitted_at) delays.set(id, Date.parse(run.submitted_at) - at);
+        }
+        await sleep(500);
+      }
       const steps = limiterSteps.filter((step) => postedAt.has(step.run_id));
       // A single run the limiter deferred to the sweeper has no such step: counted apart.
       return {
         delays: [...delays.values()],
         waits: steps.map((step) => step.limiter_wait_ms),
         deferred: postedAt.size - steps.length,
+        unsubmitted: postedAt.size - delays.size,
       };
     };
 
@@ -227,6 +228,7 @@ export async function createFairnessPart(options: {
       create_to_submitted_alone_ms: spread(alone.delays),
       limiter_wait_ms: spread(beside.waits),
       singles_deferred: beside.deferred,
+      singles_unsubmitted: beside.unsubmitted,
       parallel_429s: stats.rate_limited,
       burst_submitted_s: burstDoneAt ? Math.round((burstDoneAt - startedAt) / 100) / 10 : null,
       // Runs Parallel accepted, the single runs aside (a batch's runs count one by one too).
