@@ -30,6 +30,9 @@ export default defineConfig(async () => {
                   // The Paid plan's figure: a test's tick is bounded by its batch, not by the budget
                   // (test/worker/tick-budget.test.ts runs the Free plan's 50).
                   SUBREQUEST_BUDGET: "1000",
+                  // A create limit no test reaches unless it lowers it (test/worker/create-limiter.test.ts):
+                  // at 2,000 a minute, a file's hundreds of quick creates would be paced.
+                  PARALLEL_CREATE_LIMIT_PER_MINUTE: "1000000",
                   // test/worker/run-model.test.ts: how many histories (default 1,000), which seed and path.
                   MODEL_RUNS: process.env.MODEL_RUNS ?? "",
                   MODEL_SEED: process.env.MODEL_SEED ?? "",

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import type { WorkMessage } from "./cron/work";
 import { ApiError } from "./errors";
+import type { CreateLimiter } from "./limiter/create-limiter";
 
 export interface Env {
   DB: D1Database;
@@ -10,6 +11,8 @@ export interface Env {
   OUTPUTS: R2Bucket;
   /** Background work (src/cron/): the cron tick sends, this Worker's queue() handler consumes. */
   WORK_QUEUE?: Queue<WorkMessage>;
+  /** The create limiter (src/limiter/): one instance counts every create at Parallel. */
+  CREATE_LIMITER: DurableObjectNamespace<CreateLimiter>;
   PARALLEL_API_KEY?: string;
   PARALLEL_BASE_URL?: string;
   PARALLEL_WEBHOOK_SECRET?: string;
@@ -25,6 +28,7 @@ export interface Env {
   SUBREQUEST_BUDGET?: string;
   RUN_EXPIRY_MARGIN_SECONDS?: string;
   SUBMIT_MAX_ATTEMPTS?: string;
+  PARALLEL_CREATE_LIMIT_PER_MINUTE?: string;
   LOG_LEVEL?: string;
 }
 
@@ -70,6 +74,11 @@ const configSchema = z.object({
   SUBREQUEST_BUDGET: positiveInt(50),
   RUN_EXPIRY_MARGIN_SECONDS: positiveInt(3600),
   SUBMIT_MAX_ATTEMPTS: positiveInt(8),
+  /**
+   * Creates at Parallel a minute, for all keys together (src/limiter/): Parallel's default rate
+   * limit. A create over it is accepted and sent when its turn comes, shared fairly between keys.
+   */
+  PARALLEL_CREATE_LIMIT_PER_MINUTE: positiveInt(2000),
   /** The least severe log level written: info (default) logs every step, warn only trouble. */
   LOG_LEVEL: z.enum(["info", "warn", "error"]).default("info"),
 });

@@ -4,6 +4,8 @@ import { consumeWork, DEAD_LETTER_QUEUE, recordDeadLetters } from "./cron/consum
 import { runScheduledTick } from "./cron/dispatcher";
 import type { Env } from "./env";
 
+export { CreateLimiter } from "./limiter/create-limiter";
+
 const app = createApp();
 
 export default {

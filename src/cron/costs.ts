@@ -7,9 +7,9 @@ export const TAKE = 1;
 // delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
 // later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
 export const FINISH = 12;
-// A submission at worst: the create call, its outcome recorded, the run re-read; finished when
-// Parallel refuses it.
-export const SUBMIT = 3 + FINISH;
+// A submission at worst: the create limiter (src/limiter/), the create call, its outcome recorded,
+// the run re-read; finished when Parallel refuses it.
+export const SUBMIT = 4 + FINISH;
 
 export const COST = {
   // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
@@ -23,5 +23,7 @@ export const COST = {
   fetch_results: TAKE + 2 + 1 + 1 + FINISH,
   // The GET, the status recorded, a lost race's re-read, then as fetch_results.
   poll_runs: TAKE + 3 + 2 + 1 + 1 + FINISH,
-  resubmit_runs: TAKE + SUBMIT,
+  // The key read, the submission, and up to two more asks of the create limiter while the
+  // resubmission waits for a slot (services/runs.ts RESUBMIT_MAX_ASKS).
+  resubmit_runs: TAKE + 1 + SUBMIT + 2,
 } as const;

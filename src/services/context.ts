@@ -2,6 +2,7 @@
 // to finish work after the response. No Hono here: routes and cron jobs both build one.
 import { type D1Usage, emptyUsage, meteredDatabase } from "../db/metered";
 import { type Config, type Env, readConfig } from "../env";
+import { type Admission, acquireCreates } from "../limiter";
 import type { Logger } from "../log";
 import { createLogger, describeError } from "../log";
 import { createParallelGateway, type ParallelGateway } from "../parallel/client";
@@ -15,6 +16,8 @@ export interface ServiceContext {
   config: Config;
   /** Created on first use: routes that never call Parallel work without PARALLEL_API_KEY. */
   readonly parallel: ParallelGateway;
+  /** The create limiter (src/limiter/): asked before every create at Parallel. */
+  acquireCreates: (keyId: string, cost: number) => Promise<Admission>;
   now: () => Date;
   log: Logger;
   /** Continues work after the response (ctx.waitUntil), tracked so `settled()` can wait for it. */
@@ -48,6 +51,7 @@ export function createServiceContext(
       parallel ??= createParallelGateway(config);
       return parallel;
     },
+    acquireCreates: (keyId, cost) => acquireCreates(env, keyId, cost, log),
     now: options.now ?? (() => new Date()),
     log,
     waitUntil: (work) => {

@@ -22,6 +22,7 @@ import {
 import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
+import type { Admission } from "../limiter";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
 import type { RunRequest } from "../schemas/runs";
@@ -49,6 +50,8 @@ import {
 } from "./timing";
 
 export const WEBHOOK_PATH = "/webhooks/parallel";
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface CreateRunInput {
   apiKeyId: string;
@@ -88,6 +91,13 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
 
   const now = ctx.now();
   const run = newRun(input, requestHash, now);
+  // The limiter is asked while the run is stored, so its answer adds no wait of its own in the
+  // common case (it never throws: src/limiter/index.ts). A lost idempotency race wastes one slot.
+  const startedMs = Date.now();
+  const admitted = ctx.acquireCreates(run.api_key_id, 1).then((admission) => ({
+    admission,
+    limiterMs: Date.now() - startedMs,
+  }));
   try {
     await ctx.db.batch([insertRun(ctx.db, run), insertRunEvent(ctx.db, run.id, run.created_at, "stored")]);
   } catch (error) {
@@ -98,7 +108,19 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
     }
     throw error;
   }
-  const submitted = await submitRun(ctx, run);
+  const storedMs = Date.now() - startedMs;
+  const { admission, limiterMs } = await admitted;
+  const timing = {
+    limiter_ms: limiterMs,
+    limiter_added_ms: Math.max(0, limiterMs - storedMs),
+    limiter_wait_ms: admission.granted ? admission.waitMs : 0,
+  };
+  if (admission.granted && admission.waitMs > 0) {
+    // A slot in a moment: answer now (the run is `submitting`, 202) and create it when the slot comes.
+    ctx.waitUntil(sleep(admission.waitMs).then(() => createAtParallel(ctx, run, timing)));
+    return { run, replayed: false };
+  }
+  const submitted = await submitRun(ctx, run, admission, timing);
   if (submitted.status === "rejected") {
     throw new ApiError("parallel_rejected", submitted.error?.message ?? "Parallel refused the run.", [
       {
@@ -195,7 +217,7 @@ const SUBMITTING = stepGuard("submit");
  */
 export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
   const key = await findKey(ctx.db, run.api_key_id);
-  if (key && !key.revoked_at) return submitRun(ctx, run);
+  if (key && !key.revoked_at) return submitRun(ctx, run, await patientAdmission(ctx, run.api_key_id));
   const now = ctx.now();
   const at = now.toISOString();
   const message =
@@ -220,10 +242,90 @@ export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
 }
 
 /**
- * Creates the stored run at Parallel and records the outcome. Called by POST /v1/runs and by the
- * sweeper for submissions that failed transiently; the guard makes a late duplicate a no-op.
+ * Creates the stored run at Parallel once the create limiter (src/limiter/) gives it a slot, and
+ * records the outcome. Called by POST /v1/runs (with the limiter's answer, asked while the run was
+ * stored) and by the sweeper for submissions that failed transiently or were deferred; the guard
+ * makes a late duplicate a no-op. No slot: the run stays `submitting`, due when the limiter says.
  */
-export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
+export async function submitRun(
+  ctx: ServiceContext,
+  run: Run,
+  admitted?: Admission,
+  timing: Record<string, number> = {},
+): Promise<Run> {
+  const admission = admitted ?? (await ctx.acquireCreates(run.api_key_id, 1));
+  if (!admission.granted) return deferSubmission(ctx, run, admission.retryInMs);
+  if (admission.waitMs > 0) await sleep(admission.waitMs);
+  return createAtParallel(ctx, run, timing);
+}
+
+/** How long the sweeper's resubmission waits in its invocation for a slot, asking the limiter again. */
+export const RESUBMIT_PATIENCE_MS = 10_000;
+/** The limiter asked at most this often per resubmission (cron/costs.ts reserves them). */
+export const RESUBMIT_MAX_ASKS = 3;
+
+/**
+ * The limiter's answer for a resubmission: refused with a time to ask again that falls within
+ * RESUBMIT_PATIENCE_MS, it waits and asks again (up to RESUBMIT_MAX_ASKS asks). The cron tick hands
+ * out due runs once a minute, all at once; the limiter spreads their times to ask again over the
+ * key's share of the rate, so waiting here sends them at those times rather than at the next tick.
+ * Within the run's lease (30 s): 10 s of waiting, then a create of at most 15 s.
+ */
+async function patientAdmission(ctx: ServiceContext, keyId: string): Promise<Admission> {
+  const patientUntil = Date.now() + RESUBMIT_PATIENCE_MS;
+  let admission = await ctx.acquireCreates(keyId, 1);
+  for (let asked = 1; asked < RESUBMIT_MAX_ASKS && !admission.granted; asked++) {
+    if (Date.now() + admission.retryInMs > patientUntil) break;
+    await sleep(admission.retryInMs);
+    admission = await ctx.acquireCreates(keyId, 1);
+  }
+  return admission;
+}
+
+/**
+ * Over the create limit: the run stays `submitting`, due for the sweeper's resubmit_runs when the
+ * limiter said to ask again. Not an attempt (SUBMIT_MAX_ATTEMPTS counts Parallel's failures); past
+ * the run's deadline it fails, so every run still ends by its deadline.
+ */
+async function deferSubmission(ctx: ServiceContext, run: Run, retryInMs: number): Promise<Run> {
+  const now = ctx.now();
+  const at = now.toISOString();
+  const deadline = runDeadline(ctx.config, run);
+  if (at >= deadline) {
+    const message = `The run waited for taskrelay's create limit (PARALLEL_CREATE_LIMIT_PER_MINUTE) until its deadline (${deadline}).`;
+    const failed = await changeRun(
+      ctx.db,
+      run,
+      at,
+      {
+        status: "failed",
+        error: { code: "submit_failed", message },
+        finished_at: at,
+        next_sweep_at: finishDueAt(run, now),
+        lease_until: null,
+      },
+      { kind: "submit_failed", detail: { reason: "create_limit", message } },
+      SUBMITTING,
+    );
+    ctx.log.error("run.submit_failed", { run_id: run.id, reason: "create_limit" });
+    if (failed) await onRunFinished(ctx, failed);
+    return failed ?? (await currentRun(ctx, run));
+  }
+  const next = notAfter(addMs(now, retryInMs), deadline);
+  const deferred = await changeRun(
+    ctx.db,
+    run,
+    at,
+    { next_sweep_at: next, lease_until: null },
+    { kind: "submit_retry_scheduled", detail: { reason: "create_limit", next_attempt_at: next } },
+    SUBMITTING,
+  );
+  ctx.log.info("run.submit_deferred", { run_id: run.id, api_key_id: run.api_key_id, next_attempt_at: next });
+  return deferred ?? (await currentRun(ctx, run));
+}
+
+/** The create at Parallel, its slot granted, and its outcome recorded. */
+async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<string, number>): Promise<Run> {
   const outcome = await ctx.parallel.createRun(parallelCreateBody(ctx, run));
   const now = ctx.now();
   const at = now.toISOString();
@@ -251,6 +353,7 @@ export async function submitRun(ctx: ServiceContext, run: Run): Promise<Run> {
       processor: run.processor,
       schedule_id: run.schedule_id,
       attempt,
+      ...timing,
     });
     return accepted ?? (await currentRun(ctx, run));
   }
