@@ -19,7 +19,7 @@ import {
 } from "./work";
 
 /**
- * As wrangler.toml's max_batch_size: the dearest message (COST.fire_schedules, 23) twice stays
+ * As wrangler.toml's max_batch_size: the dearest message (COST.fire_schedules, 25) twice stays
  * within the Free plan's 50 calls an invocation.
  */
 export const CONSUMER_BATCH_SIZE = 2;

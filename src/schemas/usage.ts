@@ -49,13 +49,10 @@ export const BudgetSchema = z
 
 export const UsageSchema = z
   .object({
-    api_key_id: z
-      .string()
-      .nullable()
-      .openapi({
-        description: "The key; null: every key (admin).",
-        example: "key_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
-      }),
+    api_key_id: z.string().nullable().openapi({
+      description: "The key; null: every key (admin).",
+      example: "key_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
+    }),
     from: z.string().openapi({ example: "2026-12-01" }),
     to: z.string().openapi({ example: "2026-12-31" }),
     group_by: z.enum(USAGE_GROUPS),
