@@ -10,6 +10,8 @@
 //      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
 //   6. Recovery at the Free plan's budget (a stack of its own, SUBREQUEST_BUDGET 50, a tick every 2 s):
 //      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
+//   9. D1 rows read by GET /v1/usage over 30 days × 10,000 runs a day, and rows written per accepted
+//      run with the usage rollup (scripts/bench/usage.ts).
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -19,6 +21,7 @@ import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
 import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
 import { type PeakMemory, peakMemoryOf, workerPid } from "./bench/memory.ts";
+import { type UsageBench, usagePart } from "./bench/usage.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
   createApiKey,
@@ -36,7 +39,7 @@ const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 cre
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
 /** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6").split(","));
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,9").split(","));
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
 const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
@@ -48,6 +51,7 @@ const ADMIN_TOKEN = "bench-admin-token";
 
 interface LogEvent {
   event: string;
+  method?: string;
   path?: string;
   job?: string;
   d1_queries?: number;
@@ -426,6 +430,38 @@ async function stackParts(results: Record<string, unknown>) {
         at_100000_more: at100k,
       };
     }
+    if (PARTS.has("9")) {
+      console.log("9 usage rows read over 30 days × 10,000 runs a day, rows written per accepted run…");
+      collecting = true;
+      let cursor = relayEvents.length;
+      results.usage = await usagePart({
+        relayUrl: stack.relayUrl,
+        adminToken: ADMIN_TOKEN,
+        persistDir,
+        executeLocalSql,
+        lastRequestCost: async (method, path) => {
+          let found: LogEvent | undefined;
+          await waitFor(
+            async () => {
+              const index = relayEvents.findIndex(
+                (e, i) => i >= cursor && e.event === "http.request" && e.method === method && e.path === path,
+              );
+              if (index < 0) return false;
+              found = relayEvents[index];
+              cursor = index + 1;
+              return true;
+            },
+            10_000,
+            `the log line of ${method} ${path}`,
+          );
+          return {
+            rows_read: found?.d1_rows_read ?? Number.NaN,
+            rows_written: found?.d1_rows_written ?? Number.NaN,
+            queries: found?.d1_queries ?? Number.NaN,
+          };
+        },
+      });
+    }
     if (PARTS.has("5")) {
       console.log(
         `5/6 peak memory of a list of ${MEMORY_RUNS} runs with 1 MB outputs, and of a 50 MB result…`,
@@ -725,6 +761,7 @@ interface BenchOutput {
   sweep_tick?: Record<string, unknown>;
   memory?: Record<string, PeakMemory>;
   recovery?: Record<string, Recovery>;
+  usage?: UsageBench;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -783,6 +820,18 @@ function printTable(o: BenchOutput) {
   }
   for (const [name, m] of Object.entries(o.memory ?? {})) {
     rows.push([`peak RSS added by one request (MB), ${name}`, `${m.peak_added_mb} (of ${m.peak_rss_mb})`]);
+  }
+  if (o.usage) {
+    for (const [groupBy, cost] of Object.entries(o.usage.usage_rows_read)) {
+      rows.push([
+        `GET /v1/usage over 30 days × 10,000 runs, group_by=${groupBy}: D1 rows read / queries`,
+        `${cost.rows_read} / ${cost.queries}`,
+      ]);
+    }
+    rows.push([
+      "D1 rows written per accepted create (rollup included)",
+      String(o.usage.create_rows_written_per_run),
+    ]);
   }
   for (const [name, r] of Object.entries(o.recovery ?? {})) {
     rows.push([

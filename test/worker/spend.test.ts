@@ -4,6 +4,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
+import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { recordAcceptedSpend } from "../../src/db/spend";
 import { type Env, readConfig } from "../../src/env";
@@ -11,8 +12,10 @@ import { ApiError } from "../../src/errors";
 import { priceTable, runPriceMicro } from "../../src/pricing/prices";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
+import { onRunFinished } from "../../src/services/run-finished";
 import { createSchedule } from "../../src/services/schedules";
 import { signedIn } from "./dashboard-harness";
+import { deliveryContext, fakeReceiver, storeFinishedRun } from "./delivery-harness";
 import {
   ADMIN,
   api,
@@ -155,6 +158,23 @@ describe("cost_usd on runs", () => {
       /<dt>Cost<\/dt><dd data-cost="true">\$0\.005<\/dd>/,
     );
     expect(await b.page("/dashboard/runs")).toContain("$0.005");
+  });
+});
+
+describe("cost_usd in callbacks", () => {
+  it("is in the run a callback carries", async () => {
+    const tenant = await createTenant();
+    const receiver = fakeReceiver();
+    const run = await storeFinishedRun(tenant.id, { processor: "ultra", cost_micro_usd: 300_000 });
+    const { ctx, settle } = deliveryContext();
+    await onRunFinished(ctx, run);
+    await settle();
+    const [call] = receiver.calls;
+    if (!call) throw new Error("no callback");
+    const payload = new Webhook(tenant.signingSecret).verify(call.body, call.headers) as {
+      data: { run: { cost_usd: number } };
+    };
+    expect(payload.data.run.cost_usd).toBe(0.3);
   });
 });
 
