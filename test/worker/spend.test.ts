@@ -6,9 +6,11 @@ import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
+import { stepGuard } from "../../src/db/run-states";
 import { recordAcceptedSpend } from "../../src/db/spend";
 import { type Env, readConfig } from "../../src/env";
 import { ApiError } from "../../src/errors";
+import { RUN_ID_METADATA_KEY } from "../../src/parallel/task-spec-checks";
 import { priceTable, runPriceMicro } from "../../src/pricing/prices";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
@@ -24,9 +26,11 @@ import {
   fakeParallel,
   parallelError,
   postJson,
+  signWebhook,
   TEXT_RUN,
   type Tenant,
   taskRun,
+  webhookBody,
 } from "./harness";
 import { runFireSchedules } from "./queue-harness";
 
@@ -251,17 +255,52 @@ describe("GET /v1/usage", () => {
     expect(again.meta.rows_written).toBe(0);
     expect((await usage(tenant.auth)).totals).toEqual({ runs: 1, cost_usd: 0.01 });
 
-    // One UPSERT on the WITHOUT ROWID table: one row written whether it inserts or adds.
-    const key = `key_rows_${crypto.randomUUID()}`;
-    const upsert = () =>
-      env.DB.prepare(
-        `INSERT INTO usage_rollup (api_key_id, day, scope, processor, runs, cost_micro_usd) VALUES (?, '2026-12-02', '', 'base', 1, 10000)
-         ON CONFLICT (api_key_id, day, scope, processor) DO UPDATE SET runs = runs + excluded.runs, cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd`,
-      )
-        .bind(key)
-        .run();
-    expect((await upsert()).meta.rows_written).toBe(1);
-    expect((await upsert()).meta.rows_written).toBe(1);
+    // The rollup's UPSERT on the WITHOUT ROWID table writes one row per accepted run, whether it
+    // inserts the group's row or adds to it: two runs still waiting for Parallel, accepted by hand.
+    fakeParallel({ create: () => parallelError(503, "busy") });
+    const waiting = [
+      await expectJson<RunBody>(await createRun(tenant, { ...TEXT_RUN, processor: "ultra8x" }), 202),
+      await expectJson<RunBody>(await createRun(tenant, { ...TEXT_RUN, processor: "ultra8x" }), 202),
+    ];
+    const at = new Date().toISOString();
+    const written = [];
+    for (const run of waiting) {
+      written.push(
+        (await recordAcceptedSpend(env.DB, run.id, at, stepGuard("submit")).run()).meta.rows_written,
+      );
+    }
+    expect(written).toEqual([1, 1]);
+    expect((await usage(tenant.auth, "?group_by=processor")).groups).toContainEqual({
+      key: "ultra8x",
+      runs: 2,
+      cost_usd: 4.8,
+    });
+  });
+});
+
+describe("a run accepted although its create's answer was lost", () => {
+  it("is counted once, by the webhook that tells taskrelay Parallel has it", async () => {
+    const tenant = await createTenant();
+    fakeParallel({ create: () => parallelError(503, "busy") });
+    const run = await expectJson<RunBody>(await createRun(tenant, { ...TEXT_RUN, processor: "core2x" }), 202);
+    expect(run.status).toBe("submitting");
+    const parallelRunId = `trun_${crypto.randomUUID().replaceAll("-", "")}`;
+    for (const id of ["whevent_lost_1", "whevent_lost_2"]) {
+      const body = webhookBody({
+        run_id: parallelRunId,
+        status: "running",
+        metadata: { [RUN_ID_METADATA_KEY]: run.id },
+      });
+      const response = await api("/webhooks/parallel", {
+        method: "POST",
+        headers: signWebhook(body, { id }),
+        body,
+      });
+      expect(response.status, await response.text()).toBeLessThan(300);
+    }
+    const got = await expectJson<RunBody>(await api(`/v1/runs/${run.id}`, { headers: tenant.auth }), 200);
+    expect(got).toMatchObject({ status: "running", cost_usd: 0.05 });
+    expect((await usage(tenant.auth)).totals).toEqual({ runs: 1, cost_usd: 0.05 });
   });
 });
 
