@@ -439,6 +439,26 @@ describe("budgets", () => {
   });
 });
 
+describe("the dashboard's budget notice", () => {
+  it("says what is spent from 80% of the budget, and that runs are refused at 100%", async () => {
+    const tenant = await budgetedTenant(0.05);
+    fakeParallel();
+    const b = await signedIn(tenant.key);
+    const notice = async () =>
+      (await b.page("/dashboard/runs")).match(/<p[^>]*data-budget-notice[^>]*>([^<]*)</)?.[1];
+    for (let i = 0; i < 3; i++) await expectJson(await createRun(tenant), 202);
+    expect(await notice()).toBeUndefined(); // 60%
+    await expectJson(await createRun(tenant), 202);
+    expect(await notice()).toBe(
+      "This key has spent $0.04 of its $0.05 monthly budget (80%): a run that would pass it is refused.",
+    );
+    await expectJson(await createRun(tenant), 202);
+    expect(await notice()).toMatch(
+      /^This key has spent \$0\.05 of its \$0\.05 monthly budget \(100%\): new runs are refused until the month resets at \d{4}-\d{2}-01T00:00:00\.000Z\.$/,
+    );
+  });
+});
+
 describe("dry_run", () => {
   it("returns the checks and the cost, and stores, reserves and submits nothing", async () => {
     const tenant = await budgetedTenant(0.2);
