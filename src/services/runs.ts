@@ -25,6 +25,7 @@ import { ApiError, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
+import { microToUsd, usdToMicro } from "../pricing/prices";
 import type { RunRequest } from "../schemas/runs";
 import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
@@ -194,7 +195,8 @@ export async function dryRunCreate(ctx: ServiceContext, input: CreateRunInput): 
   }
   const cost = runCostMicro(ctx, input.request.processor);
   const budget = await getBudget(ctx, input.apiKeyId);
-  const fits = budget.limit_usd === null || budget.spent_usd * 1e6 + cost <= budget.limit_usd * 1e6;
+  const fits =
+    budget.limit_usd === null || usdToMicro(budget.spent_usd) + cost <= usdToMicro(budget.limit_usd);
   checks.push({
     check: "budget",
     passed: fits,
@@ -209,7 +211,7 @@ export async function dryRunCreate(ctx: ServiceContext, input: CreateRunInput): 
     dry_run: true,
     would_submit: !replays && checks.every((c) => c.passed),
     processor: input.request.processor,
-    cost_usd: cost / 1e6,
+    cost_usd: microToUsd(cost),
     checks,
     budget,
   };
