@@ -12,8 +12,9 @@
 //      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
 //   8. Create fairness under the create limiter (a stack of its own at 300 creates a minute,
 //      bench/create-fairness.ts): one key's burst far over the limit, another's single runs at 1/s.
-//   9. (overview) D1 rows read by the dashboard's overview (/dashboard, 24 hours and 7 days) with 10,000
-//      and 100,000 runs stored: a key's, the admin's over every key, the admin's filtered to one key.
+//   9. D1 rows read by the dashboard's overview (/dashboard, 24 hours and 7 days) with 10,000
+//      and 100,000 runs stored; and by GET /v1/usage over 30 days × 10,000 runs a day, with rows written
+//      per accepted run by the usage rollup (scripts/bench/usage.ts).
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
 import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -25,6 +26,7 @@ import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts"
 import { type CreateFairness, createFairnessPart } from "./bench/create-fairness.ts";
 import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
 import { type PeakMemory, peakMemoryOf, workerPid } from "./bench/memory.ts";
+import { type UsageBench, usagePart } from "./bench/usage.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
   createApiKey,
@@ -57,6 +59,7 @@ const ADMIN_TOKEN = "bench-admin-token";
 
 interface LogEvent {
   event: string;
+  method?: string;
   path?: string;
   job?: string;
   d1_queries?: number;
@@ -448,6 +451,38 @@ async function stackParts(results: Record<string, unknown>) {
         at_10000_more: at10k,
         at_100000_more: at100k,
       };
+    }
+    if (PARTS.has("9")) {
+      console.log("9 usage rows read over 30 days × 10,000 runs a day, rows written per accepted run…");
+      collecting = true;
+      let cursor = relayEvents.length;
+      results.usage = await usagePart({
+        relayUrl: stack.relayUrl,
+        adminToken: ADMIN_TOKEN,
+        persistDir,
+        executeLocalSql,
+        lastRequestCost: async (method, path) => {
+          let found: LogEvent | undefined;
+          await waitFor(
+            async () => {
+              const index = relayEvents.findIndex(
+                (e, i) => i >= cursor && e.event === "http.request" && e.method === method && e.path === path,
+              );
+              if (index < 0) return false;
+              found = relayEvents[index];
+              cursor = index + 1;
+              return true;
+            },
+            10_000,
+            `the log line of ${method} ${path}`,
+          );
+          return {
+            rows_read: found?.d1_rows_read ?? Number.NaN,
+            rows_written: found?.d1_rows_written ?? Number.NaN,
+            queries: found?.d1_queries ?? Number.NaN,
+          };
+        },
+      });
     }
     if (PARTS.has("5")) {
       console.log(
@@ -871,6 +906,7 @@ interface BenchOutput {
   recovery?: Record<string, Recovery>;
   overview?: OverviewCost[];
   create_fairness?: CreateFairness;
+  usage?: UsageBench;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -929,6 +965,18 @@ function printTable(o: BenchOutput) {
   }
   for (const [name, m] of Object.entries(o.memory ?? {})) {
     rows.push([`peak RSS added by one request (MB), ${name}`, `${m.peak_added_mb} (of ${m.peak_rss_mb})`]);
+  }
+  if (o.usage) {
+    for (const [groupBy, cost] of Object.entries(o.usage.usage_rows_read)) {
+      rows.push([
+        `GET /v1/usage over 30 days × 10,000 runs, group_by=${groupBy}: D1 rows read / queries`,
+        `${cost.rows_read} / ${cost.queries}`,
+      ]);
+    }
+    rows.push([
+      "D1 rows written per accepted create (rollup included)",
+      String(o.usage.create_rows_written_per_run),
+    ]);
   }
   for (const [name, r] of Object.entries(o.recovery ?? {})) {
     rows.push([

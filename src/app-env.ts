@@ -11,6 +11,8 @@ export interface AppEnv {
     services: ServiceContext;
     /** Set by requireApiKey: the calling key. */
     apiKey: ApiKeyRow;
+    /** Set by requireApiKeyOrAdmin: true for the admin token (then apiKey is unset). */
+    isAdmin: boolean;
     /** Set by verifyParallelSignature: the webhook whose signature checked out. */
     parallelWebhook: VerifiedWebhook;
   };

@@ -20,6 +20,7 @@ import { registerKeyCreate } from "./routes/keys-create";
 import { registerKeyList } from "./routes/keys-list";
 import { registerKeyRevoke } from "./routes/keys-revoke";
 import { registerSigningSecretRotate } from "./routes/keys-rotate-signing-secret";
+import { registerKeyUpdate } from "./routes/keys-update";
 import { registerParallelWebhook } from "./routes/parallel-webhook";
 import { registerRoot } from "./routes/root";
 import { registerRunCreate } from "./routes/runs-create";
@@ -38,6 +39,7 @@ import { registerScheduleOccurrences } from "./routes/schedules-occurrences";
 import { registerScheduleRuns } from "./routes/schedules-runs";
 import { registerScheduleTrigger } from "./routes/schedules-trigger";
 import { registerScheduleUpdate } from "./routes/schedules-update";
+import { registerUsage } from "./routes/usage";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -61,6 +63,7 @@ export function createApp() {
   registerKeyCreate(app);
   registerKeyList(app);
   registerKeyRevoke(app);
+  registerKeyUpdate(app);
   registerSigningSecretRotate(app);
   registerRunCreate(app);
   registerRunList(app);
@@ -81,6 +84,7 @@ export function createApp() {
   registerScheduleTrigger(app);
   registerScheduleRuns(app);
   registerScheduleOccurrences(app);
+  registerUsage(app);
   registerParallelWebhook(app);
   registerDashboard(app);
   registerDocs(app);

@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { WorkMessage } from "./cron/work";
 import { ApiError } from "./errors";
 import type { CreateLimiter } from "./limiter/create-limiter";
+import { PROCESSORS } from "./parallel/processors";
 
 export interface Env {
   DB: D1Database;
@@ -30,6 +31,8 @@ export interface Env {
   SUBMIT_MAX_ATTEMPTS?: string;
   PARALLEL_CREATE_LIMIT_PER_MINUTE?: string;
   LOG_LEVEL?: string;
+  /** JSON: USD per 1,000 runs by processor, over the default prices (src/pricing/prices.ts). */
+  PARALLEL_PRICES?: string;
 }
 
 const flag = z
@@ -43,6 +46,35 @@ const optionalSecret = z
   .string()
   .optional()
   .transform((v) => (v ? v : undefined));
+
+/**
+ * `{"pro": 120, "ultra-fast": 310}`: USD per 1,000 runs, by processor name. Each bad entry is its own
+ * issue at `PARALLEL_PRICES.<name>`, so the error names it (its value is no secret: prices only).
+ */
+const prices = z
+  .string()
+  .optional()
+  .transform((text, ctx): unknown => {
+    if (!text) return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'must be JSON, e.g. {"pro": 120}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z
+      .record(z.string(), z.number().nonnegative().finite())
+      .superRefine((table, ctx) => {
+        for (const name of Object.keys(table)) {
+          if (!PROCESSORS.has(name)) {
+            ctx.addIssue({ code: "custom", path: [name], message: `${name} is not a known processor` });
+          }
+        }
+      })
+      .optional(),
+  );
 
 const configSchema = z.object({
   PARALLEL_API_KEY: optionalSecret,
@@ -81,6 +113,8 @@ const configSchema = z.object({
   PARALLEL_CREATE_LIMIT_PER_MINUTE: positiveInt(2000),
   /** The least severe log level written: info (default) logs every step, warn only trouble. */
   LOG_LEVEL: z.enum(["info", "warn", "error"]).default("info"),
+  /** USD per 1,000 runs by processor over Parallel's published prices (src/pricing/prices.ts). */
+  PARALLEL_PRICES: prices,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -38,6 +38,7 @@ const TAGS = [
     description: "Signed callbacks of finished runs: every attempt, dead letters, retries.",
   },
   { name: "Keys", description: "API keys and their callback signing secrets (admin token)." },
+  { name: "Usage", description: "Runs and spend per day, processor, schedule or batch; the monthly budget." },
   { name: "Parallel", description: "Called by Parallel, not by you." },
   { name: "System", description: "Health." },
 ];
@@ -47,6 +48,7 @@ function tagFor(path: string): string {
   if (path.startsWith("/v1/deliveries") || path.endsWith("/deliveries")) return "Deliveries";
   if (path.startsWith("/v1/runs")) return "Runs";
   if (path.startsWith("/v1/keys")) return "Keys";
+  if (path.startsWith("/v1/usage")) return "Usage";
   if (path.startsWith("/webhooks/")) return "Parallel";
   return "System";
 }
@@ -75,6 +77,20 @@ const ERROR_EXAMPLES: Partial<
     details: [{ path: "processor", message: 'unknown processor "fastest"; choose one of: lite, base, …' }],
   },
   rate_limited: { message: "Too many requests; retry after the time in Retry-After." },
+  budget_exceeded: {
+    message:
+      "This run would cost $0.1 and take the key past its monthly budget of $50 ($49.95 spent this month); the budget resets at 2027-01-01T00:00:00.000Z.",
+    details: [
+      {
+        message: "over the monthly budget",
+        limit_usd: 50,
+        spent_usd: 49.95,
+        cost_usd: 0.1,
+        remaining_usd: 0.05,
+        resets_at: "2027-01-01T00:00:00.000Z",
+      },
+    ],
+  },
   internal_error: {
     message: "taskrelay failed to handle this request; the request id finds it in the logs.",
   },
@@ -83,6 +99,7 @@ const ERROR_EXAMPLES: Partial<
 const EXAMPLE_CODE_BY_STATUS: Record<number, ErrorCode> = {
   400: "invalid_json",
   401: "unauthorized",
+  402: "budget_exceeded",
   403: "forbidden",
   404: "not_found",
   405: "method_not_allowed",

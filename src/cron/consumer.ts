@@ -19,7 +19,8 @@ import {
 } from "./work";
 
 /**
- * As wrangler.toml's max_batch_size: the dearest message (COST.fire_schedules, 24) twice stays
+ * As wrangler.toml's max_batch_size: two of most messages stay within the Free plan's 50 calls an
+ * invocation; the dearest (COST.fire_schedules, 26) does not fit twice, so a second one comes back.
  * within the Free plan's 50 calls an invocation.
  */
 export const CONSUMER_BATCH_SIZE = 2;

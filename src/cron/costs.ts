@@ -13,8 +13,9 @@ export const SUBMIT = 4 + FINISH;
 
 export const COST = {
   // The key, the previous run, the run stored (idempotency read, insert, a lost race's re-read), its
-  // submission, the schedule released; the schedule's bookkeeping re-read when its run was refused.
-  fire_schedules: TAKE + 2 + 3 + SUBMIT + 1 + 1,
+  // submission, the schedule released; the schedule's bookkeeping re-read when its run was refused;
+  // a budgeted key's reservation and, after a lost race, its release (issue 16).
+  fire_schedules: TAKE + 2 + 3 + SUBMIT + 1 + 1 + 2,
   // The run and the signing secrets, the POST, the attempt recorded, the delayed message for a retry.
   retry_deliveries: TAKE + 2 + 1 + 1 + 1,
   finish_runs: TAKE + FINISH,

@@ -76,6 +76,11 @@ export function Page({ title, session, section, notice, nonce, children }: PageP
                 {notice}
               </p>
             ) : null}
+            {session?.budgetNotice ? (
+              <p class="notice" role="status" data-budget-notice>
+                {session.budgetNotice}
+              </p>
+            ) : null}
             {children}
           </main>
           {nonce ? <script nonce={nonce} dangerouslySetInnerHTML={{ __html: CLOCK_SCRIPT }} /> : null}

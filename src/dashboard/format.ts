@@ -1,4 +1,6 @@
 // How times and values read on the dashboard. Pure functions of their inputs (the clock is passed in).
+import type { RunSummary } from "../db/runs";
+import { toRunView } from "../services/run-view";
 
 /** "42 s ago", "3 min ago", "5 h ago", "2 d ago"; "in 4 min" for the future. */
 export function relativeTime(iso: string, now: Date): string {
@@ -67,4 +69,16 @@ export function hostOf(value: unknown): string | null {
 export function dashboardPath(value: unknown, fallback: string): string {
   if (typeof value !== "string") return fallback;
   return /^\/dashboard\/[A-Za-z0-9_\-/?=&%.]*$/.test(value) && !value.includes("//") ? value : fallback;
+}
+
+/** A cost in USD: cents for whole-cent amounts, else as many decimals as it has ($0.005). */
+export function usd(amount: number): string {
+  const cents = Math.round(amount * 100);
+  if (Math.abs(amount * 100 - cents) < 1e-9) return `$${(cents / 100).toFixed(2)}`;
+  return `$${amount.toFixed(6).replace(/0+$/, "")}`;
+}
+
+/** What a run costs, as the API says it. */
+export function runCost(run: RunSummary): string {
+  return usd(toRunView(run).cost_usd);
 }

@@ -25,7 +25,7 @@ td .sub{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .s-completed,.s-succeeded,.s-enabled,.s-fired,.s-triggered{background:#dafbe1;color:var(--ok)}
 .s-running,.s-queued,.s-submitting,.s-pending,.s-cancelling,.s-action_required{background:#ddf4ff;color:#0969da}
 .s-failed,.s-rejected,.s-expired,.s-dead{background:#ffebe9;color:var(--bad)}
-.s-cancelled,.s-paused,.s-skipped_overlap,.s-skipped_missed{background:#fff8c5;color:var(--warn)}
+.s-cancelled,.s-paused,.s-skipped_overlap,.s-skipped_missed,.s-skipped_budget{background:#fff8c5;color:var(--warn)}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 button,.button{font:inherit;padding:.35rem .8rem;border-radius:6px;border:1px solid var(--line);background:#fff;color:var(--fg);cursor:pointer;text-decoration:none;display:inline-block}

@@ -13,6 +13,10 @@ export interface DashboardSessionRow {
 export interface DashboardSessionWithKey extends DashboardSessionRow {
   key_name: string | null;
   key_prefix: string | null;
+  /** The key's budget columns (migration 0016), for the budget notice; null for the admin. */
+  monthly_budget_micro_usd: number | null;
+  budget_month: string | null;
+  budget_spent_micro_usd: number | null;
 }
 
 export function insertDashboardSession(db: D1Database, row: DashboardSessionRow): D1PreparedStatement {
@@ -39,7 +43,8 @@ export function findLiveDashboardSession(
 ): Promise<DashboardSessionWithKey | null> {
   return db
     .prepare(
-      `SELECT s.*, k.name AS key_name, k.key_prefix AS key_prefix
+      `SELECT s.*, k.name AS key_name, k.key_prefix AS key_prefix, k.monthly_budget_micro_usd,
+         k.budget_month, k.budget_spent_micro_usd
        FROM dashboard_sessions s LEFT JOIN api_keys k ON k.id = s.api_key_id
        WHERE s.id_hash = ? AND s.expires_at > ? AND (s.api_key_id IS NULL OR k.revoked_at IS NULL)`,
     )

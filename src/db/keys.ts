@@ -1,6 +1,8 @@
 // api_keys: only a hash of each key is stored.
+import type { BudgetRow } from "./spend";
 
-export interface ApiKeyRow {
+/** The budget columns (migration 0016) are written by db/spend.ts. */
+export interface ApiKeyRow extends BudgetRow {
   id: string;
   name: string;
   key_hash: string;
@@ -13,10 +15,21 @@ export interface ApiKeyRow {
 export function insertApiKey(db: D1Database, row: ApiKeyRow): D1PreparedStatement {
   return db
     .prepare(
-      `INSERT INTO api_keys (id, name, key_hash, key_prefix, signing_secret, created_at, revoked_at)
-       VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+      `INSERT INTO api_keys (id, name, key_hash, key_prefix, signing_secret, created_at, revoked_at,
+         monthly_budget_micro_usd, budget_month, budget_spent_micro_usd)
+       VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)`,
     )
-    .bind(row.id, row.name, row.key_hash, row.key_prefix, row.signing_secret, row.created_at);
+    .bind(
+      row.id,
+      row.name,
+      row.key_hash,
+      row.key_prefix,
+      row.signing_secret,
+      row.created_at,
+      row.monthly_budget_micro_usd,
+      row.budget_month,
+      row.budget_spent_micro_usd,
+    );
 }
 
 export function findActiveKeyByHash(db: D1Database, keyHash: string): Promise<ApiKeyRow | null> {

@@ -68,6 +68,13 @@ export interface Run {
   /** Batch runs: the batch (migration 0014) and the input's position in it, from 0; null for single runs. */
   batch_id?: string | null;
   batch_index?: number | null;
+  /**
+   * The price of the run's processor when it was stored, in micro-dollars (migration 0016): what it
+   * costs once Parallel accepted it. The API shows 0 for a run Parallel never accepted.
+   */
+  cost_micro_usd?: number;
+  /** The month (YYYY-MM) whose budget holds this run's cost; null when nothing was reserved. */
+  spend_month?: string | null;
 }
 
 /**
@@ -96,6 +103,7 @@ export const RUN_SUMMARY_COLUMNS = [
   "result_stored_at",
   "output_changed",
   "output_bytes",
+  "cost_micro_usd",
 ] as const satisfies ReadonlyArray<keyof Run>;
 
 export type RunSummary = Pick<Run, (typeof RUN_SUMMARY_COLUMNS)[number]>;
@@ -179,8 +187,9 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
          idempotency_key, request_hash, output, warnings, relay_warnings, error, created_at, updated_at, submitted_at,
-         finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes,
+         cost_micro_usd, spend_month)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -215,6 +224,8 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.lease_until,
       run.output_key ?? null,
       run.output_bytes ?? null,
+      run.cost_micro_usd ?? 0,
+      run.spend_month ?? null,
     );
 }
 

@@ -10,6 +10,8 @@ export const OCCURRENCE_OUTCOMES = [
   "triggered",
   "skipped_overlap",
   "skipped_missed",
+  /** The run would have passed the key's monthly budget (issue 16). */
+  "skipped_budget",
   "failed",
 ] as const;
 

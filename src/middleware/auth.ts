@@ -24,6 +24,30 @@ export function requireApiKey() {
   });
 }
 
+/** An API key (its own data) or the admin token (every key's): `isAdmin` says which. */
+export function requireApiKeyOrAdmin() {
+  return createMiddleware<AppEnv>(async function requireApiKeyOrAdmin(c, next) {
+    const token = bearerToken(c.req.header("authorization"));
+    if (!token) {
+      throw new ApiError(
+        "unauthorized",
+        "Send your taskrelay API key, or the admin token, as `Authorization: Bearer <token>`.",
+      );
+    }
+    const admin = c.var.services.config.ADMIN_TOKEN;
+    if (admin && (await sameSecret(token, admin))) {
+      c.set("isAdmin", true);
+      return next();
+    }
+    const key = await findActiveKeyByHash(c.var.services.db, await hashApiKey(token));
+    if (!key)
+      throw new ApiError("unauthorized", "This token is neither an active API key nor the admin token.");
+    c.set("isAdmin", false);
+    c.set("apiKey", key);
+    await next();
+  });
+}
+
 export function requireAdminToken() {
   return createMiddleware<AppEnv>(async function requireAdminToken(c, next) {
     const expected = requireSetting(c.var.services.config, "ADMIN_TOKEN");

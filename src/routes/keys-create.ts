@@ -26,7 +26,7 @@ export const createKeyRoute = createRoute({
 
 export function registerKeyCreate(app: App) {
   app.openapi(createKeyRoute, async (c) => {
-    const created = await createApiKey(c.var.services, c.req.valid("json").name);
+    const created = await createApiKey(c.var.services, c.req.valid("json"));
     return c.json(created, 201);
   });
 }

@@ -37,6 +37,9 @@ const errorResponse = (description: string) => ({
 export const errors = {
   400: errorResponse("The body is not valid JSON."),
   401: errorResponse("Missing, unknown or revoked credentials."),
+  402: errorResponse(
+    "`budget_exceeded`: the run would take the key past its monthly budget; `details` has the budget, what is spent, the run's cost and when the month resets.",
+  ),
   404: errorResponse("No such resource for this key."),
   409: errorResponse("The request conflicts with the resource's state."),
   413: errorResponse("The body is larger than 1 MB."),

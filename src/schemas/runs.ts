@@ -3,6 +3,7 @@ import { z } from "@hono/zod-openapi";
 import { RUN_STATUSES } from "../db/runs";
 import { PROCESSOR_NAMES } from "../parallel/processors";
 import { NextCursor, Timestamp } from "./common";
+import { BudgetSchema } from "./usage";
 
 const JsonObject = z.record(z.string(), z.unknown());
 
@@ -213,6 +214,11 @@ export const RunRequestSchema = z
       description: "null or absent: no callback.",
       example: { url: "https://example.com/hooks/taskrelay" },
     }),
+    dry_run: z.boolean().optional().openapi({
+      description:
+        "true: nothing is stored, reserved or submitted; the answer (200) is the checks and what the run would cost.",
+      example: false,
+    }),
   })
   .strict()
   .openapi("RunRequest", {
@@ -280,6 +286,11 @@ export const RunSchema = z
       description:
         "Scheduled runs with a result: whether the output differs from the schedule's previous successful run. null otherwise.",
     }),
+    cost_usd: z.number().openapi({
+      description:
+        "What the run costs: its processor's price once Parallel accepted it (GET /v1/usage lists the prices' source); 0 while it waits to be accepted and when Parallel refused it.",
+      example: 0.01,
+    }),
   })
   .openapi("Run");
 
@@ -346,3 +357,25 @@ export const TimelineSchema = z
     }),
   })
   .openapi("RunTimeline");
+
+export const DryRunSchema = z
+  .object({
+    dry_run: z.literal(true),
+    would_submit: z.boolean().openapi({
+      description: "Whether the same request without dry_run would submit a new run now.",
+      example: true,
+    }),
+    processor: z.string().openapi({ example: "base" }),
+    cost_usd: z.number().openapi({ description: "What the run would cost once accepted.", example: 0.01 }),
+    checks: z
+      .array(
+        z.object({
+          check: z.enum(["request", "idempotency", "previous_interaction_id", "budget"]),
+          passed: z.boolean(),
+          message: z.string().openapi({ example: "the key has no monthly budget" }),
+        }),
+      )
+      .openapi({ description: "Each check a run request goes through, and its outcome." }),
+    budget: BudgetSchema,
+  })
+  .openapi("DryRun", { description: "What POST /v1/runs would do; nothing was stored or submitted." });

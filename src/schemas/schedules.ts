@@ -141,6 +141,19 @@ export const ScheduleDetailSchema = ScheduleSchema.extend({
   }),
 }).openapi("ScheduleDetail", { description: "A schedule with its next five fire times." });
 
+/** What a schedule or batch has cost: the sum of its runs Parallel accepted. */
+export const SpendSchema = z
+  .object({
+    runs: z.number().int().openapi({ description: "Runs Parallel accepted.", example: 31 }),
+    cost_usd: z.number().openapi({ description: "What they cost, in USD.", example: 3.1 }),
+  })
+  .openapi("Spend");
+
+export const ScheduleWithSpendSchema = ScheduleDetailSchema.extend({ spend: SpendSchema }).openapi(
+  "ScheduleWithSpend",
+  { description: "A schedule with its next five fire times and what its runs have cost." },
+);
+
 export type ScheduleView = z.infer<typeof ScheduleSchema>;
 export type ScheduleDetailView = z.infer<typeof ScheduleDetailSchema>;
 
@@ -154,7 +167,7 @@ export const OccurrenceSchema = z
     decided_at: Timestamp,
     outcome: z.enum(OCCURRENCE_OUTCOMES).openapi({
       description:
-        "fired (a run started for it), triggered (started by hand), skipped_overlap, skipped_missed, failed (its run could not be made; see reason).",
+        "fired (a run started for it), triggered (started by hand), skipped_overlap, skipped_missed, skipped_budget (the run would have passed the key's monthly budget; the reason starts `budget:`), failed (its run could not be made; see reason).",
     }),
     run_id: z.string().nullable().openapi({ description: "The run it started, if any." }),
     reason: z.string().nullable().openapi({

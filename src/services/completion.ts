@@ -16,6 +16,7 @@ import {
   type RunStatus,
   returnedRun,
 } from "../db/runs";
+import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
@@ -154,21 +155,27 @@ export async function applyParallelStatus(
   const at = now.toISOString();
   const alongside = options.alongside ?? [];
   const claim = options.claimResult && state.status === "completed";
+  const guard = stepGuard("parallel_status");
+  // A run Parallel has although its create's answer was lost: its cost enters the usage rollup here
+  // (before the change, under its guard; see recordAcceptedSpend).
+  const spend = run.parallel_run_id === null ? [recordAcceptedSpend(ctx.db, run.id, at, guard)] : [];
   const results = await ctx.db.batch([
+    ...spend,
     ...changeRunStatements(
       ctx.db,
       run,
       at,
       statusChanges(ctx.config, run, state, now),
       { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...options.detail } },
-      stepGuard("parallel_status"),
+      guard,
     ),
     ...alongside,
     ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
   ]);
-  const updated = returnedRun(results[0]);
-  const claimed = claim ? returnedRun(results[2 + alongside.length]) : null;
-  const alongsideResults = results.slice(2, 2 + alongside.length);
+  const first = spend.length;
+  const updated = returnedRun(results[first]);
+  const claimed = claim ? returnedRun(results[first + 2 + alongside.length]) : null;
+  const alongsideResults = results.slice(first + 2, first + 2 + alongside.length);
   if (!updated) {
     const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
     return { run: current, changed: false, claimed, alongside: alongsideResults };

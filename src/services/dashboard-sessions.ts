@@ -9,8 +9,10 @@ import {
   insertDashboardSession,
 } from "../db/dashboard-sessions";
 import { findActiveKeyByHash } from "../db/keys";
+import { monthOf, monthResetsAt } from "../db/spend";
 import { ApiError } from "../errors";
 import { randomToken, sha256Hex } from "../ids";
+import { microToUsd } from "../pricing/prices";
 import type { ServiceContext } from "./context";
 import { addMs } from "./timing";
 import type { Viewer } from "./viewer";
@@ -23,6 +25,8 @@ export interface DashboardSession {
   label: string;
   csrfToken: string;
   expiresAt: string;
+  /** A key at 80% or more of its monthly budget: what every page says about it (issue 16). */
+  budgetNotice?: string | undefined;
 }
 
 /**
@@ -106,13 +110,33 @@ export async function signIn(
   };
 }
 
-function toSession(row: DashboardSessionWithKey): DashboardSession {
+function toSession(row: DashboardSessionWithKey, now: Date): DashboardSession {
   return {
     viewer: row.api_key_id ? { kind: "key", apiKeyId: row.api_key_id } : { kind: "admin" },
     label: row.api_key_id ? `${row.key_name} (${row.key_prefix}…)` : "admin",
     csrfToken: row.csrf_token,
     expiresAt: row.expires_at,
+    budgetNotice: budgetNotice(row, now),
   };
+}
+
+/** The share of the budget at which the dashboard starts saying so. */
+export const BUDGET_NOTICE_SHARE = 0.8;
+
+/** At 80%: how much is spent; at 100%: that runs are refused until the month resets. */
+export function budgetNotice(
+  row: Pick<DashboardSessionWithKey, "monthly_budget_micro_usd" | "budget_month" | "budget_spent_micro_usd">,
+  now: Date,
+): string | undefined {
+  const limit = row.monthly_budget_micro_usd;
+  if (limit === null) return undefined;
+  const spent = row.budget_month === monthOf(now) ? (row.budget_spent_micro_usd ?? 0) : 0;
+  if (spent < limit * BUDGET_NOTICE_SHARE) return undefined;
+  const share = limit > 0 ? Math.floor((spent / limit) * 100) : 100;
+  const amounts = `This key has spent $${microToUsd(spent)} of its $${microToUsd(limit)} monthly budget (${share}%)`;
+  return spent >= limit
+    ? `${amounts}: new runs are refused until the month resets at ${monthResetsAt(now)}.`
+    : `${amounts}: a run that would pass it is refused.`;
 }
 
 /** The live session of a cookie value, or null (unknown, expired, signed out, key revoked, admin token changed). */
@@ -127,7 +151,7 @@ export async function findSession(
   const row = await findLiveDashboardSession(ctx.db, digest, ctx.now().toISOString());
   // The kind in the cookie must match the row: an admin digest never stands for a key, nor the reverse.
   if (!row || (parsed.kind === "a") !== (row.api_key_id === null)) return null;
-  return toSession(row);
+  return toSession(row, ctx.now());
 }
 
 export async function signOut(ctx: ServiceContext, cookieValue: string | undefined): Promise<void> {

@@ -1,5 +1,6 @@
 // How a run is shown: to its owner through the API, and inside callback deliveries.
 import type { Run, RunSummary } from "../db/runs";
+import { microToUsd } from "../pricing/prices";
 import type { RunView } from "../schemas/runs";
 
 export function toRunView(run: RunSummary): RunView {
@@ -24,6 +25,8 @@ export function toRunView(run: RunSummary): RunView {
     finished_at: run.finished_at,
     result_stored_at: run.result_stored_at,
     output_changed: run.output_changed ?? null,
+    // The price is stored with the run; it is owed only once Parallel has the run.
+    cost_usd: run.parallel_run_id ? microToUsd(run.cost_micro_usd ?? 0) : 0,
   };
 }
 

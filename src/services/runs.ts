@@ -1,7 +1,7 @@
 // Runs: create (store first, then submit to Parallel), read, list, and wait for a result.
 import { canonicalJson } from "../canonical-json";
 import { findKey } from "../db/keys";
-import { insertRunEvent, listRunEvents, type RunEvent } from "../db/run-events";
+import { insertRunEvent, listRunEvents, type RunEvent, type RunEventKind } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
   changeRun,
@@ -19,12 +19,14 @@ import {
   type RunSummary,
   returnedRun,
 } from "../db/runs";
+import { recordAcceptedSpend, releaseRefusedRunSpend, releaseSpend } from "../db/spend";
 import { requireSetting } from "../env";
 import { ApiError, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import type { Admission } from "../limiter";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
+import { microToUsd, usdToMicro } from "../pricing/prices";
 import type { RunRequest } from "../schemas/runs";
 import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
@@ -38,6 +40,7 @@ import { hasStoredOutput } from "./outputs";
 import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
+import { type BudgetView, getBudget, reserveRunSpend, runCostMicro } from "./spend";
 import {
   addMs,
   deadlineAt,
@@ -58,6 +61,11 @@ export interface CreateRunInput {
   request: RunRequest;
   idempotencyKey?: string | undefined;
   scheduleId?: string | undefined;
+  /**
+   * Whether the key has a monthly budget, as its row read (auth, the schedule's firing): false skips
+   * the reservation's queries. Undefined: the reservation finds out.
+   */
+  keyHasBudget?: boolean | undefined;
 }
 
 export interface CreateRunResult {
@@ -89,8 +97,12 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
     ]);
   }
 
+  // The cost is reserved against the key's budget before anything is stored or paid: 402 if it
+  // would pass it. Released if Parallel never accepts the run.
+  const cost = runCostMicro(ctx, input.request.processor);
+  const spendMonth = input.keyHasBudget === false ? null : await reserveRunSpend(ctx, input.apiKeyId, cost);
   const now = ctx.now();
-  const run = newRun(input, requestHash, now);
+  const run = newRun(input, requestHash, now, cost, spendMonth);
   // The limiter is asked while the run is stored, so its answer adds no wait of its own in the
   // common case (it never throws: src/limiter/index.ts). A lost idempotency race wastes one slot.
   const startedMs = Date.now();
@@ -101,6 +113,9 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   try {
     await ctx.db.batch([insertRun(ctx.db, run), insertRunEvent(ctx.db, run.id, run.created_at, "stored")]);
   } catch (error) {
+    // Nothing was stored: give the reservation back (if this worker dies first, the month
+    // over-counts the run's cost, which never lets the key overspend).
+    if (spendMonth) await releaseSpend(ctx.db, input.apiKeyId, cost, spendMonth).run();
     // Two requests with the same Idempotency-Key at once: the loser answers with the winner's run.
     if (input.idempotencyKey && String(error).includes("UNIQUE")) {
       const winner = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
@@ -133,11 +148,95 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
   return { run: submitted, replayed: false };
 }
 
-/** `callback: null` means no callback, as an absent one does: the same request for an Idempotency-Key. */
+/**
+ * `callback: null` means no callback, as an absent one does: the same request for an Idempotency-Key.
+ * `dry_run` is how the request was sent, not what it asks for.
+ */
 function hashedRequest(request: RunRequest): RunRequest {
-  if (request.callback !== null) return request;
-  const { callback: _none, ...rest } = request;
+  const { dry_run: _dry, ...asked } = request;
+  if (asked.callback !== null) return asked;
+  const { callback: _none, ...rest } = asked;
   return rest;
+}
+
+export interface DryRunCheck {
+  check: "request" | "idempotency" | "previous_interaction_id" | "budget";
+  passed: boolean;
+  message: string;
+}
+
+export interface DryRunResult {
+  dry_run: true;
+  /** Whether POST /v1/runs without dry_run would submit a new run now. */
+  would_submit: boolean;
+  processor: string;
+  cost_usd: number;
+  checks: DryRunCheck[];
+  budget: BudgetView;
+}
+
+/**
+ * What POST /v1/runs would do, without storing, reserving or submitting anything: the checks (a
+ * request that fails them is the same 422 as without dry_run) and the run's cost.
+ */
+export async function dryRunCreate(ctx: ServiceContext, input: CreateRunInput): Promise<DryRunResult> {
+  const problems = checkRunRequest(input.request, ctx.config);
+  if (problems.length > 0) throw validationFailed(problems);
+  requireSetting(ctx.config, "PARALLEL_API_KEY");
+  requireSetting(ctx.config, "PUBLIC_BASE_URL");
+  const checks: DryRunCheck[] = [
+    { check: "request", passed: true, message: "passes Parallel's limits and taskrelay's checks" },
+  ];
+  let replays = false;
+  if (input.idempotencyKey) {
+    const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
+    if (earlier) {
+      const hash = await sha256Hex(canonicalJson(hashedRequest(input.request)));
+      replays = earlier.request_hash === hash;
+      checks.push({
+        check: "idempotency",
+        passed: replays,
+        message: replays
+          ? `replays run ${earlier.id}: no new run would be made`
+          : `this Idempotency-Key was used with a different request (run ${earlier.id}): 409`,
+      });
+    } else {
+      checks.push({ check: "idempotency", passed: true, message: "a new Idempotency-Key" });
+    }
+  }
+  const previous = input.request.previous_interaction_id;
+  if (previous) {
+    const owned = await ownsInteraction(ctx.db, input.apiKeyId, previous);
+    checks.push({
+      check: "previous_interaction_id",
+      passed: owned,
+      message: owned
+        ? "the interaction of one of your runs"
+        : "not the interaction id of one of your runs: 404",
+    });
+  }
+  const cost = runCostMicro(ctx, input.request.processor);
+  const budget = await getBudget(ctx, input.apiKeyId);
+  const fits =
+    budget.limit_usd === null || usdToMicro(budget.spent_usd) + cost <= usdToMicro(budget.limit_usd);
+  checks.push({
+    check: "budget",
+    passed: fits,
+    message:
+      budget.limit_usd === null
+        ? "the key has no monthly budget"
+        : fits
+          ? `fits: $${budget.remaining_usd} of $${budget.limit_usd} left this month`
+          : `would pass the monthly budget of $${budget.limit_usd} ($${budget.spent_usd} spent): 402 budget_exceeded`,
+  });
+  return {
+    dry_run: true,
+    would_submit: !replays && checks.every((c) => c.passed),
+    processor: input.request.processor,
+    cost_usd: microToUsd(cost),
+    checks,
+    budget,
+  };
 }
 
 function replay(earlier: Run, requestHash: string | null): CreateRunResult {
@@ -153,7 +252,13 @@ function replay(earlier: Run, requestHash: string | null): CreateRunResult {
 
 const nullIfEmpty = <T>(list: T[]): T[] | null => (list.length > 0 ? list : null);
 
-function newRun(input: CreateRunInput, requestHash: string | null, now: Date): Run {
+function newRun(
+  input: CreateRunInput,
+  requestHash: string | null,
+  now: Date,
+  costMicroUsd: number,
+  spendMonth: string | null,
+): Run {
   const at = now.toISOString();
   const { request } = input;
   return {
@@ -189,6 +294,8 @@ function newRun(input: CreateRunInput, requestHash: string | null, now: Date): R
     // The request submits it now; should this worker die first, the sweeper submits it after the lease.
     next_sweep_at: addMs(now, LEASE_MS).toISOString(),
     lease_until: addMs(now, LEASE_MS).toISOString(),
+    cost_micro_usd: costMicroUsd,
+    spend_month: spendMonth,
   };
 }
 
@@ -222,8 +329,8 @@ export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
   const at = now.toISOString();
   const message =
     "The run's API key was revoked before Parallel accepted the run; it was not submitted again.";
-  const failed = await changeRun(
-    ctx.db,
+  const failed = await changeUnacceptedRun(
+    ctx,
     run,
     at,
     {
@@ -234,7 +341,6 @@ export async function resubmitRun(ctx: ServiceContext, run: Run): Promise<Run> {
       lease_until: null,
     },
     { kind: "submit_failed", detail: { reason: "key_revoked" } },
-    SUBMITTING,
   );
   ctx.log.warn("run.key_revoked", { run_id: run.id, api_key_id: run.api_key_id });
   if (failed) await onRunFinished(ctx, failed);
@@ -335,7 +441,10 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
     if (!isKnownParallelStatus(outcome.value.status)) warnUnknownStatus(ctx, run, outcome.value.status);
     // Parallel took taskrelay's credentials: an operator alert they raised is resolved (one batch;
     // deleting nothing writes nothing).
-    const [updated] = await ctx.db.batch([
+    // The run's cost enters the usage rollup in the same batch (checked before the change: see
+    // recordAcceptedSpend).
+    const [, updated] = await ctx.db.batch([
+      recordAcceptedSpend(ctx.db, run.id, at, SUBMITTING),
       ...changeRunStatements(
         ctx.db,
         run,
@@ -362,8 +471,8 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
 
   if (outcome.kind === "rejected" || outcome.kind === "not_found" || outcome.kind === "still_active") {
     const message = `Parallel refused the run (HTTP ${outcome.status}): ${outcome.message}`;
-    const rejected = await changeRun(
-      ctx.db,
+    const rejected = await changeUnacceptedRun(
+      ctx,
       run,
       at,
       {
@@ -375,7 +484,6 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
         attempts: attempt,
       },
       { kind: "rejected", detail: { parallel_status: outcome.status, message: outcome.message } },
-      SUBMITTING,
     );
     ctx.log.warn("run.rejected", { run_id: run.id, parallel_status: outcome.status });
     if (rejected) await onRunFinished(ctx, rejected);
@@ -384,8 +492,8 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
 
   if (attempt >= ctx.config.SUBMIT_MAX_ATTEMPTS) {
     const message = `Parallel did not accept the run after ${attempt} attempts; the last error: ${outcome.message}`;
-    const failed = await changeRun(
-      ctx.db,
+    const failed = await changeUnacceptedRun(
+      ctx,
       run,
       at,
       {
@@ -400,7 +508,6 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
         kind: "submit_failed",
         detail: { attempt, parallel_status: outcome.status, message: outcome.message },
       },
-      SUBMITTING,
     );
     ctx.log.error("run.submit_failed", { run_id: run.id, attempt, parallel_status: outcome.status });
     if (failed) await onRunFinished(ctx, failed);
@@ -447,7 +554,10 @@ async function waitForOperator(
 
   if (at >= deadline) {
     const message = `Parallel refused taskrelay's credentials until the run's deadline (${deadline}); the last error: ${reason}`;
-    const [updated] = await ctx.db.batch([
+    // Never accepted: its reservation is given back (before the change; see releaseRefusedRunSpend).
+    const release = releaseRefusedRunSpend(ctx.db, run, SUBMITTING);
+    const results = await ctx.db.batch([
+      ...release,
       ...changeRunStatements(
         ctx.db,
         run,
@@ -465,7 +575,7 @@ async function waitForOperator(
       ),
       ...alert,
     ]);
-    const failed = returnedRun(updated);
+    const failed = returnedRun(results[release.length]);
     if (failed) await onRunFinished(ctx, failed);
     return failed ?? (await currentRun(ctx, run));
   }
@@ -506,6 +616,25 @@ function acceptedChanges(ctx: ServiceContext, run: Run, taskRun: TaskRun, now: D
     next_sweep_at: firstPollAt(ctx.config, run.processor, now).toISOString(),
     lease_until: null,
   };
+}
+
+/**
+ * Ends a run Parallel never accepted (refused, given up, key revoked): the change and, in the same
+ * batch, its budget reservation given back.
+ */
+async function changeUnacceptedRun(
+  ctx: ServiceContext,
+  run: Run,
+  at: string,
+  changes: RunChanges,
+  event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
+): Promise<Run | null> {
+  const release = releaseRefusedRunSpend(ctx.db, run, SUBMITTING);
+  const results = await ctx.db.batch([
+    ...release,
+    ...changeRunStatements(ctx.db, run, at, changes, event, SUBMITTING),
+  ]);
+  return returnedRun(results[release.length]);
 }
 
 async function currentRun(ctx: ServiceContext, run: Run): Promise<Run> {

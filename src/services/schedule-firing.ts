@@ -85,11 +85,12 @@ export async function fireSchedule(ctx: ServiceContext, schedule: Schedule, now:
 
   let runId: string | null = null;
   if (fire) {
-    const started = await startRun(ctx, schedule, latest);
+    const started = await startRun(ctx, schedule, latest, key.monthly_budget_micro_usd !== null);
     runId = started.runId;
     records.push({
       scheduledAt: latestAt,
-      outcome: started.runId ? "fired" : "failed",
+      // Over the key's monthly budget: skipped, and the schedule keeps going (next month fits again).
+      outcome: started.overBudget ? "skipped_budget" : started.runId ? "fired" : "failed",
       runId: started.runId,
       reason: [reason, started.problem].filter(Boolean).join("; ") || null,
     });
@@ -154,17 +155,22 @@ async function startRun(
   ctx: ServiceContext,
   schedule: Schedule,
   scheduledAt: Date,
-): Promise<{ runId: string | null; problem: string | null }> {
+  keyHasBudget: boolean,
+): Promise<{ runId: string | null; problem: string | null; overBudget?: true }> {
   try {
     const { run } = await createRun(ctx, {
       apiKeyId: schedule.api_key_id,
       request: scheduledRunRequest(schedule, scheduledAt),
       scheduleId: schedule.id,
       idempotencyKey: occurrenceIdempotencyKey(schedule.id, scheduledAt.toISOString()),
+      keyHasBudget,
     });
     return { runId: run.id, problem: null };
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
+    if (error.code === "budget_exceeded") {
+      return { runId: null, problem: `budget: ${error.message}`, overBudget: true };
+    }
     const runId = typeof error.details[0]?.run_id === "string" ? error.details[0].run_id : null;
     // Parallel refused it (the run is stored as rejected), or an earlier attempt at this occurrence
     // already made the run and the template has changed since: either way the occurrence has its run.

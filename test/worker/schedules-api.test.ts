@@ -102,7 +102,7 @@ describe("POST /v1/schedules", () => {
       await send("GET", `/v1/schedules/${schedule.id}`, tenant),
       200,
     );
-    expect(stored).toEqual(schedule);
+    expect(stored).toEqual({ ...schedule, spend: { runs: 0, cost_usd: 0 } });
   });
 
   it("keeps every option it is given", async () => {
@@ -295,7 +295,7 @@ describe("PATCH /v1/schedules/:id", () => {
       await send("GET", `/v1/schedules/${schedule.id}`, tenant),
       200,
     );
-    expect(stored).toEqual(schedule);
+    expect(stored).toEqual({ ...schedule, spend: { runs: 0, cost_usd: 0 } });
   });
 });
 
@@ -418,7 +418,7 @@ describe("tenant isolation", () => {
       await send("GET", `/v1/schedules/${schedule.id}`, owner),
       200,
     );
-    expect(stored).toEqual(schedule);
+    expect(stored).toEqual({ ...schedule, spend: { runs: 0, cost_usd: 0 } });
   });
 
   it("refuses every schedule route without a valid key", async () => {

@@ -5,7 +5,7 @@ import { progressFinished } from "../../services/run-progress";
 import { toRunInputView } from "../../services/run-view";
 import type { RunDetail } from "../../services/viewer";
 import { CsrfField, ExternalLink, Page, ScheduleLink, Status, ValueView, When } from "../components";
-import { hostOf, utcTime } from "../format";
+import { hostOf, runCost, utcTime } from "../format";
 import { PROGRESS_SCRIPT } from "../progress-script";
 
 export interface RunPageProps extends RunDetail {
@@ -30,6 +30,8 @@ export function RunPage(props: RunPageProps) {
         <dl class="facts">
           <dt>Processor</dt>
           <dd>{run.processor}</dd>
+          <dt>Cost</dt>
+          <dd data-cost>{runCost(run)}</dd>
           <dt>Created</dt>
           <dd>
             <When at={run.created_at} now={now} /> <span class="sub">({utcTime(run.created_at)})</span>

@@ -2,7 +2,7 @@ import type { RunSummary } from "../../db/runs";
 import { RUN_STATUSES } from "../../db/runs";
 import type { DashboardSession } from "../../services/dashboard-sessions";
 import { Page, Pager, ScheduleLink, Status, When } from "../components";
-import { inputPreview } from "../format";
+import { inputPreview, runCost } from "../format";
 
 export interface RunsPageProps {
   session: DashboardSession;
@@ -77,7 +77,10 @@ export function RunsPage({
                 <td data-label="Status">
                   <Status status={run.status} />
                 </td>
-                <td data-label="Processor">{run.processor}</td>
+                <td data-label="Processor">
+                  {run.processor}
+                  <div class="sub">{runCost(run)}</div>
+                </td>
                 <td data-label="Age">
                   <When at={run.created_at} now={now} />
                 </td>

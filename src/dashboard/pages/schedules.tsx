@@ -39,6 +39,7 @@ const OUTCOME_LABELS: Record<OccurrenceOutcome, string> = {
   triggered: "triggered by hand",
   skipped_overlap: "skipped: previous run in flight",
   skipped_missed: "skipped: missed",
+  skipped_budget: "skipped: budget",
   failed: "failed",
 };
 
