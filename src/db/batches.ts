@@ -370,38 +370,44 @@ export async function chunkRuns(
 }
 
 /**
- * Records Parallel's run ids for runs of the batch: `pairs` is [run id, Parallel run id] for each
- * accepted run. One statement for the whole chunk (the pairs as one JSON parameter), guarded on
- * `submitting` as every submission is. The runs become `queued`, with a deadline and a first poll
- * as a single run accepted by a create.
+ * Records Parallel's run ids for runs of the batch, by their batch_index. The ids travel as one JSON
+ * array over the chunk's index range (null where a run is not among them), read by position, so the
+ * update walks `runs_by_batch` over the range only (a join with json_each scanned every run: 12 M
+ * rows read for 3,000 inputs). Guarded on `submitting` as every submission is. The runs become
+ * `queued`, with a deadline and a first poll as a single run accepted by a create.
  */
 export function acceptBatchRunsStatements(
   db: D1Database,
   batchId: string,
-  pairs: Array<[string, string]>,
+  accepted: Array<{ batchIndex: number; parallelRunId: string }>,
   at: string,
   deadlineAt: string,
   firstPollAt: string,
   detail: Record<string, unknown>,
 ): D1PreparedStatement[] {
-  const json = JSON.stringify(pairs);
+  const from = Math.min(...accepted.map((a) => a.batchIndex));
+  const end = Math.max(...accepted.map((a) => a.batchIndex)) + 1;
+  const ids: Array<string | null> = new Array(end - from).fill(null);
+  for (const a of accepted) ids[a.batchIndex - from] = a.parallelRunId;
+  // D1 binds a JavaScript number as a REAL: the position is cast back to an integer for the path.
+  const idAt = "json_extract(?1, '$[' || CAST(batch_index - ?2 AS INTEGER) || ']')";
+  const range = "batch_id = ?3 AND batch_index >= ?2 AND batch_index < ?4";
+  const json = JSON.stringify(ids);
   return [
     db
       .prepare(
-        `UPDATE runs SET parallel_run_id = j.pid, interaction_id = j.pid, status = 'queued', submitted_at = ?,
-           deadline_at = ?, next_sweep_at = ?, attempts = 0, lease_until = NULL, updated_at = ?
-         FROM (SELECT json_extract(value, '$[0]') AS rid, json_extract(value, '$[1]') AS pid FROM json_each(?)) AS j
-         WHERE runs.id = j.rid AND runs.batch_id = ? AND runs.status = 'submitting'`,
+        `UPDATE runs SET parallel_run_id = ${idAt}, interaction_id = ${idAt}, status = 'queued', submitted_at = ?5,
+           deadline_at = ?6, next_sweep_at = ?7, attempts = 0, lease_until = NULL, updated_at = ?5
+         WHERE ${range} AND status = 'submitting' AND ${idAt} IS NOT NULL`,
       )
-      .bind(at, deadlineAt, firstPollAt, at, json, batchId),
+      .bind(json, from, batchId, end, at, deadlineAt, firstPollAt),
     db
       .prepare(
         `INSERT INTO run_events (run_id, at, kind, detail)
-         SELECT runs.id, ?, 'submitted', json_patch(?, json_object('parallel_run_id', runs.parallel_run_id))
-         FROM json_each(?) AS j JOIN runs ON runs.id = json_extract(j.value, '$[0]')
-         WHERE runs.submitted_at = ? AND runs.batch_id = ?`,
+         SELECT id, ?5, 'submitted', json_patch(?6, json_object('parallel_run_id', parallel_run_id))
+         FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}`,
       )
-      .bind(at, JSON.stringify(detail), json, at, batchId),
+      .bind(json, from, batchId, end, at, JSON.stringify(detail)),
   ];
 }
 

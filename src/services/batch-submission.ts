@@ -65,6 +65,9 @@ export interface Worked {
   later?: { at: string; lease: string };
 }
 
+/** A run Parallel accepted: its position in the batch and Parallel's run id. */
+type Accepted = { batchIndex: number; parallelRunId: string };
+
 type Step = { batch: Batch; outcome: string } | { done: Worked };
 
 /** The submit_batches job's work on one batch it holds: up to CHUNKS_PER_MESSAGE add-runs calls. */
@@ -178,7 +181,7 @@ async function sendChunk(ctx: ServiceContext, batch: Batch, end: number, now: Da
       ctx.log.error("batch.run_ids_mismatch", { batch_id: batch.id, sent: rows.length, got: ids.length });
       return { done: await retryLater(ctx, marked, null, end) };
     }
-    const pairs = rows.map((row, i) => [row.id, ids[i]] as [string, string]);
+    const pairs = rows.map((row, i) => ({ batchIndex: row.batch_index, parallelRunId: ids[i] as string }));
     return advance(ctx, marked, end, pairs, outcome.value.run_cursor, "chunk_submitted", now);
   }
   if (outcome.kind === "rejected" || outcome.kind === "not_found" || outcome.kind === "still_active") {
@@ -198,7 +201,8 @@ async function reconcile(ctx: ServiceContext, batch: Batch): Promise<Step> {
   const end = batch.chunk_end as number;
   const rows = await chunkRuns(ctx.db, batch.id, from, end);
   const wanted = new Set(rows.map((r) => r.id));
-  const found: Array<[string, string]> = [];
+  const indexOf = new Map(rows.map((r) => [r.id, r.batch_index]));
+  const found: Accepted[] = [];
   if (wanted.size > 0 && batch.taskgroup_id) {
     const stream = await ctx.parallel.taskGroupRuns(batch.taskgroup_id, {}, batch.run_cursor ?? null);
     if (!stream.ok) return { done: await retryLater(ctx, batch, stream, end) };
@@ -207,8 +211,9 @@ async function reconcile(ctx: ServiceContext, batch: Batch): Promise<Step> {
         if (event.type === "error") throw new Error(`runs stream error: ${event.error.message}`);
         if (event.type !== "task_run.state") continue;
         const ours = event.run.metadata?.[RUN_ID_METADATA_KEY];
-        if (typeof ours === "string" && wanted.has(ours)) {
-          found.push([ours, event.run.run_id]);
+        const batchIndex = typeof ours === "string" ? indexOf.get(ours) : undefined;
+        if (batchIndex !== undefined) {
+          found.push({ batchIndex, parallelRunId: event.run.run_id });
           if (found.length === wanted.size) break;
         }
       }
@@ -239,7 +244,7 @@ async function reconcile(ctx: ServiceContext, batch: Batch): Promise<Step> {
 function acceptStatements(
   ctx: ServiceContext,
   batch: Batch,
-  pairs: Array<[string, string]>,
+  pairs: Accepted[],
   now: Date,
   detail: Record<string, unknown> = {},
 ): D1PreparedStatement[] {
@@ -261,7 +266,7 @@ async function advance(
   ctx: ServiceContext,
   batch: Batch,
   end: number,
-  pairs: Array<[string, string]>,
+  pairs: Accepted[],
   runCursor: string | null,
   outcome: string,
   now: Date = ctx.now(),

@@ -135,8 +135,9 @@ export async function createBatch(
   input: { apiKeyId: string; request: BatchRequest; idempotencyKey?: string | undefined; queue: BatchQueue },
 ): Promise<BatchResult> {
   const { request } = input;
-  const problems = checkBatchTemplate(request, ctx);
-  if (problems.length > 0) throw validationFailed(problems);
+  // The template's problems with every input's: one answer lists them all.
+  if (checkBatchTemplate(request, ctx).length > 0)
+    throw validationFailed(checkBatchRequestBody(request, ctx));
   const inputs = request.inputs ?? [];
   if (inputs.length === 0 && !request.open) {
     throw validationFailed([

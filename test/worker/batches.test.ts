@@ -2,7 +2,7 @@
 // migrations behind the D1-limits double, Parallel at the HTTP boundary (MSW), the submission worked
 // by the real queue consumer.
 import { env } from "cloudflare:workers";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { BATCH_LEASE_MS } from "../../src/services/batch-submission";
 import { addMs } from "../../src/services/timing";
 import { batchClient, fakeTaskGroups, workSubmissions } from "./batch-harness";
@@ -45,6 +45,9 @@ const TEMPLATE = {
   },
   metadata: { source: "crm" },
 };
+
+// 10,000-input batches take seconds to store and submit on a loaded machine (no speed is asserted).
+vi.setConfig({ testTimeout: 300_000 });
 
 const JSON_HEADERS = { "content-type": "application/json", authorization: "Bearer test-parallel-key" };
 
@@ -220,7 +223,7 @@ describe("POST /v1/batches", () => {
     await expectJson(
       await client.post(
         "/v1/batches",
-        { template: TEMPLATE, inputs: [{ input: "x" }], skip_invalid: true },
+        { template: TEMPLATE, inputs: [{ input: { company: 1 } }], skip_invalid: true },
         tenant.auth,
       ),
       422,
@@ -531,6 +534,7 @@ describe("batch runs are ordinary runs", () => {
     expect(timeline.events.map((e) => e.kind)).toEqual([
       "stored",
       "submitted",
+      "status_changed",
       "webhook_received",
       "result_fetched",
     ]);
