@@ -105,7 +105,9 @@ export const BatchInputsRequestSchema = z
     skip_invalid: z.boolean().optional().openapi({ description: "As for POST /v1/batches." }),
   })
   .strict()
-  .openapi("BatchInputsRequest");
+  .openapi("BatchInputsRequest", {
+    example: { inputs: [{ input: "Initech", metadata: { row: 3 } }] },
+  });
 
 export const RefusedInputSchema = z
   .object({
@@ -139,7 +141,7 @@ export const BatchCountsSchema = z
 export const BatchSchema = z
   .object({
     id: z.string().openapi({ example: "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
-    name: z.string().nullable(),
+    name: z.string().nullable().openapi({ description: "As given at creation; null if none." }),
     status: z.enum(BATCH_STATUSES).openapi({
       description:
         "open (takes more inputs; those it has are submitted meanwhile), submitting (closed, inputs still being sent to Parallel), " +
