@@ -10,10 +10,14 @@
 //      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
 //   6. Recovery at the Free plan's budget (a stack of its own, SUBREQUEST_BUDGET 50, a tick every 2 s):
 //      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
+//   7. 10,000 lite inputs (JSON output) as one batch against the same as single runs: Parallel calls,
+//      Parallel 429s, seconds from the request to the last result stored, D1 rows written per input.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import Parallel from "parallel-web";
 import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
@@ -35,8 +39,13 @@ const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 600);
 const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 creates a minute
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
-/** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6").split(","));
+/** Which of the seven parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,7").split(","));
+/** Part 7: inputs in the batch, and as single runs side by side. */
+const BATCH_INPUTS = Number(process.env.BENCH_BATCH_INPUTS ?? 10_000);
+const BATCH_SINGLE_RUNS = Number(process.env.BENCH_BATCH_SINGLE_RUNS ?? BATCH_INPUTS);
+/** Part 7 stops waiting for results after this long and reports what was stored. */
+const BATCH_MAX_MS = Number(process.env.BENCH_BATCH_MAX_S ?? 900) * 1000;
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
 const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
@@ -77,6 +86,22 @@ function d1Since(mark: number, runs: number) {
     rows_written_per_run: round(sum("d1_rows_written") / runs),
     queries_per_run: round(sum("d1_queries") / runs),
   };
+}
+
+/** One row of a read on the relay's local D1 file (node:sqlite, read-only; wrangler d1 execute takes seconds). */
+function localRead(persistDir: string, sql: string): Record<string, unknown> {
+  const dir = join(persistDir, "v3", "d1", "miniflare-D1DatabaseObject");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite")) {
+    const db = new DatabaseSync(join(dir, file), { readOnly: true });
+    try {
+      return db.prepare(sql).get() as Record<string, unknown>;
+    } catch (error) {
+      if (!String(error).includes("no such table")) throw error;
+    } finally {
+      db.close();
+    }
+  }
+  throw new Error("no local D1 database with taskrelay's tables");
 }
 
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -516,6 +541,120 @@ async function stackParts(results: Record<string, unknown>) {
         completion_storing_50mb_output: bigStore,
       };
     }
+
+    // 7. A batch of lite inputs with a JSON output, against the same inputs as single runs.
+    if (PARTS.has("7")) {
+      console.log(`7/7 ${BATCH_INPUTS} inputs as one batch, then ${BATCH_SINGLE_RUNS} as single runs…`);
+      const spec = {
+        output_schema: {
+          type: "json",
+          json_schema: {
+            type: "object",
+            properties: { answer: { type: "string" } },
+            required: ["answer"],
+            additionalProperties: false,
+          },
+        },
+      };
+      const statsNow = async () => {
+        const s = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+          endpoints: Record<string, number>;
+          statuses: Record<string, Record<string, number>>;
+        };
+        const throttled = Object.values(s.statuses).reduce((n, byStatus) => n + (byStatus["429"] ?? 0), 0);
+        return { calls: totalCalls(s.endpoints), throttled, endpoints: s.endpoints };
+      };
+      // The figures of one side: Parallel calls and 429s, seconds from the request to the last result
+      // stored (read from the runs themselves), D1 rows written per input (every log line's D1 cost).
+      const measure = async (
+        label: string,
+        where: () => string,
+        count: number,
+        start: () => Promise<void>,
+      ) => {
+        await sim.reset();
+        const mark = relayEvents.length;
+        const before = await statsNow();
+        const startedAt = new Date();
+        await start();
+        let stored = { n: 0, last: null as string | null };
+        await waitFor(
+          async () => {
+            stored = localRead(
+              persistDir,
+              `SELECT COUNT(*) AS n, MAX(result_stored_at) AS last FROM runs WHERE ${where()} AND result_stored_at IS NOT NULL`,
+            ) as typeof stored;
+            return stored.n >= count;
+          },
+          BATCH_MAX_MS,
+          `${label}: ${count} results stored`,
+        ).catch(() => undefined);
+        const after = await statsNow();
+        const events = relayEvents
+          .slice(mark)
+          .filter((e) => ["http.request", "cron.tick", "queue.batch"].includes(e.event));
+        const written = events.reduce((n, e) => n + (e.d1_rows_written ?? 0), 0);
+        const endpoints = Object.fromEntries(
+          Object.entries(after.endpoints)
+            .map(([k, v]) => [k, v - (before.endpoints[k] ?? 0)] as const)
+            .filter(([, v]) => v > 0),
+        );
+        return {
+          inputs: count,
+          results_stored: stored.n,
+          parallel_calls: after.calls - before.calls,
+          parallel_calls_by_endpoint: endpoints,
+          parallel_429s: after.throttled - before.throttled,
+          seconds_request_to_last_result: stored.last
+            ? round((Date.parse(stored.last) - startedAt.getTime()) / 1000, 1)
+            : null,
+          d1_rows_written_per_input: round(written / count),
+        };
+      };
+      const inputs = (prefix: string, n: number) =>
+        Array.from({ length: n }, (_, i) => ({
+          input: `${prefix} ${i}: what is ${i} squared?`,
+          metadata: { row: i },
+        }));
+      let batchId = "";
+      const batch = await measure(
+        "batch",
+        () => `batch_id = '${batchId}'`,
+        BATCH_INPUTS,
+        async () => {
+          const response = await fetch(`${stack.relayUrl}/v1/batches`, {
+            method: "POST",
+            headers: auth,
+            body: JSON.stringify({
+              name: "bench",
+              template: { processor: "lite", task_spec: spec },
+              inputs: inputs("Batch", BATCH_INPUTS),
+            }),
+          });
+          const body = (await response.json()) as { id: string };
+          if (response.status !== 202)
+            throw new Error(`batch create answered ${response.status}: ${JSON.stringify(body)}`);
+          batchId = body.id;
+        },
+      ).catch((error: unknown) => ({ error: String(error) }));
+      const singles = await measure(
+        "single runs",
+        () => "json_extract(metadata, '$.bench') = 'single7'",
+        BATCH_SINGLE_RUNS,
+        async () => {
+          await closedLoop(BATCH_SINGLE_RUNS, CONCURRENCY, async (i) => {
+            await createRun({
+              processor: "lite",
+              input: `Single ${i}: what is ${i} squared?`,
+              task_spec: spec,
+              metadata: { bench: "single7", row: i },
+            });
+            return new Response(null, { status: 202 });
+          });
+        },
+      );
+      results.batch = { batch, single_runs: singles };
+    }
   } finally {
     ticking = false;
     await ticker;
@@ -725,6 +864,17 @@ interface BenchOutput {
   sweep_tick?: Record<string, unknown>;
   memory?: Record<string, PeakMemory>;
   recovery?: Record<string, Recovery>;
+  batch?: Record<
+    string,
+    {
+      inputs?: number;
+      results_stored?: number;
+      parallel_calls?: number;
+      parallel_429s?: number;
+      seconds_request_to_last_result?: number | null;
+      d1_rows_written_per_input?: number;
+    }
+  >;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -788,6 +938,13 @@ function printTable(o: BenchOutput) {
     rows.push([
       `recovery, ${name}: seconds / tick intervals / per interval`,
       `${r.seconds}${r.cut_short ? " (extrapolated)" : ""} / ${r.tick_intervals} / ${r.per_tick_interval} (${r.recovered} of ${r.items})`,
+    ]);
+  }
+  for (const [name, b] of Object.entries(o.batch ?? {})) {
+    if (b.parallel_calls === undefined) continue;
+    rows.push([
+      `${b.inputs} lite inputs, ${name}: Parallel calls / 429s / s to last result / D1 rows written per input`,
+      `${b.parallel_calls} / ${b.parallel_429s} / ${b.seconds_request_to_last_result} / ${b.d1_rows_written_per_input} (${b.results_stored} stored)`,
     ]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
