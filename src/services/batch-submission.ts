@@ -108,7 +108,8 @@ async function nextStep(ctx: ServiceContext, batch: Batch, now: Date): Promise<S
 }
 
 async function createGroup(ctx: ServiceContext, batch: Batch): Promise<Step> {
-  const group = await ctx.parallel.createTaskGroup({ taskrelay_batch_id: batch.id });
+  // Parallel's metadata keys are at most 16 characters.
+  const group = await ctx.parallel.createTaskGroup({ taskrelay_batch: batch.id });
   // A lost answer leaves an empty group at Parallel, which costs nothing; the next try makes another.
   if (!group.ok) {
     // Refused outright: no input of the batch can be submitted now.
@@ -307,7 +308,7 @@ async function endChunk(
   const from = batch.submit_next ?? 0;
   const message =
     status === "rejected" && failure
-      ? `Parallel refused the batch's add-runs call (HTTP ${failure.status}): ${failure.message}`
+      ? `Parallel refused the batch's ${batch.taskgroup_id ? "add-runs call" : "Task Group"} (HTTP ${failure.status}): ${failure.message}`
       : status === "failed"
         ? `Parallel did not accept this input's chunk after ${batch.submit_attempts ?? 0} attempts.`
         : "The batch was cancelled before this input was sent to Parallel.";

@@ -131,6 +131,9 @@ describe("POST /v1/batches", () => {
     // Three add-runs calls a message: 10 chunks in 4 messages.
     expect(messages).toBe(4);
     expect(groups.creates()).toHaveLength(1);
+    // Parallel's metadata keys are at most 16 characters (the simulator refused a longer one).
+    const groupMetadata = (groups.creates()[0]?.body as { metadata: Record<string, unknown> }).metadata;
+    expect(groupMetadata).toEqual({ taskrelay_batch: created.id });
     const adds = groups.adds();
     expect(adds).toHaveLength(10);
     for (const add of adds) {
