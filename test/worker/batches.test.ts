@@ -132,7 +132,7 @@ describe("POST /v1/batches", () => {
     expect(messages).toBe(4);
     expect(groups.creates()).toHaveLength(1);
     // Parallel's metadata keys are at most 16 characters (the simulator refused a longer one).
-    const groupMetadata = (groups.creates()[0]?.body as { metadata: Record<string, unknown> }).metadata;
+    const groupMetadata = (groups.creates()[0]?.body as { metadata?: unknown } | undefined)?.metadata;
     expect(groupMetadata).toEqual({ taskrelay_batch: created.id });
     const adds = groups.adds();
     expect(adds).toHaveLength(10);
