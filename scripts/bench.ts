@@ -580,10 +580,15 @@ async function stackParts(results: Record<string, unknown>) {
         let stored = { n: 0, last: null as string | null };
         await waitFor(
           async () => {
-            stored = localRead(
-              persistDir,
-              `SELECT COUNT(*) AS n, MAX(result_stored_at) AS last FROM runs WHERE ${where()} AND result_stored_at IS NOT NULL`,
-            ) as typeof stored;
+            // wrangler may hold the file's write lock at the moment: not yet, ask again.
+            try {
+              stored = localRead(
+                persistDir,
+                `SELECT COUNT(*) AS n, MAX(result_stored_at) AS last FROM runs WHERE ${where()} AND result_stored_at IS NOT NULL`,
+              ) as typeof stored;
+            } catch {
+              return false;
+            }
             return stored.n >= count;
           },
           BATCH_MAX_MS,
