@@ -13,11 +13,9 @@
 //   7. 10,000 lite inputs (JSON output) as one batch against the same as single runs: Parallel calls,
 //      Parallel 429s, seconds from the request to the last result stored, D1 rows written per input.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
-import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import Parallel from "parallel-web";
 import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
@@ -86,22 +84,6 @@ function d1Since(mark: number, runs: number) {
     rows_written_per_run: round(sum("d1_rows_written") / runs),
     queries_per_run: round(sum("d1_queries") / runs),
   };
-}
-
-/** One row of a read on the relay's local D1 file (node:sqlite, read-only; wrangler d1 execute takes seconds). */
-function localRead(persistDir: string, sql: string): Record<string, unknown> {
-  const dir = join(persistDir, "v3", "d1", "miniflare-D1DatabaseObject");
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite")) {
-    const db = new DatabaseSync(join(dir, file), { readOnly: true });
-    try {
-      return db.prepare(sql).get() as Record<string, unknown>;
-    } catch (error) {
-      if (!String(error).includes("no such table")) throw error;
-    } finally {
-      db.close();
-    }
-  }
-  throw new Error("no local D1 database with taskrelay's tables");
 }
 
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -564,36 +546,49 @@ async function stackParts(results: Record<string, unknown>) {
         const throttled = Object.values(s.statuses).reduce((n, byStatus) => n + (byStatus["429"] ?? 0), 0);
         return { calls: totalCalls(s.endpoints), throttled, endpoints: s.endpoints };
       };
+      // The runs' result_stored_at, read through the API a page at a time (reading wrangler's SQLite
+      // file while the relay writes it can stall the relay's D1).
+      const storedTimes = async (query: string, keep: (run: Record<string, unknown>) => boolean) => {
+        const times: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page = (await (
+            await fetch(`${stack.relayUrl}/v1/runs?limit=100&${query}${cursor ? `&cursor=${cursor}` : ""}`, {
+              headers: auth,
+            })
+          ).json()) as { data: Array<Record<string, unknown>>; next_cursor: string | null };
+          for (const run of page.data)
+            if (keep(run) && run.result_stored_at) times.push(String(run.result_stored_at));
+          cursor = page.next_cursor;
+        } while (cursor);
+        return times;
+      };
       // The figures of one side: Parallel calls and 429s, seconds from the request to the last result
-      // stored (read from the runs themselves), D1 rows written per input (every log line's D1 cost).
+      // stored, D1 rows written per input (every log line's D1 cost).
       const measure = async (
         label: string,
-        where: () => string,
         count: number,
         start: () => Promise<void>,
+        /** Cheap: whether every run may be finished (then the results are counted). */
+        finished: () => Promise<boolean>,
+        results: () => Promise<string[]>,
       ) => {
         await sim.reset();
         const mark = relayEvents.length;
         const before = await statsNow();
         const startedAt = new Date();
         await start();
-        let stored = { n: 0, last: null as string | null };
+        let times: string[] = [];
         await waitFor(
           async () => {
-            // wrangler may hold the file's write lock at the moment: not yet, ask again.
-            try {
-              stored = localRead(
-                persistDir,
-                `SELECT COUNT(*) AS n, MAX(result_stored_at) AS last FROM runs WHERE ${where()} AND result_stored_at IS NOT NULL`,
-              ) as typeof stored;
-            } catch {
-              return false;
-            }
-            return stored.n >= count;
+            if (!(await finished().catch(() => false))) return false;
+            times = await results();
+            return times.length >= count;
           },
           BATCH_MAX_MS,
           `${label}: ${count} results stored`,
-        ).catch(() => undefined);
+          5_000,
+        ).catch((error: unknown) => console.log(String(error)));
         const after = await statsNow();
         const events = relayEvents
           .slice(mark)
@@ -604,14 +599,15 @@ async function stackParts(results: Record<string, unknown>) {
             .map(([k, v]) => [k, v - (before.endpoints[k] ?? 0)] as const)
             .filter(([, v]) => v > 0),
         );
+        const last = times.sort().at(-1);
         return {
           inputs: count,
-          results_stored: stored.n,
+          results_stored: times.length,
           parallel_calls: after.calls - before.calls,
           parallel_calls_by_endpoint: endpoints,
           parallel_429s: after.throttled - before.throttled,
-          seconds_request_to_last_result: stored.last
-            ? round((Date.parse(stored.last) - startedAt.getTime()) / 1000, 1)
+          seconds_request_to_last_result: last
+            ? round((Date.parse(last) - startedAt.getTime()) / 1000, 1)
             : null,
           d1_rows_written_per_input: round(written / count),
         };
@@ -624,7 +620,6 @@ async function stackParts(results: Record<string, unknown>) {
       let batchId = "";
       const batch = await measure(
         "batch",
-        () => `batch_id = '${batchId}'`,
         BATCH_INPUTS,
         async () => {
           const response = await fetch(`${stack.relayUrl}/v1/batches`, {
@@ -641,10 +636,19 @@ async function stackParts(results: Record<string, unknown>) {
             throw new Error(`batch create answered ${response.status}: ${JSON.stringify(body)}`);
           batchId = body.id;
         },
+        async () => {
+          const b = (await (
+            await fetch(`${stack.relayUrl}/v1/batches/${batchId}`, { headers: auth })
+          ).json()) as {
+            counts: Record<string, number>;
+          };
+          const c = b.counts;
+          return (c.submitting ?? 1) + (c.queued ?? 1) + (c.running ?? 1) + (c.other ?? 1) === 0;
+        },
+        () => storedTimes(`batch_id=${batchId}`, () => true),
       ).catch((error: unknown) => ({ error: String(error) }));
       const singles = await measure(
         "single runs",
-        () => "json_extract(metadata, '$.bench') = 'single7'",
         BATCH_SINGLE_RUNS,
         async () => {
           await closedLoop(BATCH_SINGLE_RUNS, CONCURRENCY, async (i) => {
@@ -657,6 +661,12 @@ async function stackParts(results: Record<string, unknown>) {
             return new Response(null, { status: 202 });
           });
         },
+        async () => (await sim.stats()).runs.completed >= BATCH_SINGLE_RUNS,
+        () =>
+          storedTimes(
+            "status=completed",
+            (run) => (run.metadata as { bench?: string } | null)?.bench === "single7",
+          ),
       );
       results.batch = { batch, single_runs: singles };
     }
