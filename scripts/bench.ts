@@ -15,6 +15,9 @@
 //   9. D1 rows read by the dashboard's overview (/dashboard, 24 hours and 7 days) with 10,000
 //      and 100,000 runs stored; and by GET /v1/usage over 30 days × 10,000 runs a day, with rows written
 //      per accepted run by the usage rollup (scripts/bench/usage.ts).
+
+//   7. 10,000 lite inputs (JSON output) as one batch against the same as single runs: Parallel calls,
+//      Parallel 429s, seconds from the request to the last result stored, D1 rows written per input.
 // Prints a table, writes bench-results.json. Loopback only; every load is bounded in count.
 import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -44,10 +47,16 @@ const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 600);
 const LATENCY_RATE = 30; // completions per second: Parallel's default 2,000 creates a minute
 const THROUGHPUT_REQUESTS = Number(process.env.BENCH_THROUGHPUT_REQUESTS ?? 1000);
 const CONCURRENCY = 16;
-/** Which of the six parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,8,9").split(","));
 /** Part 9 (overview): runs stored in each step, spread over the last 30 days (720 hours). */
 const OVERVIEW_STEPS = [10_000, 100_000];
+
+/** Which parts to run, e.g. BENCH_PARTS=2 while working on latency; all by default. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "1,2,3,4,5,6,7,8,9").split(","));
+/** Part 7: inputs in the batch, and as single runs side by side. */
+const BATCH_INPUTS = Number(process.env.BENCH_BATCH_INPUTS ?? 10_000);
+const BATCH_SINGLE_RUNS = Number(process.env.BENCH_BATCH_SINGLE_RUNS ?? BATCH_INPUTS);
+/** Part 7 stops waiting for results after this long and reports what was stored. */
+const BATCH_MAX_MS = Number(process.env.BENCH_BATCH_MAX_S ?? 900) * 1000;
 const MEMORY_RUNS = 100;
 const MEMORY_OUTPUT_BYTES = 1_000_000;
 const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
@@ -95,7 +104,8 @@ const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** di
 
 async function main() {
   const results: Record<string, unknown> = {};
-  if ([...PARTS].some((part) => !["6", "8", "9"].includes(part))) await stackParts(results);
+  if ([...PARTS].some((part) => ["1", "2", "3", "4", "5", "7", "9"].includes(part)))
+    await stackParts(results);
   if (PARTS.has("6")) results.recovery = await recoveryPart();
   if (PARTS.has("8")) {
     results.create_fairness = await createFairnessPart({
@@ -574,6 +584,153 @@ async function stackParts(results: Record<string, unknown>) {
         completion_storing_50mb_output: bigStore,
       };
     }
+
+    // 7. A batch of lite inputs with a JSON output, against the same inputs as single runs.
+    if (PARTS.has("7")) {
+      console.log(`7/7 ${BATCH_INPUTS} inputs as one batch, then ${BATCH_SINGLE_RUNS} as single runs…`);
+      const spec = {
+        output_schema: {
+          type: "json",
+          json_schema: {
+            type: "object",
+            properties: { answer: { type: "string" } },
+            required: ["answer"],
+            additionalProperties: false,
+          },
+        },
+      };
+      const statsNow = async () => {
+        const s = (await (await fetch(`${simUrl}/_sim/stats`)).json()) as {
+          endpoints: Record<string, number>;
+          statuses: Record<string, Record<string, number>>;
+        };
+        const throttled = Object.values(s.statuses).reduce((n, byStatus) => n + (byStatus["429"] ?? 0), 0);
+        return { calls: totalCalls(s.endpoints), throttled, endpoints: s.endpoints };
+      };
+      // The runs' result_stored_at, read through the API a page at a time (reading wrangler's SQLite
+      // file while the relay writes it can stall the relay's D1).
+      const storedTimes = async (query: string, keep: (run: Record<string, unknown>) => boolean) => {
+        const times: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page = (await (
+            await fetch(`${stack.relayUrl}/v1/runs?limit=100&${query}${cursor ? `&cursor=${cursor}` : ""}`, {
+              headers: auth,
+            })
+          ).json()) as { data: Array<Record<string, unknown>>; next_cursor: string | null };
+          for (const run of page.data)
+            if (keep(run) && run.result_stored_at) times.push(String(run.result_stored_at));
+          cursor = page.next_cursor;
+        } while (cursor);
+        return times;
+      };
+      // The figures of one side: Parallel calls and 429s, seconds from the request to the last result
+      // stored, D1 rows written per input (every log line's D1 cost).
+      const measure = async (
+        label: string,
+        count: number,
+        start: () => Promise<void>,
+        /** Cheap: whether every run may be finished (then the results are counted). */
+        finished: () => Promise<boolean>,
+        results: () => Promise<string[]>,
+      ) => {
+        await sim.reset();
+        const mark = relayEvents.length;
+        const before = await statsNow();
+        const startedAt = new Date();
+        await start();
+        let times: string[] = [];
+        await waitFor(
+          async () => {
+            if (!(await finished().catch(() => false))) return false;
+            times = await results();
+            return times.length >= count;
+          },
+          BATCH_MAX_MS,
+          `${label}: ${count} results stored`,
+          5_000,
+        ).catch((error: unknown) => console.log(String(error)));
+        const after = await statsNow();
+        const events = relayEvents
+          .slice(mark)
+          .filter((e) => ["http.request", "cron.tick", "queue.batch"].includes(e.event));
+        const written = events.reduce((n, e) => n + (e.d1_rows_written ?? 0), 0);
+        const endpoints = Object.fromEntries(
+          Object.entries(after.endpoints)
+            .map(([k, v]) => [k, v - (before.endpoints[k] ?? 0)] as const)
+            .filter(([, v]) => v > 0),
+        );
+        const last = times.sort().at(-1);
+        return {
+          inputs: count,
+          results_stored: times.length,
+          parallel_calls: after.calls - before.calls,
+          parallel_calls_by_endpoint: endpoints,
+          parallel_429s: after.throttled - before.throttled,
+          seconds_request_to_last_result: last
+            ? round((Date.parse(last) - startedAt.getTime()) / 1000, 1)
+            : null,
+          d1_rows_written_per_input: round(written / count),
+        };
+      };
+      const inputs = (prefix: string, n: number) =>
+        Array.from({ length: n }, (_, i) => ({
+          input: `${prefix} ${i}: what is ${i} squared?`,
+          metadata: { row: i },
+        }));
+      let batchId = "";
+      const batch = await measure(
+        "batch",
+        BATCH_INPUTS,
+        async () => {
+          const response = await fetch(`${stack.relayUrl}/v1/batches`, {
+            method: "POST",
+            headers: auth,
+            body: JSON.stringify({
+              name: "bench",
+              template: { processor: "lite", task_spec: spec },
+              inputs: inputs("Batch", BATCH_INPUTS),
+            }),
+          });
+          const body = (await response.json()) as { id: string };
+          if (response.status !== 202)
+            throw new Error(`batch create answered ${response.status}: ${JSON.stringify(body)}`);
+          batchId = body.id;
+        },
+        async () => {
+          const b = (await (
+            await fetch(`${stack.relayUrl}/v1/batches/${batchId}`, { headers: auth })
+          ).json()) as {
+            counts: Record<string, number>;
+          };
+          const c = b.counts;
+          return (c.submitting ?? 1) + (c.queued ?? 1) + (c.running ?? 1) + (c.other ?? 1) === 0;
+        },
+        () => storedTimes(`batch_id=${batchId}`, () => true),
+      ).catch((error: unknown) => ({ error: String(error) }));
+      const singles = await measure(
+        "single runs",
+        BATCH_SINGLE_RUNS,
+        async () => {
+          await closedLoop(BATCH_SINGLE_RUNS, CONCURRENCY, async (i) => {
+            await createRun({
+              processor: "lite",
+              input: `Single ${i}: what is ${i} squared?`,
+              task_spec: spec,
+              metadata: { bench: "single7", row: i },
+            });
+            return new Response(null, { status: 202 });
+          });
+        },
+        async () => (await sim.stats()).runs.completed >= BATCH_SINGLE_RUNS,
+        () =>
+          storedTimes(
+            "status=completed",
+            (run) => (run.metadata as { bench?: string } | null)?.bench === "single7",
+          ),
+      );
+      results.batch = { batch, single_runs: singles };
+    }
   } finally {
     ticking = false;
     await ticker;
@@ -907,6 +1064,18 @@ interface BenchOutput {
   overview?: OverviewCost[];
   create_fairness?: CreateFairness;
   usage?: UsageBench;
+
+  batch?: Record<
+    string,
+    {
+      inputs?: number;
+      results_stored?: number;
+      parallel_calls?: number;
+      parallel_429s?: number;
+      seconds_request_to_last_result?: number | null;
+      d1_rows_written_per_input?: number;
+    }
+  >;
 }
 
 /** The table: one row per figure of the parts that ran. */
@@ -1014,6 +1183,13 @@ function printTable(o: BenchOutput) {
     rows.push([
       "create limiter call per create: ms p50/p99, not hidden by the D1 insert p50/p99",
       `${f.limiter_ms.p50} / ${f.limiter_ms.p99}, ${f.limiter_added_ms.p50} / ${f.limiter_added_ms.p99} (n=${f.limiter_ms.samples})`,
+    ]);
+  }
+  for (const [name, b] of Object.entries(o.batch ?? {})) {
+    if (b.parallel_calls === undefined) continue;
+    rows.push([
+      `${b.inputs} lite inputs, ${name}: Parallel calls / 429s / s to last result / D1 rows written per input`,
+      `${b.parallel_calls} / ${b.parallel_429s} / ${b.seconds_request_to_last_result} / ${b.d1_rows_written_per_input} (${b.results_stored} stored)`,
     ]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));

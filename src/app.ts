@@ -10,6 +10,13 @@ import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
+import { registerBatchCancel } from "./routes/batches-cancel";
+import { registerBatchClose } from "./routes/batches-close";
+import { registerBatchCreate } from "./routes/batches-create";
+import { registerBatchGet } from "./routes/batches-get";
+import { registerBatchInputs } from "./routes/batches-inputs";
+import { registerBatchList } from "./routes/batches-list";
+import { registerBatchProgress } from "./routes/batches-progress";
 import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
 import { registerDeliveryAttempts } from "./routes/deliveries-attempts";
 import { registerDeliveryList } from "./routes/deliveries-list";
@@ -42,19 +49,34 @@ import { registerScheduleUpdate } from "./routes/schedules-update";
 import { registerUsage } from "./routes/usage";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * A batch's inputs (10,000 a request): 10 MB. Parsed, checked and stored, such a body stays well
+ * inside the isolate's 128 MB (its text, the parsed inputs, and their JSON for the inserts).
+ */
+export const MAX_BATCH_BODY_BYTES = 10 * 1024 * 1024;
+const BATCH_BODY_PATHS = /^\/v1\/batches(\/[^/]+\/inputs)?\/?$/;
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook() });
 
   app.use("*", requestContext());
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new ApiError("payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes (1 MB).`);
-      },
-    }),
+  const limitBody = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError("payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes (1 MB).`);
+    },
+  });
+  const limitBatchBody = bodyLimit({
+    maxSize: MAX_BATCH_BODY_BYTES,
+    onError: () => {
+      throw new ApiError(
+        "payload_too_large",
+        `The body is larger than ${MAX_BATCH_BODY_BYTES} bytes (10 MB).`,
+      );
+    },
+  });
+  app.use("*", (c, next) =>
+    BATCH_BODY_PATHS.test(c.req.path) ? limitBatchBody(c, next) : limitBody(c, next),
   );
 
   registerRoot(app);
@@ -85,6 +107,14 @@ export function createApp() {
   registerScheduleRuns(app);
   registerScheduleOccurrences(app);
   registerUsage(app);
+
+  registerBatchCreate(app);
+  registerBatchList(app);
+  registerBatchGet(app);
+  registerBatchInputs(app);
+  registerBatchClose(app);
+  registerBatchCancel(app);
+  registerBatchProgress(app);
   registerParallelWebhook(app);
   registerDashboard(app);
   registerDocs(app);

@@ -34,6 +34,10 @@ const TAGS = [
   },
   { name: "Schedules", description: "Run templates that recur on a cron in their own time zone." },
   {
+    name: "Batches",
+    description: "One template, many inputs: each an ordinary run, sent to Parallel as one Task Group.",
+  },
+  {
     name: "Deliveries",
     description: "Signed callbacks of finished runs: every attempt, dead letters, retries.",
   },
@@ -45,6 +49,7 @@ const TAGS = [
 
 function tagFor(path: string): string {
   if (path.startsWith("/v1/schedules")) return "Schedules";
+  if (path.startsWith("/v1/batches")) return "Batches";
   if (path.startsWith("/v1/deliveries") || path.endsWith("/deliveries")) return "Deliveries";
   if (path.startsWith("/v1/runs")) return "Runs";
   if (path.startsWith("/v1/keys")) return "Keys";

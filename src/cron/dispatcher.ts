@@ -15,6 +15,7 @@ import { pollRunsJob } from "./jobs/poll-runs";
 import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
 import { resubmitRunsJob } from "./jobs/resubmit-runs";
 import { retryDeliveriesJob } from "./jobs/retry-deliveries";
+import { submitBatchesJob } from "./jobs/submit-batches";
 import type { JobSummary, WorkJob, WorkMessage } from "./work";
 
 export type { JobSummary } from "./work";
@@ -33,6 +34,7 @@ export const WORK_JOBS: ReadonlyArray<WorkJob> = [
   fetchResultsJob,
   pollRunsJob,
   resubmitRunsJob,
+  submitBatchesJob,
 ] as ReadonlyArray<WorkJob>;
 
 export const TICK_TASKS: ReadonlyArray<TickTask> = [

@@ -104,6 +104,8 @@ export const RUN_SUMMARY_COLUMNS = [
   "output_changed",
   "output_bytes",
   "cost_micro_usd",
+  "batch_id",
+  "batch_index",
 ] as const satisfies ReadonlyArray<keyof Run>;
 
 export type RunSummary = Pick<Run, (typeof RUN_SUMMARY_COLUMNS)[number]>;
@@ -275,6 +277,8 @@ export interface RunListQuery {
   apiKeyId: string | null;
   status?: RunStatus | undefined;
   scheduleId?: string | undefined;
+  /** One batch's runs (through `runs_by_batch_id`). */
+  batchId?: string | undefined;
   /** Only runs with an id below this one (older): the cursor of the previous page. */
   beforeId?: string | undefined;
   limit: number;
@@ -282,7 +286,12 @@ export interface RunListQuery {
 
 /** Newest first, one row more than the page (see db/page.ts); the summary columns only. */
 export async function listRuns(db: D1Database, query: RunListQuery): Promise<RunSummary[]> {
-  const filters = { api_key_id: query.apiKeyId, status: query.status, schedule_id: query.scheduleId };
+  const filters = {
+    api_key_id: query.apiKeyId,
+    status: query.status,
+    schedule_id: query.scheduleId,
+    batch_id: query.batchId,
+  };
   const statement = pageStatement(db, "runs", {
     filters,
     beforeId: query.beforeId,

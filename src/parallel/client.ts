@@ -3,6 +3,12 @@
 // retries with backoff, so the SDK's own retries are off.
 import Parallel, { APIConnectionError, APIError } from "parallel-web";
 import type {
+  TaskGroup,
+  TaskGroupGetRunsParams,
+  TaskGroupGetRunsResponse,
+  TaskGroupRunResponse,
+} from "parallel-web/resources/task-group";
+import type {
   TaskRun,
   TaskRunCreateParams,
   TaskRunEventsResponse,
@@ -12,8 +18,17 @@ import type { Config } from "../env";
 import { requireSetting } from "../env";
 import { betasFor } from "./betas";
 
-export type { TaskRun, TaskRunEventsResponse, TaskRunResult };
+export type {
+  TaskGroup,
+  TaskGroupGetRunsResponse,
+  TaskGroupRunResponse,
+  TaskRun,
+  TaskRunEventsResponse,
+  TaskRunResult,
+};
 export type CreateRunBody = Omit<TaskRunCreateParams, "betas">;
+/** The runs stream's query without the cursor (passed on its own). */
+export type TaskGroupRunsQuery = Omit<TaskGroupGetRunsParams, "last_event_id">;
 
 export type ParallelFailure =
   /** Parallel refused the request (403, 422 or another 4xx): retrying will not help. */
@@ -42,9 +57,30 @@ export interface ParallelGateway {
     parallelRunId: string,
     signal?: AbortSignal,
   ): Promise<ParallelOutcome<AsyncIterable<TaskRunEventsResponse>>>;
+  /** A Task Group: one per batch (services/batch-submission.ts). */
+  createTaskGroup(metadata: Record<string, string>): Promise<ParallelOutcome<TaskGroup>>;
+  getTaskGroup(taskgroupId: string): Promise<ParallelOutcome<TaskGroup>>;
+  /**
+   * Adds up to 1,000 runs to a group in one call (one request against Parallel's rate limit). Each
+   * input is a full create body; the betas are the union of what the inputs need.
+   */
+  addTaskGroupRuns(
+    taskgroupId: string,
+    inputs: CreateRunBody[],
+    defaultTaskSpec?: CreateRunBody["task_spec"],
+  ): Promise<ParallelOutcome<TaskGroupRunResponse>>;
+  /** The group's runs stream (`task_run.state` per run, in the order they were added), from a cursor. */
+  taskGroupRuns(
+    taskgroupId: string,
+    query: TaskGroupRunsQuery,
+    lastEventId?: string | null,
+    signal?: AbortSignal,
+  ): Promise<ParallelOutcome<AsyncIterable<TaskGroupGetRunsResponse>>>;
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;
+
+type TaskGroupAddRunsBetas = NonNullable<Parameters<Parallel["taskGroup"]["addRuns"]>[1]["betas"]>;
 
 // One gateway per configuration and isolate: building the SDK client costs as much as a call.
 const gateways = new WeakMap<Config, ParallelGateway>();
@@ -78,6 +114,29 @@ function buildGateway(config: Config): ParallelGateway {
       ),
     streamEvents: (id, signal) =>
       call(() => client.taskRun.events(id, { timeout: 600_000, ...(signal ? { signal } : {}) })),
+    createTaskGroup: (metadata) => call(() => client.taskGroup.create({ metadata })),
+    getTaskGroup: (id) => call(() => client.taskGroup.retrieve(id)),
+    addTaskGroupRuns: (id, inputs, defaultTaskSpec) =>
+      call(() =>
+        client.taskGroup.addRuns(
+          id,
+          {
+            inputs,
+            ...(defaultTaskSpec ? { default_task_spec: defaultTaskSpec } : {}),
+            betas: [...new Set(inputs.flatMap(betasFor))] as TaskGroupAddRunsBetas,
+          },
+          // 1,000 inputs are a large body for Parallel to check: more time than a single create.
+          { timeout: 2 * REQUEST_TIMEOUT_MS },
+        ),
+      ),
+    taskGroupRuns: (id, query, lastEventId, signal) =>
+      call(() =>
+        client.taskGroup.getRuns(
+          id,
+          { ...query, ...(lastEventId ? { last_event_id: lastEventId } : {}) },
+          { timeout: 600_000, ...(signal ? { signal } : {}) },
+        ),
+      ),
   };
 }
 

@@ -47,13 +47,23 @@ export function checkAgainstSchema(
   path: string,
 ): ErrorDetail[] {
   try {
-    // A copy: the validator annotates the schema objects it is given.
-    const validator = new Validator(structuredClone(schema) as Schema, "2020-12", false);
-    const result = validator.validate(input);
+    const result = inputValidator(schema).validate(input);
     return result.valid ? [] : toDetails(result.errors, input, path, "input");
   } catch (error) {
     return [{ path, message: `the input schema cannot be applied: ${String(error).split("\n")[0]}` }];
   }
+}
+
+// A batch's inputs share one schema object: its validator is built once, not once per input.
+const inputValidators = new WeakMap<object, Validator>();
+function inputValidator(schema: Record<string, unknown>): Validator {
+  let validator = inputValidators.get(schema);
+  if (!validator) {
+    // A copy: the validator annotates the schema objects it is given.
+    validator = new Validator(structuredClone(schema) as Schema, "2020-12", false);
+    inputValidators.set(schema, validator);
+  }
+  return validator;
 }
 
 /** Keywords whose errors only say that something inside failed; the inner error says what. */

@@ -91,13 +91,7 @@ export function checkTaskSpec(taskSpec: unknown, input: unknown, path = "task_sp
       message: `task spec is ${specChars} characters; Parallel allows ${LIMITS.taskSpecChars}`,
     });
   }
-  const total = specChars + inputLength(input);
-  if (total > LIMITS.taskSpecPlusInputChars) {
-    problems.push({
-      path: "input",
-      message: `task spec and input together are ${total} characters; Parallel allows ${LIMITS.taskSpecPlusInputChars}`,
-    });
-  }
+  problems.push(...inputLengthProblems(specChars, input, "input"));
   if (!isObject(taskSpec)) return problems;
   const output = jsonSchemaOf(taskSpec.output_schema);
   if (output !== undefined) {
@@ -108,12 +102,48 @@ export function checkTaskSpec(taskSpec: unknown, input: unknown, path = "task_sp
     const inputSchemaPath = `${path}.input_schema.json_schema`;
     const schemaProblems = checkJsonSchema(inputSchema, inputSchemaPath, "input");
     problems.push(...schemaProblems);
-    // A JSON input is held to its schema before Parallel is paid to read it (Parallel only warns).
-    if (schemaProblems.length === 0 && isObject(inputSchema) && isObject(input)) {
-      problems.push(...checkAgainstSchema(input, inputSchema, "input"));
-    }
+    if (schemaProblems.length === 0) problems.push(...inputSchemaProblems(inputSchema, input, "input"));
   }
   return problems;
+}
+
+/**
+ * An input's own problems under a task spec whose checks (checkTaskSpec) passed: a batch checks its
+ * template's spec once and each of its inputs with this.
+ */
+export function checkInputAgainstSpec(taskSpec: unknown, input: unknown, path = "input"): ErrorDetail[] {
+  const specChars = specCharsOf(taskSpec);
+  const inputSchema = isObject(taskSpec) ? jsonSchemaOf(taskSpec.input_schema) : undefined;
+  return [...inputLengthProblems(specChars, input, path), ...inputSchemaProblems(inputSchema, input, path)];
+}
+
+// A batch's inputs share one spec object: its length is counted once, not once per input.
+const specChars = new WeakMap<object, number>();
+function specCharsOf(taskSpec: unknown): number {
+  if (taskSpec == null) return 0;
+  if (typeof taskSpec !== "object") return charCount(JSON.stringify(taskSpec));
+  let chars = specChars.get(taskSpec);
+  if (chars === undefined) {
+    chars = charCount(JSON.stringify(taskSpec));
+    specChars.set(taskSpec, chars);
+  }
+  return chars;
+}
+
+function inputLengthProblems(specChars: number, input: unknown, path: string): ErrorDetail[] {
+  const total = specChars + inputLength(input);
+  if (total <= LIMITS.taskSpecPlusInputChars) return [];
+  return [
+    {
+      path,
+      message: `task spec and input together are ${total} characters; Parallel allows ${LIMITS.taskSpecPlusInputChars}`,
+    },
+  ];
+}
+
+/** A JSON input is held to its schema before Parallel is paid to read it (Parallel only warns). */
+function inputSchemaProblems(inputSchema: unknown, input: unknown, path: string): ErrorDetail[] {
+  return isObject(inputSchema) && isObject(input) ? checkAgainstSchema(input, inputSchema, path) : [];
 }
 
 /** The json_schema of a JSON schema definition (`type` "json", or no type and a json_schema). */

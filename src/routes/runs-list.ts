@@ -11,7 +11,8 @@ export const listRunsRoute = createRoute({
   method: "get",
   path: "/v1/runs",
   summary: "List your runs",
-  description: "Newest first. Pass `next_cursor` back as `cursor` for the next page.",
+  description:
+    "Newest first. Pass `next_cursor` back as `cursor` for the next page. `batch_id` lists one batch's runs.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
   request: {
@@ -20,6 +21,11 @@ export const listRunsRoute = createRoute({
         .enum(RUN_STATUSES)
         .optional()
         .openapi({ description: "Only runs in this state.", example: "completed" }),
+      batch_id: z
+        .string()
+        .min(1)
+        .optional()
+        .openapi({ description: "Only the runs of this batch.", example: "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
       limit: LimitQuerySchema,
       cursor: CursorQuerySchema,
     }),
@@ -34,8 +40,8 @@ export const listRunsRoute = createRoute({
 
 export function registerRunList(app: App) {
   app.openapi(listRunsRoute, async (c) => {
-    const query = c.req.valid("query");
-    const page = await listOwnedRuns(c.var.services, { apiKeyId: c.var.apiKey.id, ...query });
+    const { batch_id: batchId, ...query } = c.req.valid("query");
+    const page = await listOwnedRuns(c.var.services, { apiKeyId: c.var.apiKey.id, batchId, ...query });
     return c.json({ data: page.runs.map(toRunView), next_cursor: page.nextCursor }, 200);
   });
 }

@@ -267,6 +267,15 @@ export const RunSchema = z
       .string()
       .nullable()
       .openapi({ description: "The schedule that started the run; null for a run asked for directly." }),
+    batch_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The batch the run is an input of; null for a run asked for directly." }),
+    batch_index: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "The input's position in its batch, from 0; null outside a batch." }),
     metadata: MetadataSchema.nullable(),
     callback: CallbackSchema.nullable(),
     warnings: z.array(z.unknown()).nullable().openapi({

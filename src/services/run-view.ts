@@ -12,6 +12,8 @@ export function toRunView(run: RunSummary): RunView {
     interaction_id: run.interaction_id,
     previous_interaction_id: run.previous_interaction_id,
     schedule_id: run.schedule_id,
+    batch_id: run.batch_id ?? null,
+    batch_index: run.batch_index ?? null,
     metadata: run.metadata,
     callback: run.callback_url ? { url: run.callback_url } : null,
     warnings:

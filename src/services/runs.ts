@@ -300,7 +300,21 @@ function newRun(
 }
 
 /** The create body sent to Parallel. Its metadata carries our run id, so a webhook can always be matched. */
-export function parallelCreateBody(ctx: ServiceContext, run: Run): CreateRunBody {
+export function parallelCreateBody(
+  ctx: ServiceContext,
+  run: Pick<
+    Run,
+    | "id"
+    | "processor"
+    | "input"
+    | "task_spec"
+    | "metadata"
+    | "source_policy"
+    | "previous_interaction_id"
+    | "enable_events"
+    | "mcp_servers"
+  >,
+): CreateRunBody {
   const publicBaseUrl = requireSetting(ctx.config, "PUBLIC_BASE_URL").replace(/\/+$/, "");
   return {
     processor: run.processor,
@@ -660,6 +674,7 @@ export async function listOwnedRuns(
     apiKeyId: string | null;
     status?: RunStatus | undefined;
     scheduleId?: string | undefined;
+    batchId?: string | undefined;
   },
 ): Promise<RunPage> {
   const rows = await listRunRows(ctx.db, { ...query, beforeId: beforeIdOf(query.cursor) });

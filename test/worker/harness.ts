@@ -213,6 +213,7 @@ export async function emptyBackgroundWork(): Promise<void> {
       "schedules",
       "operator_alerts",
       "dead_letters",
+      "batches",
     ].map((table) => env.DB.prepare(`DELETE FROM ${table}`)),
   );
 }
