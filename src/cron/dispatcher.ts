@@ -8,6 +8,7 @@ import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { dispatchLeaseUntil } from "../services/timing";
+import { batchResultsJob } from "./jobs/batch-results";
 import { fetchResultsJob } from "./jobs/fetch-results";
 import { finishRunsJob } from "./jobs/finish-runs";
 import { fireSchedulesJob } from "./jobs/fire-schedules";
@@ -33,6 +34,7 @@ export const WORK_JOBS: ReadonlyArray<WorkJob> = [
   fetchResultsJob,
   pollRunsJob,
   resubmitRunsJob,
+  batchResultsJob,
 ] as ReadonlyArray<WorkJob>;
 
 export const TICK_TASKS: ReadonlyArray<TickTask> = [

@@ -2,6 +2,7 @@
 // caller should do about it. Retries are not the SDK's job here: state lives in D1 and the sweeper
 // retries with backoff, so the SDK's own retries are off.
 import Parallel, { APIConnectionError, APIError } from "parallel-web";
+import type { TaskGroupGetRunsResponse } from "parallel-web/resources/task-group";
 import type {
   TaskRun,
   TaskRunCreateParams,
@@ -12,7 +13,7 @@ import type { Config } from "../env";
 import { requireSetting } from "../env";
 import { betasFor } from "./betas";
 
-export type { TaskRun, TaskRunEventsResponse, TaskRunResult };
+export type { TaskGroupGetRunsResponse, TaskRun, TaskRunEventsResponse, TaskRunResult };
 export type CreateRunBody = Omit<TaskRunCreateParams, "betas">;
 
 export type ParallelFailure =
@@ -42,6 +43,15 @@ export interface ParallelGateway {
     parallelRunId: string,
     signal?: AbortSignal,
   ): Promise<ParallelOutcome<AsyncIterable<TaskRunEventsResponse>>>;
+  /**
+   * A Task Group's runs stream with outputs, after `lastEventId` (null: from the first run): one
+   * call, read as far as the caller likes (services/batch-results.ts).
+   */
+  streamGroupRuns(
+    taskgroupId: string,
+    lastEventId: string | null,
+    signal?: AbortSignal,
+  ): Promise<ParallelOutcome<AsyncIterable<TaskGroupGetRunsResponse>>>;
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -78,6 +88,14 @@ function buildGateway(config: Config): ParallelGateway {
       ),
     streamEvents: (id, signal) =>
       call(() => client.taskRun.events(id, { timeout: 600_000, ...(signal ? { signal } : {}) })),
+    streamGroupRuns: (id, lastEventId, signal) =>
+      call(() =>
+        client.taskGroup.getRuns(
+          id,
+          { include_output: true, ...(lastEventId ? { last_event_id: lastEventId } : {}) },
+          { timeout: 600_000, ...(signal ? { signal } : {}) },
+        ),
+      ),
   };
 }
 
