@@ -10,6 +10,7 @@ import { describeError } from "./log";
 import { requestContext } from "./middleware/request-context";
 import { validationHook } from "./middleware/validation";
 import { registerOpenApi } from "./openapi";
+import { registerBatchResults } from "./routes/batches-results";
 import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
 import { registerDeliveryAttempts } from "./routes/deliveries-attempts";
 import { registerDeliveryList } from "./routes/deliveries-list";
@@ -73,6 +74,7 @@ export function createApp() {
   registerDeliveryList(app);
   registerDeliveryRetry(app);
   registerDeliveryAttempts(app);
+  registerBatchResults(app);
   registerScheduleCreate(app);
   registerScheduleList(app);
   registerScheduleGet(app);
