@@ -96,6 +96,8 @@ export const RUN_SUMMARY_COLUMNS = [
   "result_stored_at",
   "output_changed",
   "output_bytes",
+  "batch_id",
+  "batch_index",
 ] as const satisfies ReadonlyArray<keyof Run>;
 
 export type RunSummary = Pick<Run, (typeof RUN_SUMMARY_COLUMNS)[number]>;

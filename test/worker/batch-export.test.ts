@@ -106,7 +106,7 @@ describe("GET /v1/batches/:id/results", () => {
     const bytes = new Uint8Array(await response.arrayBuffer());
     // A UTF-8 BOM first, so spreadsheets read the file as UTF-8.
     expect([...bytes.slice(0, 3)]).toEqual([0xef, 0xbb, 0xbf]);
-    const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
+    const text = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes);
     expect(text.split("\r\n").length).toBeGreaterThan(5);
     const rows = parse(text, { bom: true, columns: true, relax_column_count: false }) as Array<Record<string, string>>;
     expect(Object.keys(rows[0] ?? {})).toEqual([
