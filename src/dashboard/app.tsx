@@ -9,6 +9,8 @@ import { RUN_STATUSES } from "../db/runs";
 import { ApiError } from "../errors";
 import { describeError } from "../log";
 import { streamRunProgress } from "../routes/runs-progress";
+import { EXPORT_FORMATS, exportBatchResults } from "../services/batch-export";
+import { listBatchOverviews } from "../services/batch-overview";
 import { SESSION_TTL_MS, signIn, signOut } from "../services/dashboard-sessions";
 import { readOutputBody } from "../services/outputs";
 import { getOverview, OVERVIEW_RANGES, type OverviewRange } from "../services/overview";
@@ -26,6 +28,7 @@ import {
   triggerScheduleFor,
 } from "../services/viewer";
 import { dashboardPath } from "./format";
+import { BatchesPage } from "./pages/batches";
 import { DeliveriesPage, type DeliveryList } from "./pages/deliveries";
 import { ErrorPage } from "./pages/error";
 import { OverviewPage } from "./pages/overview";
@@ -33,9 +36,6 @@ import { RunPage } from "./pages/run";
 import { RunsPage } from "./pages/runs";
 import { SchedulePage, SchedulesPage } from "./pages/schedules";
 import { SignInPage } from "./pages/sign-in";
-import { BatchesPage } from "./pages/batches";
-import { EXPORT_FORMATS, exportBatchResults } from "../services/batch-export";
-import { listBatchOverviews } from "../services/batch-overview";
 import {
   clearSessionCookie,
   DASHBOARD_PATH,
@@ -314,7 +314,12 @@ export function createDashboard() {
   // The same file as GET /v1/batches/:id/results, for the signed-in viewer (a link cannot send a bearer token).
   for (const format of EXPORT_FORMATS) {
     dashboard.get(`/batches/:id/results.${format}`, async (c) => {
-      const exported = await exportBatchResults(c.var.services, c.var.session.viewer, c.req.param("id"), format);
+      const exported = await exportBatchResults(
+        c.var.services,
+        c.var.session.viewer,
+        c.req.param("id"),
+        format,
+      );
       return c.body(exported.body, 200, {
         "content-type": exported.contentType,
         "content-disposition": `attachment; filename="${exported.filename}"`,

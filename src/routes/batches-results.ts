@@ -5,7 +5,7 @@ import type { AppEnv } from "../app-env";
 import { findActiveKeyByHash } from "../db/keys";
 import { ApiError } from "../errors";
 import { bearerToken, sameSecret } from "../middleware/auth";
-import { API_KEY_SECURITY, ADMIN_SECURITY, errors, IdParamSchema } from "../schemas/common";
+import { ADMIN_SECURITY, API_KEY_SECURITY, errors, IdParamSchema } from "../schemas/common";
 import { EXPORT_FORMATS, exportBatchResults } from "../services/batch-export";
 import { hashApiKey } from "../services/keys";
 import type { Viewer } from "../services/viewer";
@@ -15,22 +15,27 @@ import type { Viewer } from "../services/viewer";
  * variables for the handler.
  */
 function requireKeyOrAdmin() {
-  return createMiddleware<AppEnv & { Variables: { viewer: Viewer } }>(async function requireKeyOrAdmin(c, next) {
-    const token = bearerToken(c.req.header("authorization"));
-    if (!token) {
-      throw new ApiError("unauthorized", "Send your taskrelay API key (or the admin token) as `Authorization: Bearer <key>`.");
-    }
-    const admin = c.var.services.config.ADMIN_TOKEN;
-    if (admin && (await sameSecret(token, admin))) {
-      c.set("viewer", { kind: "admin" });
-      return next();
-    }
-    const key = await findActiveKeyByHash(c.var.services.db, await hashApiKey(token));
-    if (!key) throw new ApiError("unauthorized", "This API key is unknown or has been revoked.");
-    c.set("apiKey", key);
-    c.set("viewer", { kind: "key", apiKeyId: key.id });
-    await next();
-  });
+  return createMiddleware<AppEnv & { Variables: { viewer: Viewer } }>(
+    async function requireKeyOrAdmin(c, next) {
+      const token = bearerToken(c.req.header("authorization"));
+      if (!token) {
+        throw new ApiError(
+          "unauthorized",
+          "Send your taskrelay API key (or the admin token) as `Authorization: Bearer <key>`.",
+        );
+      }
+      const admin = c.var.services.config.ADMIN_TOKEN;
+      if (admin && (await sameSecret(token, admin))) {
+        c.set("viewer", { kind: "admin" });
+        return next();
+      }
+      const key = await findActiveKeyByHash(c.var.services.db, await hashApiKey(token));
+      if (!key) throw new ApiError("unauthorized", "This API key is unknown or has been revoked.");
+      c.set("apiKey", key);
+      c.set("viewer", { kind: "key", apiKeyId: key.id });
+      await next();
+    },
+  );
 }
 
 export const getBatchResultsRoute = createRoute({
@@ -49,15 +54,28 @@ export const getBatchResultsRoute = createRoute({
   request: {
     params: IdParamSchema("bat", "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4"),
     query: z.object({
-      format: z.enum(EXPORT_FORMATS).default("jsonl").openapi({ description: "jsonl (the default) or csv.", example: "csv" }),
+      format: z
+        .enum(EXPORT_FORMATS)
+        .default("jsonl")
+        .openapi({ description: "jsonl (the default) or csv.", example: "csv" }),
     }),
   },
   responses: {
     200: {
       description: "The results file, streamed.",
       content: {
-        "application/x-ndjson": { schema: z.string().openapi({ example: '{"index":0,"run_id":"run_…","status":"completed","input":{"company":"Acme"},"output":{"type":"json","content":{"founded":1947},"basis":[]},"citations":[],"error":null}\n' }) },
-        "text/csv": { schema: z.string().openapi({ example: "index,run_id,status,input,founded,citations,error\r\n0,run_…,completed,\"{\"\"company\"\":\"\"Acme\"\"}\",1947,,\r\n" }) },
+        "application/x-ndjson": {
+          schema: z.string().openapi({
+            example:
+              '{"index":0,"run_id":"run_…","status":"completed","input":{"company":"Acme"},"output":{"type":"json","content":{"founded":1947},"basis":[]},"citations":[],"error":null}\n',
+          }),
+        },
+        "text/csv": {
+          schema: z.string().openapi({
+            example:
+              'index,run_id,status,input,founded,citations,error\r\n0,run_…,completed,"{""company"":""Acme""}",1947,,\r\n',
+          }),
+        },
       },
     },
     401: errors[401],

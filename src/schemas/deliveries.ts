@@ -29,7 +29,8 @@ export const DeliverySchema = z
     }),
     run_id: z.string().openapi({
       example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
-      description: "The run; for a batch.completed delivery, the batch's first run (its timeline shows the delivery).",
+      description:
+        "The run; for a batch.completed delivery, the batch's first run (its timeline shows the delivery).",
     }),
     batch_id: z.string().nullable().openapi({
       description: "The batch of a batch.completed delivery; null for a run's own delivery.",

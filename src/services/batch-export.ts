@@ -154,7 +154,8 @@ export function citationUrls(output: Record<string, unknown> | null): string[] {
   const urls = new Set<string>();
   const basis = Array.isArray(output?.basis) ? output.basis : [];
   for (const field of basis as Array<{ citations?: Array<{ url?: unknown }> }>) {
-    for (const citation of field?.citations ?? []) if (typeof citation?.url === "string") urls.add(citation.url);
+    for (const citation of field?.citations ?? [])
+      if (typeof citation?.url === "string") urls.add(citation.url);
   }
   return [...urls];
 }
@@ -173,7 +174,8 @@ async function* csvLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Line
   for await (const page of pages(ctx, batch.id, budget)) {
     if (names === null) {
       // Fixed before the first line: the schema's fields, else the first page's (inline outputs).
-      names = fromSchema ?? firstPageColumns(page.map((row) => (row.output ? parseObject(row.output) : null)));
+      names =
+        fromSchema ?? firstPageColumns(page.map((row) => (row.output ? parseObject(row.output) : null)));
       textColumn = names.length === 0;
       yield header();
     }

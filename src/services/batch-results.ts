@@ -232,7 +232,11 @@ async function writePage(
         const needsPut = JSON.stringify(event.output).length * 3 > INLINE_OUTPUT_MAX_BYTES;
         // An R2 put, and still the page's write after it.
         if (needsPut && left < 2) break;
-        const placed = await placeOutput(ctx.outputs, run.id, event.output as unknown as Record<string, unknown>);
+        const placed = await placeOutput(
+          ctx.outputs,
+          run.id,
+          event.output as unknown as Record<string, unknown>,
+        );
         if (placed.output_key) left -= 1;
         change.push(...storeStatements(ctx, run, event.output, placed, state.warnings ?? run.warnings, now));
         outcomes.push("stored");

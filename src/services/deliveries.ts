@@ -200,7 +200,12 @@ export async function attemptDelivery(
     ? await batchCallbackBody(ctx, claimed)
     : callbackBody(claimed, run, ctx.config);
   if (!body) return giveUp(ctx, claimed, started, "the batch no longer exists");
-  const request = await signedRequest(claimed, JSON.stringify(body), activeSecrets(secrets, started), started);
+  const request = await signedRequest(
+    claimed,
+    JSON.stringify(body),
+    activeSecrets(secrets, started),
+    started,
+  );
   const result = await postCallback(request, { timeoutMs: runtime.timeoutMs, now: started });
   const finished = ctx.now();
   const attempt: DeliveryAttempt = {

@@ -13,7 +13,13 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
   // Nothing to notify or to record: the run was left with nothing due (see finishDueAt).
   // A batch run's batch may be complete now: its bulk pass looks soon (services/batch-results.ts).
   const poke = run.batch_id
-    ? [pokeBatchResultsStatement(ctx.db, run.batch_id, batchResultsPokeAt(ctx.config, ctx.now()).toISOString())]
+    ? [
+        pokeBatchResultsStatement(
+          ctx.db,
+          run.batch_id,
+          batchResultsPokeAt(ctx.config, ctx.now()).toISOString(),
+        ),
+      ]
     : [];
   if (!run.callback_url && !run.schedule_id) {
     if (poke.length > 0) await ctx.db.batch(poke);

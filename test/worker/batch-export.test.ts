@@ -40,7 +40,13 @@ async function exampleBatch() {
   const tenant = await createTenant();
   const batch = await insertBatch({
     apiKeyId: tenant.id,
-    inputs: [{ company: "Acme, Inc." }, { company: 'The "Quoted" Co' }, "plain text input", { company: "Big" }, { company: "Later" }],
+    inputs: [
+      { company: "Acme, Inc." },
+      { company: 'The "Quoted" Co' },
+      "plain text input",
+      { company: "Big" },
+      { company: "Later" },
+    ],
     template: { processor: "lite", task_spec: SPEC },
   });
   const at = new Date().toISOString();
@@ -48,7 +54,13 @@ async function exampleBatch() {
   await finish(a?.id ?? "", "completed", {
     output: JSON.stringify(
       output(
-        { company: "Acme, Inc.", founded: 1947, hq: { city: "Springfield", country: "US" }, tags: ["a", "b"], status: "active" },
+        {
+          company: "Acme, Inc.",
+          founded: 1947,
+          hq: { city: "Springfield", country: "US" },
+          tags: ["a", "b"],
+          status: "active",
+        },
         ["https://acme.example/about", "https://news.example/acme", "https://acme.example/about"],
       ),
     ),
@@ -56,7 +68,9 @@ async function exampleBatch() {
     result_stored_at: at,
   });
   await finish(b?.id ?? "", "completed", {
-    output: JSON.stringify(output({ company: 'The "Quoted" Co', founded: 2001, tags: [], status: "=HYPERLINK(\"x\")" })),
+    output: JSON.stringify(
+      output({ company: 'The "Quoted" Co', founded: 2001, tags: [], status: '=HYPERLINK("x")' }),
+    ),
     output_bytes: 200,
     result_stored_at: at,
   });
@@ -64,7 +78,9 @@ async function exampleBatch() {
     error: JSON.stringify({ code: "parallel_failed", message: "Task execution failed,\nbadly" }),
   });
   // A large output, in R2 as the pipeline puts it.
-  const big = output({ company: "Big", founded: 1999, tags: ["x".repeat(300_000)] }, ["https://big.example/1"]);
+  const big = output({ company: "Big", founded: 1999, tags: ["x".repeat(300_000)] }, [
+    "https://big.example/1",
+  ]);
   const bigJson = JSON.stringify(big);
   await env.OUTPUTS.put(outputKey(d?.id ?? ""), bigJson);
   await finish(d?.id ?? "", "completed", {
@@ -82,7 +98,10 @@ describe("GET /v1/batches/:id/results", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/x-ndjson");
     expect(response.headers.get("content-disposition")).toContain(`${batch.id}.jsonl`);
-    const lines = (await response.text()).trimEnd().split("\n").map((l) => JSON.parse(l));
+    const lines = (await response.text())
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.index)).toEqual([0, 1, 2, 3, 4]);
     expect(lines.map((l) => l.run_id)).toEqual(batch.runs.map((r) => r.id));
     expect(lines[0]).toMatchObject({
@@ -92,7 +111,12 @@ describe("GET /v1/batches/:id/results", () => {
       citations: ["https://acme.example/about", "https://news.example/acme"],
       error: null,
     });
-    expect(lines[2]).toMatchObject({ status: "failed", input: "plain text input", output: null, error: { code: "parallel_failed" } });
+    expect(lines[2]).toMatchObject({
+      status: "failed",
+      input: "plain text input",
+      output: null,
+      error: { code: "parallel_failed" },
+    });
     expect(lines[3].output).toEqual(big);
     expect(lines[3].citations).toEqual(["https://big.example/1"]);
     expect(lines[4]).toMatchObject({ status: "submitting", output: null, citations: [], error: null });
@@ -108,7 +132,9 @@ describe("GET /v1/batches/:id/results", () => {
     expect([...bytes.slice(0, 3)]).toEqual([0xef, 0xbb, 0xbf]);
     const text = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes);
     expect(text.split("\r\n").length).toBeGreaterThan(5);
-    const rows = parse(text, { bom: true, columns: true, relax_column_count: false }) as Array<Record<string, string>>;
+    const rows = parse(text, { bom: true, columns: true, relax_column_count: false }) as Array<
+      Record<string, string>
+    >;
     expect(Object.keys(rows[0] ?? {})).toEqual([
       "index",
       "run_id",
@@ -135,8 +161,18 @@ describe("GET /v1/batches/:id/results", () => {
       citations: "https://acme.example/about https://news.example/acme",
       error: "",
     });
-    expect(rows[1]).toMatchObject({ company: 'The "Quoted" Co', "hq.city": "", tags: "[]", "output.status": "'=HYPERLINK(\"x\")" });
-    expect(rows[2]).toMatchObject({ status: "failed", input: "plain text input", company: "", error: "Task execution failed,\nbadly" });
+    expect(rows[1]).toMatchObject({
+      company: 'The "Quoted" Co',
+      "hq.city": "",
+      tags: "[]",
+      "output.status": '\'=HYPERLINK("x")',
+    });
+    expect(rows[2]).toMatchObject({
+      status: "failed",
+      input: "plain text input",
+      company: "",
+      error: "Task execution failed,\nbadly",
+    });
     expect(rows[3]).toMatchObject({ company: "Big", founded: "1999", citations: "https://big.example/1" });
     expect(rows[3]?.tags).toHaveLength(300_000 + 4);
     expect(rows[4]).toMatchObject({ status: "submitting", company: "" });
@@ -149,7 +185,16 @@ describe("GET /v1/batches/:id/results", () => {
     const response = await api(`/v1/batches/${batch.id}/results?format=csv`, { headers: tenant.auth });
     const rows = parse(await response.text(), { bom: true, columns: true }) as Array<Record<string, string>>;
     expect(rows).toHaveLength(6_500);
-    expect(Object.keys(rows[0] ?? {})).toEqual(["index", "run_id", "status", "input", "company", "founded", "citations", "error"]);
+    expect(Object.keys(rows[0] ?? {})).toEqual([
+      "index",
+      "run_id",
+      "status",
+      "input",
+      "company",
+      "founded",
+      "citations",
+      "error",
+    ]);
     const wrong = rows.findIndex((row, i) => row.index !== String(i) || row.company !== `Company ${i}`);
     expect(wrong, JSON.stringify(rows[wrong])).toBe(-1);
     expect(rows[6_499]?.citations).toBe("https://example.com/6499");
@@ -177,7 +222,10 @@ describe("GET /v1/batches/:id/results", () => {
   });
 
   it("is in the OpenAPI document", async () => {
-    const doc = await expectJson<{ paths: Record<string, Record<string, unknown>> }>(await api("/openapi.json"), 200);
+    const doc = await expectJson<{ paths: Record<string, Record<string, unknown>> }>(
+      await api("/openapi.json"),
+      200,
+    );
     expect(doc.paths["/v1/batches/{id}/results"]?.get).toBeDefined();
   });
 });

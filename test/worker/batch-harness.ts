@@ -109,7 +109,9 @@ export async function insertBatch(options: BatchOptions): Promise<TestBatch> {
 interface Simulator {
   app: { fetch(request: Request): Response | Promise<Response> };
   control: {
-    runs(filter?: { limit?: number }): Array<{ run: { run_id: string; status: string; is_active: boolean }; seq: number }>;
+    runs(filter?: {
+      limit?: number;
+    }): Array<{ run: { run_id: string; status: string; is_active: boolean }; seq: number }>;
     finishRun(runId: string, status?: "completed" | "failed" | "cancelled"): unknown;
   };
 }
@@ -159,15 +161,19 @@ export async function submitToGroup(client: Parallel, batch: TestBatch, processo
     const at = new Date().toISOString();
     for (let j = 0; j < chunk.length; j += 40) {
       await env.DB.batch(
-        chunk.slice(j, j + 40).map((run, k) =>
-          env.DB.prepare(
-            "UPDATE runs SET status = 'queued', parallel_run_id = ?, submitted_at = ?, deadline_at = ?, next_sweep_at = ? WHERE id = ?",
-          ).bind(added.run_ids[j + k], at, "2999-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z", run.id),
-        ),
+        chunk
+          .slice(j, j + 40)
+          .map((run, k) =>
+            env.DB.prepare(
+              "UPDATE runs SET status = 'queued', parallel_run_id = ?, submitted_at = ?, deadline_at = ?, next_sweep_at = ? WHERE id = ?",
+            ).bind(added.run_ids[j + k], at, "2999-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z", run.id),
+          ),
       );
     }
   }
-  await env.DB.prepare("UPDATE batches SET taskgroup_id = ? WHERE id = ?").bind(group.taskgroup_id, batch.id).run();
+  await env.DB.prepare("UPDATE batches SET taskgroup_id = ? WHERE id = ?")
+    .bind(group.taskgroup_id, batch.id)
+    .run();
   return group.taskgroup_id;
 }
 
@@ -190,5 +196,7 @@ export async function insertFinishedRuns(batchId: string, apiKeyId: string, coun
   )
     .bind(from, count, batchId, apiKeyId, at)
     .run();
-  await env.DB.prepare("UPDATE batches SET input_count = input_count + ? WHERE id = ?").bind(count, batchId).run();
+  await env.DB.prepare("UPDATE batches SET input_count = input_count + ? WHERE id = ?")
+    .bind(count, batchId)
+    .run();
 }

@@ -1,17 +1,18 @@
 // A batch's results in bulk: the batch_results job reads the Task Group's runs stream (the simulator,
 // in-process, through the official SDK) and stores every output, with no per-run /result; resumes
 // after results_event_id; completes the batch once and sends batch.completed, signed.
+
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeEach, describe, expect, it } from "vitest";
+import worker from "../../src/index";
 import { completeBatch } from "../../src/services/batch-completion";
+import { createServiceContext } from "../../src/services/context";
 import { insertBatch, simulatorAtParallel, submitToGroup, type TestBatch } from "./batch-harness";
 import { fakeReceiver, RECEIVER } from "./delivery-harness";
-import worker from "../../src/index";
 import { createTenant, emptyBackgroundWork, RELAY, signWebhook, webhookBody } from "./harness";
 import { consume, tickAndWork } from "./queue-harness";
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { createServiceContext } from "../../src/services/context";
 
 const SPEC = {
   output_schema: {
@@ -81,12 +82,18 @@ describe("a batch's results in bulk", () => {
     const [first] = runs;
     const expected = await (
       await sim.app.fetch(
-        new Request(`http://sim/v1/tasks/runs/${sim.control.runs({ limit: 250 }).at(-1)?.run.run_id}/result`, {
-          headers: { "x-api-key": "test-parallel-key" },
-        }),
+        new Request(
+          `http://sim/v1/tasks/runs/${sim.control.runs({ limit: 250 }).at(-1)?.run.run_id}/result`,
+          {
+            headers: { "x-api-key": "test-parallel-key" },
+          },
+        ),
       )
     ).json();
-    expect(JSON.parse(first?.output ?? "null")).toMatchObject({ type: "json", content: { company: expect.any(String) } });
+    expect(JSON.parse(first?.output ?? "null")).toMatchObject({
+      type: "json",
+      content: { company: expect.any(String) },
+    });
     expect(expected).toHaveProperty("output.type", "json");
 
     const streamCalls = calls.filter((c) => c.path === `/v1/tasks/groups/${group}/runs`);
@@ -107,7 +114,11 @@ describe("a batch's results in bulk", () => {
     if (!call) throw new Error("no batch.completed");
     new Webhook(tenant.signingSecret).verify(call.body, call.headers);
     const body = JSON.parse(call.body);
-    expect(body.data.batch).toMatchObject({ id: batch.id, status: "completed", counts: { total: 250, completed: 250 } });
+    expect(body.data.batch).toMatchObject({
+      id: batch.id,
+      status: "completed",
+      counts: { total: 250, completed: 250 },
+    });
     expect(body.data.results_url.csv).toBe(`https://relay.test/v1/batches/${batch.id}/results?format=csv`);
   });
 
@@ -136,7 +147,8 @@ describe("a batch's results in bulk", () => {
     expect((await batchRow(batch.id))?.results_event_id).toBe("10");
 
     // The rest finish; the next pass reads from the 11th run on.
-    for (const run of simRuns.slice(10)) sim.control.finishRun(run.run.run_id, run.seq % 7 === 0 ? "failed" : "completed");
+    for (const run of simRuns.slice(10))
+      sim.control.finishRun(run.run.run_id, run.seq % 7 === 0 ? "failed" : "completed");
     calls.length = 0;
     await tickUntilQuiet(new Date(Date.now() + 10 * 60_000), 3);
     runs = await runsOf(batch);
@@ -147,17 +159,25 @@ describe("a batch's results in bulk", () => {
     expect(streamCalls[0]?.search).toContain("last_event_id=10");
 
     // Every run's own callback (per_run), and the batch's, each once.
-    const events = receiver.calls.map((c) => JSON.parse(c.body) as { type: string; data: { run?: { id: string } } });
+    const events = receiver.calls.map(
+      (c) => JSON.parse(c.body) as { type: string; data: { run?: { id: string } } },
+    );
     const perRun = events.filter((e) => e.type.startsWith("run."));
     expect(new Set(perRun.map((e) => e.data.run?.id)).size).toBe(30);
     expect(perRun).toHaveLength(30);
     expect(events.filter((e) => e.type === "batch.completed")).toHaveLength(1);
   });
 
-  it("continues a pass out of budget in a follow-up message, under the same lease", { timeout: 60_000 }, async () => {
+  it("continues a pass out of budget in a follow-up message, under the same lease", {
+    timeout: 60_000,
+  }, async () => {
     const tenant = await createTenant();
     const { sim, calls, client } = simulatorAtParallel({ time_scale: 1 });
-    const batch = await insertBatch({ apiKeyId: tenant.id, inputs: inputsOf(1_200), template: { processor: "lite", task_spec: SPEC } });
+    const batch = await insertBatch({
+      apiKeyId: tenant.id,
+      inputs: inputsOf(1_200),
+      template: { processor: "lite", task_spec: SPEC },
+    });
     const group = await submitToGroup(client, batch);
     for (const run of sim.control.runs({ limit: 2_000 })) sim.control.finishRun(run.run.run_id);
     calls.length = 0;
@@ -190,9 +210,15 @@ describe("a batch's results in bulk", () => {
     const done = await Promise.all(contexts.map(({ ctx }) => completeBatch(ctx, batch.id)));
     await Promise.all(contexts.map(({ execution }) => waitOnExecutionContext(execution)));
     expect(done.filter(Boolean)).toHaveLength(1);
-    const { results } = await env.DB.prepare("SELECT * FROM deliveries WHERE batch_id = ?").bind(batch.id).all();
+    const { results } = await env.DB.prepare("SELECT * FROM deliveries WHERE batch_id = ?")
+      .bind(batch.id)
+      .all();
     expect(results).toHaveLength(1);
-    expect(results[0]).toMatchObject({ event: "batch.completed", run_id: batch.runs[0]?.id, status: "succeeded" });
+    expect(results[0]).toMatchObject({
+      event: "batch.completed",
+      run_id: batch.runs[0]?.id,
+      status: "succeeded",
+    });
     expect(receiver.calls).toHaveLength(1);
     expect(JSON.parse(receiver.calls[0]?.body ?? "{}").data.batch.counts).toEqual({ total: 3, failed: 3 });
   });
@@ -200,7 +226,11 @@ describe("a batch's results in bulk", () => {
   it("leaves a run the stream did not bring to the per-run /result, after its grace", async () => {
     const tenant = await createTenant();
     const { sim, calls, client } = simulatorAtParallel({ time_scale: 1 });
-    const batch = await insertBatch({ apiKeyId: tenant.id, inputs: inputsOf(2), template: { processor: "lite", task_spec: SPEC } });
+    const batch = await insertBatch({
+      apiKeyId: tenant.id,
+      inputs: inputsOf(2),
+      template: { processor: "lite", task_spec: SPEC },
+    });
     await submitToGroup(client, batch);
     // The second input's Parallel run is outside the group (as a lost add-runs answer resubmitted alone).
     const alone = await client.taskRun.create({
@@ -208,7 +238,9 @@ describe("a batch's results in bulk", () => {
       input: "x",
       metadata: { taskrelay_run_id: batch.runs[1]?.id ?? "" },
     });
-    await env.DB.prepare("UPDATE runs SET parallel_run_id = ? WHERE id = ?").bind(alone.run_id, batch.runs[1]?.id).run();
+    await env.DB.prepare("UPDATE runs SET parallel_run_id = ? WHERE id = ?")
+      .bind(alone.run_id, batch.runs[1]?.id)
+      .run();
     for (const run of sim.control.runs()) if (run.run.is_active) sim.control.finishRun(run.run.run_id);
     await completionWebhook(alone.run_id);
     calls.length = 0;
@@ -234,7 +266,11 @@ async function completionWebhook(parallelRunId: string) {
   const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
   const execution = createExecutionContext();
   await worker.fetch(
-    new Request(`${RELAY}/webhooks/parallel`, { method: "POST", headers: signWebhook(webhook), body: webhook }),
+    new Request(`${RELAY}/webhooks/parallel`, {
+      method: "POST",
+      headers: signWebhook(webhook),
+      body: webhook,
+    }),
     env,
     execution,
   );

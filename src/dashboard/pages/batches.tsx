@@ -1,9 +1,18 @@
-import type { DashboardSession } from "../../services/dashboard-sessions";
 import type { BatchOverview } from "../../services/batch-overview";
+import type { DashboardSession } from "../../services/dashboard-sessions";
 import { CsrfField, Page, Pager, Status, When } from "../components";
 
 /** The statuses shown as counts, in the run's order of life. */
-const COUNTED = ["submitting", "queued", "running", "completed", "failed", "cancelled", "rejected", "expired"] as const;
+const COUNTED = [
+  "submitting",
+  "queued",
+  "running",
+  "completed",
+  "failed",
+  "cancelled",
+  "rejected",
+  "expired",
+] as const;
 
 export function BatchesPage(props: {
   session: DashboardSession;
@@ -52,9 +61,14 @@ export function BatchesPage(props: {
                     <Status status={batch.status} />
                   </td>
                   <td data-label="Progress">
-                    <progress max={total} value={finished} aria-label={`${finished} of ${total} runs finished`} />
+                    <progress
+                      max={total}
+                      value={finished}
+                      aria-label={`${finished} of ${total} runs finished`}
+                    />
                     <div class="progress-text" data-progress>
-                      {finished.toLocaleString("en-US")} of {total.toLocaleString("en-US")} finished ({percent}%)
+                      {finished.toLocaleString("en-US")} of {total.toLocaleString("en-US")} finished (
+                      {percent}%)
                     </div>
                     {etaAt ? (
                       <div class="sub" data-eta>
@@ -74,7 +88,9 @@ export function BatchesPage(props: {
                   <td data-label="Created">
                     <When at={batch.created_at} now={now} />
                   </td>
-                  {admin ? <td data-label="Key">{props.keyNames.get(batch.api_key_id) ?? batch.api_key_id}</td> : null}
+                  {admin ? (
+                    <td data-label="Key">{props.keyNames.get(batch.api_key_id) ?? batch.api_key_id}</td>
+                  ) : null}
                   <td data-label="Results">
                     <div class="actions">
                       <a href={`/dashboard/batches/${batch.id}/results.jsonl`} download>

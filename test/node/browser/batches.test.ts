@@ -19,13 +19,25 @@ const BATCH = "bat_01M8BROWSERTESTBATCH00001";
 function batchSql(apiKeyId: string): string {
   const created = new Date(Date.now() - 10 * 60_000).toISOString();
   const now = new Date().toISOString();
-  const statuses = ["completed", "completed", "failed", "completed", "running", "completed", "running", "submitting"];
+  const statuses = [
+    "completed",
+    "completed",
+    "failed",
+    "completed",
+    "running",
+    "completed",
+    "running",
+    "submitting",
+  ];
   const runs = statuses.map((status, i) => {
     const output =
       status === "completed"
         ? `'${JSON.stringify({ type: "json", content: { company: `Company ${i}`, founded: 1990 + i }, basis: [{ field: "founded", reasoning: "r", citations: [{ url: `https://example.com/${i}` }] }] })}'`
         : "NULL";
-    const error = status === "failed" ? `'${JSON.stringify({ code: "parallel_failed", message: "Task execution failed" })}'` : "NULL";
+    const error =
+      status === "failed"
+        ? `'${JSON.stringify({ code: "parallel_failed", message: "Task execution failed" })}'`
+        : "NULL";
     return `('run_01M8BROWSERTESTRUN00000${i}', '${apiKeyId}', '${status}', 'lite', '${JSON.stringify({ company: `Company ${i}` })}', ${output}, ${error}, '${created}', '${now}', ${status === "completed" ? `'${now}'` : "NULL"}, 0, '${BATCH}', ${i})`;
   });
   return [
@@ -74,12 +86,19 @@ describe("the batches page in Chromium", () => {
     expect(bar?.width ?? 0).toBeGreaterThan(60);
     await page.screenshot({ path: join(ARTIFACTS, "batches-page.png"), fullPage: true });
 
-    const [download] = await Promise.all([page.waitForEvent("download"), row.locator("a", { hasText: "CSV" }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      row.locator("a", { hasText: "CSV" }).click(),
+    ]);
     expect(download.suggestedFilename()).toBe(`${BATCH}.csv`);
     const file = await readFile((await download.path()) ?? "");
     const rows = parse(file, { bom: true, columns: true }) as Array<Record<string, string>>;
     expect(rows.map((r) => r.index)).toEqual(["0", "1", "2", "3", "4", "5", "6", "7"]);
-    expect(rows[0]).toMatchObject({ company: "Company 0", founded: "1990", citations: "https://example.com/0" });
+    expect(rows[0]).toMatchObject({
+      company: "Company 0",
+      founded: "1990",
+      citations: "https://example.com/0",
+    });
     expect(rows[2]).toMatchObject({ status: "failed", error: "Task execution failed" });
 
     await page.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
