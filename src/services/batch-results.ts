@@ -56,7 +56,8 @@ export async function runBatchResultsPass(
 
   // Closed, and every run already finished in D1 (the pass was poked by the last run's finish): no
   // need to read the stream at all.
-  if (batch.closed_at && left >= COMPLETION_CALLS) {
+  const triedFirst = Boolean(batch.closed_at && left >= COMPLETION_CALLS);
+  if (triedFirst) {
     left -= 1;
     const completed = await completeBatch(ctx, batch.id);
     if (completed) return { outcomes: ["completed"], more: false };
@@ -77,7 +78,9 @@ export async function runBatchResultsPass(
     more = true;
   }
 
-  if (allFinished && batch.closed_at && !more) {
+  // Tried again only if this pass changed a run since the first try.
+  const wrote = outcomes.some((o) => o === "stored" || o === "finished" || o === "status");
+  if (allFinished && batch.closed_at && !more && (!triedFirst || wrote)) {
     if (left >= COMPLETION_CALLS - 1) {
       // The pass's own end write is not needed: a completed batch has nothing due.
       const completed = await completeBatch(ctx, batch.id);

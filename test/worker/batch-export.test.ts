@@ -91,7 +91,7 @@ async function exampleBatch() {
   return { tenant, batch, big };
 }
 
-describe("GET /v1/batches/:id/results", () => {
+describe("GET /v1/batches/:id/results", { timeout: 60_000 }, () => {
   it("JSONL: one line per input in input order, R2 outputs streamed in, citations once each", async () => {
     const { tenant, batch, big } = await exampleBatch();
     const response = await api(`/v1/batches/${batch.id}/results?format=jsonl`, { headers: tenant.auth });

@@ -57,7 +57,7 @@ async function tickUntilQuiet(at: Date, ticks = 6) {
   return summaries;
 }
 
-describe("a batch's results in bulk", () => {
+describe("a batch's results in bulk", { timeout: 60_000 }, () => {
   beforeEach(emptyBackgroundWork);
 
   it("stores N finished runs' outputs with a handful of stream calls and no /result, then completes once", async () => {

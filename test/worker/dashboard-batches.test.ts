@@ -28,7 +28,7 @@ async function halfDoneBatch(apiKeyId: string) {
   return batch;
 }
 
-describe("dashboard batches", () => {
+describe("dashboard batches", { timeout: 60_000 }, () => {
   it("shows progress, counts by status, an ETA, the downloads and the cancel form; only the key's own", async () => {
     const tenant = await createTenant();
     const other = await createTenant("other");
