@@ -224,31 +224,33 @@ export const BatchCallbackEventSchema = z
     timestamp: z
       .string()
       .openapi({ description: "When the batch completed.", example: "2026-11-28T11:02:10.000Z" }),
-    data: z.object({
-      batch: z.object({
-        id: z.string().openapi({ example: "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
-        name: z.string().nullable(),
-        status: z.enum(["completed", "cancelled"]),
-        counts: z.record(z.string(), z.number().int()).openapi({
-          description: "`total` and the runs in each status.",
-          example: { total: 5000, completed: 4991, failed: 9 },
+    data: z
+      .object({
+        batch: z.object({
+          id: z.string().openapi({ example: "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+          name: z.string().nullable(),
+          status: z.enum(["completed", "cancelled"]),
+          counts: z.record(z.string(), z.number().int()).openapi({
+            description: "`total` and the runs in each status.",
+            example: { total: 5000, completed: 4991, failed: 9 },
+          }),
+          created_at: z.string(),
+          closed_at: z.string().nullable(),
+          cancelled_at: z.string().nullable(),
+          completed_at: z.string().nullable(),
         }),
-        created_at: z.string(),
-        closed_at: z.string().nullable(),
-        cancelled_at: z.string().nullable(),
-        completed_at: z.string().nullable(),
-      }),
-      results_url: z.object({
-        jsonl: z.url().openapi({
-          example:
-            "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=jsonl",
+        results_url: z.object({
+          jsonl: z.url().openapi({
+            example:
+              "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=jsonl",
+          }),
+          csv: z.url().openapi({
+            example:
+              "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=csv",
+          }),
         }),
-        csv: z.url().openapi({
-          example:
-            "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=csv",
-        }),
-      }),
-    }),
+      })
+      .openapi({ description: "The batch with its counts, and where to download its results." }),
   })
   .openapi("BatchCallbackEvent", {
     description:
