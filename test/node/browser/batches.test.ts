@@ -69,7 +69,7 @@ describe("the batches page in Chromium", () => {
     await page.goto(`${e2e.stack.relayUrl}/dashboard/sign-in`);
     await page.fill("#credential", e2e.key.key);
     await page.click("button[type=submit]");
-    await page.waitForURL("**/dashboard/runs");
+    await page.waitForURL("**/dashboard");
     await page.click('nav a[href="/dashboard/batches"]');
     await page.waitForURL("**/dashboard/batches");
 
