@@ -56,7 +56,7 @@ describe("the batches page in Chromium", () => {
     [e2e, browser] = await Promise.all([startE2EStack({ timeScale: 0.02 }), launchChromium()]);
     await mkdir(ARTIFACTS, { recursive: true });
     await executeLocalSql(e2e.persistDir, batchSql(e2e.key.id));
-  }, 120_000);
+  }, 240_000);
 
   afterAll(async () => {
     await browser?.close();
