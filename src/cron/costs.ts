@@ -27,4 +27,7 @@ export const COST = {
   // The key read, the submission, and up to two more asks of the create limiter while the
   // resubmission waits for a slot (services/runs.ts RESUBMIT_MAX_ASKS).
   resubmit_runs: TAKE + 1 + SUBMIT + 2,
+  // A batch's bulk result pass (services/batch-results.ts) spends what is left after taking the row:
+  // it stops reading the stream when the next page would not fit. Two of them stay within 50.
+  batch_results: 24,
 } as const;

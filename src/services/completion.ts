@@ -2,6 +2,7 @@
 // once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
+import { pokeBatchResultsStatement } from "../db/batch-results";
 import { stepGuard } from "../db/run-states";
 import {
   ACTIVE_STATUSES,
@@ -19,6 +20,7 @@ import {
 import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
 import { placeOutput } from "./outputs";
 import { onRunFinished } from "./run-finished";
@@ -74,7 +76,7 @@ export function recordedStatus(reported: string, current: RunStatus): RunStatus 
   return (ACTIVE_STATUSES as readonly string[]).includes(current) ? current : "queued";
 }
 
-export type StatusSource = "webhook" | "poll";
+export type StatusSource = "webhook" | "poll" | "batch_stream";
 
 /** The columns a status from Parallel changes on our run (guarded by the parallel_status step). */
 export function statusChanges(config: Config, run: Run, state: ParallelRunState, now: Date): RunChanges {
@@ -92,7 +94,14 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
     changes.not_found_count = 0;
     // Completed: the result fetch is due now; otherwise finishing is (both the sweeper's safety net
     // should the fast path die).
-    changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(run, now);
+    // A batch run's result comes in bulk with its batch's (services/batch-results.ts): the per-run
+    // fetch waits a grace first, and only fetches what the runs stream did not bring.
+    changes.next_sweep_at =
+      state.status !== "completed"
+        ? finishDueAt(run, now)
+        : run.batch_id
+          ? bulkResultGraceUntil(config, now).toISOString()
+          : at;
     // A late completion of an expired run clears the expiry.
     changes.error = state.status === "completed" ? null : parallelError(state);
     // A submission still in flight has lost its purpose: the run exists and has finished.
@@ -154,11 +163,17 @@ export async function applyParallelStatus(
   const now = ctx.now();
   const at = now.toISOString();
   const alongside = options.alongside ?? [];
-  const claim = options.claimResult && state.status === "completed";
   const guard = stepGuard("parallel_status");
   // A run Parallel has although its create's answer was lost: its cost enters the usage rollup here
   // (before the change, under its guard; see recordAcceptedSpend).
   const spend = run.parallel_run_id === null ? [recordAcceptedSpend(ctx.db, run.id, at, guard)] : [];
+  // A batch run's result is fetched in bulk, not by this run's own /result.
+  const claim = options.claimResult && state.status === "completed" && !run.batch_id;
+  // A batch run's terminal status makes its batch's bulk fetch due (after the claim: its index stays).
+  const poke =
+    run.batch_id && isParallelTerminal(state.status)
+      ? [pokeBatchResultsStatement(ctx.db, run.batch_id, batchResultsPokeAt(ctx.config, now).toISOString())]
+      : [];
   const results = await ctx.db.batch([
     ...spend,
     ...changeRunStatements(
@@ -171,6 +186,7 @@ export async function applyParallelStatus(
     ),
     ...alongside,
     ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
+    ...poke,
   ]);
   const first = spend.length;
   const updated = returnedRun(results[first]);

@@ -46,7 +46,8 @@ export async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise
   if (isParallelTerminal(state.status)) {
     const applied = await applyParallelStatus(ctx, run, state, "poll");
     // We hold the lease, so the result fetch is ours whether or not a webhook recorded the status first.
-    if (applied.run.status === "completed" && !applied.run.result_stored_at)
+    // A batch run's result comes with its batch's in bulk (services/batch-results.ts).
+    if (applied.run.status === "completed" && !applied.run.result_stored_at && !applied.run.batch_id)
       await fetchAndStoreResult(ctx, applied.run);
     return applied.changed ? "finished" : "lost_race";
   }
