@@ -56,7 +56,11 @@ export class JsonObjectSplitter {
   private readonly kept = new Map<string, unknown>();
   private readonly handled = new Set<string>();
 
-  constructor(private readonly members: Record<string, MemberHandling>) {}
+  private readonly members: Record<string, MemberHandling>;
+
+  constructor(members: Record<string, MemberHandling>) {
+    this.members = members;
+  }
 
   /** Whether every member to keep has been kept and none is streamed: the rest can go unread. */
   get settled(): boolean {

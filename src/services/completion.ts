@@ -49,7 +49,7 @@ export interface ParallelRunState {
 
 const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
-const RESULT_MAX_ATTEMPTS = 12;
+export const RESULT_MAX_ATTEMPTS = 12;
 /**
  * /result answering 404 for a run Parallel reported completed: tried this many times (backoff 30 s,
  * 1 min, 2 min, scaled) before taskrelay concludes there is no result. Parallel answers 404 for a
