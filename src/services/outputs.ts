@@ -46,50 +46,46 @@ export async function placeOutput(
 export const OUTPUT_PART_BYTES = 10 * 1024 * 1024;
 
 /**
- * An output's JSON written as its bytes arrive, never whole in memory: held while it is at most
- * INLINE_OUTPUT_MAX_BYTES (then stored as placeOutput would), else filled into one part buffer at a
- * time, put in one call if it ends within the first part, otherwise sent as a multipart upload.
+ * An output's JSON written as its bytes arrive, never whole in memory. What has arrived is held (as
+ * the chunks it came in) until it makes a part: an output that ends at most INLINE_OUTPUT_MAX_BYTES
+ * long is stored as placeOutput would, one that ends within the first part is put in one call, and
+ * a longer one is sent as a multipart upload, a part at a time, so at most about two parts are in
+ * memory (the chunks held and the part copied out of them).
  */
 export class OutputSink {
   private held: Uint8Array[] = [];
+  private heldBytes = 0;
   private total = 0;
-  private part: Uint8Array | null = null;
-  private filled = 0;
   private upload: R2MultipartUpload | null = null;
   private readonly parts: R2UploadedPart[] = [];
+  private readonly bucket: Env["OUTPUTS"];
+  private readonly runId: string;
 
-  constructor(
-    private readonly bucket: Env["OUTPUTS"],
-    private readonly runId: string,
-  ) {}
+  constructor(bucket: Env["OUTPUTS"], runId: string) {
+    this.bucket = bucket;
+    this.runId = runId;
+  }
 
-  /** Takes the next bytes of the output (kept as given until the part buffer exists: not reused by the caller). */
+  /** Takes the next bytes of the output (held as given: the caller must not reuse them). */
   async write(bytes: Uint8Array): Promise<void> {
+    this.held.push(bytes);
+    this.heldBytes += bytes.length;
     this.total += bytes.length;
-    if (!this.part) {
-      this.held.push(bytes);
-      if (this.total <= INLINE_OUTPUT_MAX_BYTES) return;
-      // Over the inline limit: from now on the output goes to R2, one part at a time.
-      this.part = new Uint8Array(OUTPUT_PART_BYTES);
-      const held = this.held;
-      this.held = [];
-      for (const piece of held) await this.fill(piece);
-      return;
-    }
-    await this.fill(bytes);
+    while (this.heldBytes >= OUTPUT_PART_BYTES) await this.sendPart(this.takeHeld(OUTPUT_PART_BYTES));
   }
 
   /** Stores what was written and returns the run's columns that say where it is. */
   async finish(): Promise<Pick<RunChanges, "output" | "output_key" | "output_bytes">> {
     const key = outputKey(this.runId);
-    if (!this.part) {
-      const json = new TextDecoder().decode(concatBytes(this.held, this.total));
-      return placeOutput(this.bucket, this.runId, JSON.parse(json) as Record<string, unknown>);
-    }
     if (!this.upload) {
-      await this.bucket.put(key, this.part.subarray(0, this.filled), { httpMetadata: JSON_METADATA });
+      const bytes = this.takeHeld(this.heldBytes);
+      if (bytes.length <= INLINE_OUTPUT_MAX_BYTES) {
+        const output = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+        return placeOutput(this.bucket, this.runId, output);
+      }
+      await this.bucket.put(key, bytes, { httpMetadata: JSON_METADATA });
     } else {
-      if (this.filled > 0) await this.sendPart();
+      if (this.heldBytes > 0) await this.sendPart(this.takeHeld(this.heldBytes));
       await this.upload.complete(this.parts);
     }
     return { output: null, output_key: key, output_bytes: this.total };
@@ -100,26 +96,27 @@ export class OutputSink {
     await this.upload?.abort().catch(() => undefined);
   }
 
-  private async fill(bytes: Uint8Array) {
-    const part = this.part as Uint8Array;
+  /** The first `size` bytes held, copied out as one array; the rest stays held. */
+  private takeHeld(size: number): Uint8Array {
+    const bytes = new Uint8Array(size);
     let at = 0;
-    while (at < bytes.length) {
-      const take = Math.min(bytes.length - at, part.length - this.filled);
-      part.set(bytes.subarray(at, at + take), this.filled);
-      this.filled += take;
+    while (at < size) {
+      const piece = this.held[0] as Uint8Array;
+      const take = Math.min(piece.length, size - at);
+      bytes.set(piece.subarray(0, take), at);
       at += take;
-      if (this.filled === part.length) await this.sendPart();
+      if (take === piece.length) this.held.shift();
+      else this.held[0] = piece.subarray(take);
     }
+    this.heldBytes -= size;
+    return bytes;
   }
 
-  private async sendPart() {
+  private async sendPart(part: Uint8Array) {
     this.upload ??= await this.bucket.createMultipartUpload(outputKey(this.runId), {
       httpMetadata: JSON_METADATA,
     });
-    // The part buffer is reused once the call returns: R2 has read it by then.
-    const part = (this.part as Uint8Array).subarray(0, this.filled);
     this.parts.push(await this.upload.uploadPart(this.parts.length + 1, part));
-    this.filled = 0;
   }
 }
 
