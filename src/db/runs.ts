@@ -1,7 +1,7 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
 import { insertRunEventIfChanged, type RunEventKind } from "./run-events";
-import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, TERMINAL_STATUSES } from "./run-states";
+import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, stepGuard, TERMINAL_STATUSES } from "./run-states";
 
 // The states are declared with the run's steps (run-states.ts); most code reads them from here.
 export { ACTIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES };
@@ -466,6 +466,7 @@ export async function takeDueRun(
 }
 
 const READY_TO_FINISH_SQL = RUN_STEPS.finish.also;
+const RESULT_PENDING_SQL = stepGuard("result").sql;
 
 /**
  * Marks a run's finishing done: nothing is due for it any more. Guarded by the status it was
@@ -486,14 +487,22 @@ export function claimResultFetchStatement(
   db: D1Database,
   id: string,
   now: string,
-  leaseUntil: string,
+  claim: {
+    leaseUntil: string;
+    /** When the next attempt is due should this one never finish (its invocation dies). */
+    retryAt: string;
+    /** A lease the caller already holds on the run (the poller's), which the claim takes over. */
+    heldLease?: string | null;
+  },
 ): D1PreparedStatement {
+  // The attempt is counted here, before the download: an invocation that dies during it (out of
+  // memory, out of time) has still used an attempt, so a result that cannot be fetched gives up.
   return db
     .prepare(
-      `UPDATE runs SET lease_until = ?, updated_at = ?
-       WHERE id = ? AND status = 'completed' AND result_stored_at IS NULL
-         AND (lease_until IS NULL OR lease_until <= ?)
+      `UPDATE runs SET lease_until = ?, attempts = attempts + 1, next_sweep_at = ?, updated_at = ?
+       WHERE id = ? AND ${RESULT_PENDING_SQL}
+         AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?)
        RETURNING *`,
     )
-    .bind(leaseUntil, now, id, now);
+    .bind(claim.leaseUntil, claim.retryAt, now, id, now, claim.heldLease ?? null);
 }

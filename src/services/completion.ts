@@ -19,10 +19,11 @@ import {
 } from "../db/runs";
 import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
+import type { ParallelFailure, ParallelOutcome } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
-import { placeOutput } from "./outputs";
+import { type StoredResult, storeResultBody } from "./result-body";
 import { onRunFinished } from "./run-finished";
 import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
 
@@ -48,7 +49,7 @@ export interface ParallelRunState {
 
 const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
-const RESULT_MAX_ATTEMPTS = 12;
+export const RESULT_MAX_ATTEMPTS = 12;
 /**
  * /result answering 404 for a run Parallel reported completed: tried this many times (backoff 30 s,
  * 1 min, 2 min, scaled) before taskrelay concludes there is no result. Parallel answers 404 for a
@@ -129,8 +130,11 @@ export interface ApplyOptions {
   detail?: Record<string, unknown>;
   /** Statements to run in the same D1 batch, after the change (the webhook's de-duplication record). */
   alongside?: D1PreparedStatement[];
-  /** Claim the result fetch in the same batch when the status is `completed` (the webhook's fast path). */
-  claimResult?: boolean;
+  /**
+   * Claim the result fetch (counting its attempt) in the same batch when the status is `completed`:
+   * the webhook's fast path, and the poller, which passes the lease it holds on the run.
+   */
+  claimResult?: boolean | { heldLease: string | null };
   /** Finish the run after the response (waitUntil) rather than before returning (the webhook). */
   finishInBackground?: boolean;
 }
@@ -185,7 +189,7 @@ export async function applyParallelStatus(
       guard,
     ),
     ...alongside,
-    ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
+    ...(claim ? [resultClaim(ctx, run, now, options.claimResult)] : []),
     ...poke,
   ]);
   const first = spend.length;
@@ -202,6 +206,25 @@ export async function applyParallelStatus(
     else await onRunFinished(ctx, updated);
   }
   return { run: updated, changed: true, claimed, alongside: alongsideResults };
+}
+
+/**
+ * The claim of a run's result fetch, which counts its attempt. A run that becomes `completed` in the
+ * same batch starts again from attempt 1 (statusChanges resets attempts); one already completed
+ * (its earlier fetch failed or died) goes on counting.
+ */
+function resultClaim(
+  ctx: ServiceContext,
+  run: Run,
+  now: Date,
+  claim: ApplyOptions["claimResult"],
+): D1PreparedStatement {
+  const attempt = run.status === "completed" ? run.attempts + 1 : 1;
+  return claimResultFetchStatement(ctx.db, run.id, now.toISOString(), {
+    leaseUntil: addMs(now, LEASE_MS).toISOString(),
+    retryAt: retryAt(ctx.config, attempt, now).toISOString(),
+    heldLease: typeof claim === "object" ? claim.heldLease : null,
+  });
 }
 
 function parallelError(state: ParallelRunState): RunError {
@@ -232,56 +255,99 @@ const RESULT_TIMEOUT_SECONDS = 10;
 const FAST_RETRY_MS = 500;
 
 /**
- * Fetches /result for a completed run this worker holds the lease on, and stores it. One quick
- * retry on a transient error; after that the sweeper retries with backoff.
+ * Claims the result fetch of a completed run (counting its attempt, as the webhook's and the
+ * poller's batches do) and fetches it: the sweeper's fetch_results job. Null when the claim did not
+ * hold (another worker has the run, or its result is stored).
  */
 export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promise<Run | null> {
+  const claimed = returnedRun(
+    await resultClaim(ctx, run, ctx.now(), { heldLease: run.lease_until }).all<Run>(),
+  );
+  return claimed ? fetchClaimedResult(ctx, claimed) : null;
+}
+
+/**
+ * Fetches /result for a completed run this worker has claimed (its attempt already counted), and
+ * stores it. One quick retry on a transient error; after that the sweeper retries with backoff.
+ */
+export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise<Run | null> {
   const parallelRunId = run.parallel_run_id;
   if (!parallelRunId) throw new Error(`run ${run.id} is completed without a Parallel run id`);
-  let outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
+  const attempt = run.attempts;
+  // The attempts before this one were claimed but never finished (their invocation died: out of
+  // memory or time while downloading): the ceiling holds for them too, so no result is fetched forever.
+  if (attempt > RESULT_MAX_ATTEMPTS) {
+    return giveUpResult(
+      ctx,
+      run,
+      `The result could not be fetched: ${attempt - 1} attempts began and the last never finished (the invocation ended during the download).`,
+    );
+  }
+  let outcome: ParallelOutcome<Response> = await ctx.parallel.getResult(
+    parallelRunId,
+    RESULT_TIMEOUT_SECONDS,
+  );
   if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
     await new Promise((resolve) => setTimeout(resolve, FAST_RETRY_MS));
     outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   }
+  if (!outcome.ok) return resultFailed(ctx, run, outcome);
+
+  let result: StoredResult;
+  try {
+    // Large or small, the output ends where it belongs (services/result-body.ts): a large one is
+    // streamed into R2 as it arrives and the row keeps its key.
+    result = await storeResultBody(ctx.outputs, run.id, outcome.value);
+  } catch (error) {
+    return resultFailed(ctx, run, {
+      ok: false,
+      kind: "transient",
+      status: 200,
+      message: `Reading the result failed: ${error instanceof Error ? error.message : String(error)}`,
+    });
+  }
+  const taskRun = ParallelRunStateSchema.safeParse(result.run);
   const now = ctx.now();
   const at = now.toISOString();
-  const pending = stepGuard("result");
-
-  if (outcome.ok) {
-    const { output, run: taskRun } = outcome.value;
-    // Over D1's row limit, or just large: R2 holds it and the row its key (services/outputs.ts).
-    const placed = await placeOutput(ctx.outputs, run.id, output as unknown as Record<string, unknown>);
-    const storedIn = placed.output_key ? "r2" : "d1";
-    const stored = await changeRun(
-      ctx.db,
-      run,
-      at,
-      {
-        ...placed,
-        warnings: taskRun.warnings ?? run.warnings,
-        result_stored_at: at,
-        next_sweep_at: finishDueAt(run, now),
-        lease_until: null,
-      },
-      {
-        kind: "result_fetched",
-        detail: { output_type: output.type, output_bytes: placed.output_bytes, stored_in: storedIn },
-      },
-      pending,
-    );
-    if (stored) {
-      ctx.log.info("run.result_stored", {
-        run_id: run.id,
-        output_type: output.type,
-        output_bytes: placed.output_bytes,
-        stored_in: storedIn,
-      });
-      await onRunFinished(ctx, stored);
-    }
-    return stored;
+  const { placed, outputType } = result;
+  const storedIn = placed.output_key ? "r2" : "d1";
+  const stored = await changeRun(
+    ctx.db,
+    run,
+    at,
+    {
+      ...placed,
+      warnings: (taskRun.success ? taskRun.data.warnings : null) ?? run.warnings,
+      result_stored_at: at,
+      next_sweep_at: finishDueAt(run, now),
+      lease_until: null,
+    },
+    {
+      kind: "result_fetched",
+      detail: { output_type: outputType, output_bytes: placed.output_bytes, stored_in: storedIn },
+    },
+    RESULT_PENDING,
+  );
+  if (stored) {
+    ctx.log.info("run.result_stored", {
+      run_id: run.id,
+      output_type: outputType,
+      output_bytes: placed.output_bytes,
+      stored_in: storedIn,
+      read: result.read,
+    });
+    await onRunFinished(ctx, stored);
   }
+  return stored;
+}
 
-  const attempt = run.attempts + 1;
+const RESULT_PENDING = stepGuard("result");
+
+/** A failed attempt (already counted at its claim): retried with backoff, or given up. */
+async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFailure): Promise<Run | null> {
+  const now = ctx.now();
+  const at = now.toISOString();
+  const attempt = run.attempts;
   const notFound = outcome.kind === "not_found" ? (run.not_found_count ?? 0) + 1 : 0;
   if (notFound >= RESULT_NOT_FOUND_ATTEMPTS) {
     // Parallel answers 404 for the result of a run that failed; after a few tries in a row, believe it.
@@ -295,14 +361,13 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         error: { code: "result_not_found", message },
         next_sweep_at: finishDueAt(run, now),
         lease_until: null,
-        attempts: attempt,
         not_found_count: notFound,
       },
       {
         kind: "status_changed",
         detail: { source: "result", from: "completed", to: "failed", attempt, parallel_status: 404, message },
       },
-      pending,
+      RESULT_PENDING,
     );
     ctx.log.warn("run.result_not_found", { run_id: run.id, attempt });
     if (failed) await onRunFinished(ctx, failed);
@@ -310,26 +375,14 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
   }
 
   if (attempt >= RESULT_MAX_ATTEMPTS) {
-    const message = `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`;
-    const failed = await changeRun(
-      ctx.db,
+    return giveUpResult(
+      ctx,
       run,
-      at,
-      {
-        status: "failed",
-        error: { code: "result_unavailable", message },
-        next_sweep_at: finishDueAt(run, now),
-        lease_until: null,
-        attempts: attempt,
-      },
-      { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
-      pending,
+      `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`,
     );
-    ctx.log.error("run.result_unavailable", { run_id: run.id, attempt });
-    if (failed) await onRunFinished(ctx, failed);
-    return failed;
   }
-  // 404 (not readable yet), 408 (still active), 429, 5xx, or our own credentials refused: try again later.
+  // 404 (not readable yet), 408 (still active), 429, 5xx, a body that could not be read, or our own
+  // credentials refused: try again later.
   const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
   const next = retryAt(ctx.config, attempt, now, retryAfterMs);
   ctx.log.warn("run.result_retry", {
@@ -342,7 +395,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
     ctx.db,
     run,
     at,
-    { attempts: attempt, not_found_count: notFound, next_sweep_at: next.toISOString(), lease_until: null },
+    { not_found_count: notFound, next_sweep_at: next.toISOString(), lease_until: null },
     {
       kind: "result_fetch_retry_scheduled",
       detail: {
@@ -352,8 +405,29 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         next_attempt_at: next.toISOString(),
       },
     },
-    pending,
+    RESULT_PENDING,
   );
+}
+
+/** The result fetch given up after RESULT_MAX_ATTEMPTS attempts: the run ends `failed`. */
+async function giveUpResult(ctx: ServiceContext, run: Run, message: string): Promise<Run | null> {
+  const now = ctx.now();
+  const failed = await changeRun(
+    ctx.db,
+    run,
+    now.toISOString(),
+    {
+      status: "failed",
+      error: { code: "result_unavailable", message },
+      next_sweep_at: finishDueAt(run, now),
+      lease_until: null,
+    },
+    { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
+    RESULT_PENDING,
+  );
+  ctx.log.error("run.result_unavailable", { run_id: run.id, attempt: run.attempts });
+  if (failed) await onRunFinished(ctx, failed);
+  return failed;
 }
 
 export function isParallelTerminal(status: string): boolean {
