@@ -24,7 +24,16 @@ import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
 import { placeOutput } from "./outputs";
 import { onRunFinished } from "./run-finished";
-import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import {
+  addMs,
+  deadlineAt,
+  finishDueAt,
+  firstPollAt,
+  LEASE_MS,
+  RESULT_FAST_RETRY_MS,
+  RESULT_TIMEOUT_SECONDS,
+  retryAt,
+} from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -228,9 +237,6 @@ export async function findRunForParallelState(
   return { run: byMetadata, matchedBy: "metadata" };
 }
 
-const RESULT_TIMEOUT_SECONDS = 10;
-const FAST_RETRY_MS = 500;
-
 /**
  * Fetches /result for a completed run this worker holds the lease on, and stores it. One quick
  * retry on a transient error; after that the sweeper retries with backoff.
@@ -240,7 +246,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
   if (!parallelRunId) throw new Error(`run ${run.id} is completed without a Parallel run id`);
   let outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, FAST_RETRY_MS));
+    await new Promise((resolve) => setTimeout(resolve, RESULT_FAST_RETRY_MS));
     outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   }
   const now = ctx.now();
