@@ -753,6 +753,21 @@ interface Recovery {
 }
 
 /**
+ * SQL on the local D1 while the relay is busy writing to it: SQLite answers SQLITE_BUSY to the second
+ * writer, so the statement is tried again (the relay's own writes wait the same way).
+ */
+async function executeWhileBusy(persistDir: string, sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await executeLocalSql(persistDir, sql);
+    } catch (error) {
+      if (attempt >= 20 || !String(error).includes("SQLITE_BUSY")) throw error;
+      await sleep(250);
+    }
+  }
+}
+
+/**
  * Part 6: how fast the relay recovers a backlog at the Free plan's budget. Every item is made due at
  * one moment by SQL (so the figure is the relay's, not the first poll's wait), then the clock runs
  * until the last callback arrives.
@@ -846,14 +861,14 @@ async function recoveryPart(): Promise<{
     const recoveryRuns = await createRuns("Recovery");
     await waitFor(simIdle, 120_000, "the simulator finishing the recovery runs");
     const runsFrom = Date.now();
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       `UPDATE runs SET next_sweep_at = '${new Date(runsFrom).toISOString()}' WHERE status IN ('queued', 'running')`,
     );
     const runs = await measure(deliveredOf(recoveryRuns), runsFrom);
     console.log(`    runs, every webhook dropped: ${JSON.stringify(runs)}`);
     // What a cut-short 5a left is set aside, so that 5b measures the deliveries alone.
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       "UPDATE runs SET next_sweep_at = NULL WHERE status IN ('queued', 'running')",
     );
@@ -883,7 +898,7 @@ async function recoveryPart(): Promise<{
     await sleep(1_000);
     receiver.setFailFirstAttempts(0);
     const backAt = Date.now();
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       `UPDATE deliveries SET next_attempt_at = '${new Date(backAt).toISOString()}', lease_until = NULL WHERE status = 'pending'`,
     );
