@@ -750,6 +750,44 @@ interface Recovery {
   per_tick_interval: number;
   /** True when the wait was cut at BENCH_RECOVERY_MAX_S: `seconds` is then extrapolated from the rate. */
   cut_short: boolean;
+  /** The consumer invocations meanwhile, from their `queue.batch` log lines: where the time goes. */
+  consumer: ConsumerBatches;
+}
+
+interface ConsumerBatches {
+  batches: number;
+  latency_ms_p50: number;
+  latency_ms_mean: number;
+  messages_per_batch: number;
+  /** Worked in the invocation: not skipped as not due, not sent back for lack of budget. */
+  worked_per_batch: number;
+  sent_back_per_batch: number;
+  calls_per_batch: number;
+}
+
+interface BatchLine {
+  at: number;
+  latency_ms: number;
+  messages: number;
+  calls?: number;
+  jobs?: Record<string, { not_due?: number; sent_back?: number }>;
+}
+
+function consumerBatches(lines: BatchLine[]): ConsumerBatches {
+  const n = Math.max(1, lines.length);
+  const sum = (f: (l: BatchLine) => number) => lines.reduce((total, l) => total + f(l), 0);
+  const jobsSum = (l: BatchLine, field: "not_due" | "sent_back") =>
+    Object.values(l.jobs ?? {}).reduce((total, j) => total + (j[field] ?? 0), 0);
+  const latencies = lines.map((l) => l.latency_ms).sort((a, b) => a - b);
+  return {
+    batches: lines.length,
+    latency_ms_p50: latencies[Math.floor(latencies.length / 2)] ?? 0,
+    latency_ms_mean: round(sum((l) => l.latency_ms) / n, 1),
+    messages_per_batch: round(sum((l) => l.messages) / n),
+    worked_per_batch: round(sum((l) => l.messages - jobsSum(l, "not_due") - jobsSum(l, "sent_back")) / n),
+    sent_back_per_batch: round(sum((l) => jobsSum(l, "sent_back")) / n),
+    calls_per_batch: round(sum((l) => l.calls ?? 0) / n, 1),
+  };
 }
 
 /**
@@ -781,8 +819,21 @@ async function recoveryPart(): Promise<{
   );
   process.env.X_LOCAL_OBSERVABILITY = "false";
   const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-recovery-"));
+  const batchLines: BatchLine[] = [];
+  const onOutput = (line: string) => {
+    if (!line.startsWith("[relay] {") || !line.includes('"queue.batch"')) return;
+    try {
+      batchLines.push({
+        at: Date.now(),
+        ...(JSON.parse(line.slice("[relay] ".length)) as Omit<BatchLine, "at">),
+      });
+    } catch {
+      // not a log line of ours
+    }
+  };
   // The defaults: SUBREQUEST_BUDGET 50 (Workers Free), SWEEP_BATCH_SIZE 1,000 rows a job a tick.
   const stack = await startLocalStack({
+    onOutput,
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
@@ -853,6 +904,7 @@ async function recoveryPart(): Promise<{
       tick_intervals: round(seconds / (RECOVERY_TICK_MS / 1000), 1),
       per_tick_interval: round(rate, 1),
       cut_short: cutShort,
+      consumer: consumerBatches(batchLines.filter((l) => l.at >= from)),
     };
   };
   try {
