@@ -766,6 +766,59 @@ interface Recovery {
   per_tick_interval: number;
   /** True when the wait was cut at BENCH_RECOVERY_MAX_S: `seconds` is then extrapolated from the rate. */
   cut_short: boolean;
+  /** The consumer invocations meanwhile, from their `queue.batch` log lines: where the time goes. */
+  consumer: ConsumerBatches;
+}
+
+interface ConsumerBatches {
+  batches: number;
+  latency_ms_p50: number;
+  latency_ms_mean: number;
+  messages_per_batch: number;
+  /** Worked in the invocation: not skipped as not due, not sent back for lack of budget. */
+  worked_per_batch: number;
+  sent_back_per_batch: number;
+  calls_per_batch: number;
+}
+
+interface BatchLine {
+  at: number;
+  latency_ms: number;
+  messages: number;
+  calls?: number;
+  jobs?: Record<string, { not_due?: number; sent_back?: number }>;
+}
+
+function consumerBatches(lines: BatchLine[]): ConsumerBatches {
+  const n = Math.max(1, lines.length);
+  const sum = (f: (l: BatchLine) => number) => lines.reduce((total, l) => total + f(l), 0);
+  const jobsSum = (l: BatchLine, field: "not_due" | "sent_back") =>
+    Object.values(l.jobs ?? {}).reduce((total, j) => total + (j[field] ?? 0), 0);
+  const latencies = lines.map((l) => l.latency_ms).sort((a, b) => a - b);
+  return {
+    batches: lines.length,
+    latency_ms_p50: latencies[Math.floor(latencies.length / 2)] ?? 0,
+    latency_ms_mean: round(sum((l) => l.latency_ms) / n, 1),
+    messages_per_batch: round(sum((l) => l.messages) / n),
+    worked_per_batch: round(sum((l) => l.messages - jobsSum(l, "not_due") - jobsSum(l, "sent_back")) / n),
+    sent_back_per_batch: round(sum((l) => jobsSum(l, "sent_back")) / n),
+    calls_per_batch: round(sum((l) => l.calls ?? 0) / n, 1),
+  };
+}
+
+/**
+ * SQL on the local D1 while the relay is busy writing to it: SQLite answers SQLITE_BUSY to the second
+ * writer, so the statement is tried again (the relay's own writes wait the same way).
+ */
+async function executeWhileBusy(persistDir: string, sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await executeLocalSql(persistDir, sql);
+    } catch (error) {
+      if (attempt >= 20 || !String(error).includes("SQLITE_BUSY")) throw error;
+      await sleep(250);
+    }
+  }
 }
 
 /**
@@ -782,8 +835,21 @@ async function recoveryPart(): Promise<{
   );
   process.env.X_LOCAL_OBSERVABILITY = "false";
   const persistDir = await mkdtemp(join(os.tmpdir(), "taskrelay-bench-recovery-"));
+  const batchLines: BatchLine[] = [];
+  const onOutput = (line: string) => {
+    if (!line.startsWith("[relay] {") || !line.includes('"queue.batch"')) return;
+    try {
+      batchLines.push({
+        at: Date.now(),
+        ...(JSON.parse(line.slice("[relay] ".length)) as Omit<BatchLine, "at">),
+      });
+    } catch {
+      // not a log line of ours
+    }
+  };
   // The defaults: SUBREQUEST_BUDGET 50 (Workers Free), SWEEP_BATCH_SIZE 1,000 rows a job a tick.
   const stack = await startLocalStack({
+    onOutput,
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
@@ -854,6 +920,7 @@ async function recoveryPart(): Promise<{
       tick_intervals: round(seconds / (RECOVERY_TICK_MS / 1000), 1),
       per_tick_interval: round(rate, 1),
       cut_short: cutShort,
+      consumer: consumerBatches(batchLines.filter((l) => l.at >= from)),
     };
   };
   try {
@@ -862,14 +929,14 @@ async function recoveryPart(): Promise<{
     const recoveryRuns = await createRuns("Recovery");
     await waitFor(simIdle, 120_000, "the simulator finishing the recovery runs");
     const runsFrom = Date.now();
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       `UPDATE runs SET next_sweep_at = '${new Date(runsFrom).toISOString()}' WHERE status IN ('queued', 'running')`,
     );
     const runs = await measure(deliveredOf(recoveryRuns), runsFrom);
     console.log(`    runs, every webhook dropped: ${JSON.stringify(runs)}`);
     // What a cut-short 5a left is set aside, so that 5b measures the deliveries alone.
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       "UPDATE runs SET next_sweep_at = NULL WHERE status IN ('queued', 'running')",
     );
@@ -899,7 +966,7 @@ async function recoveryPart(): Promise<{
     await sleep(1_000);
     receiver.setFailFirstAttempts(0);
     const backAt = Date.now();
-    await executeLocalSql(
+    await executeWhileBusy(
       persistDir,
       `UPDATE deliveries SET next_attempt_at = '${new Date(backAt).toISOString()}', lease_until = NULL WHERE status = 'pending'`,
     );

@@ -9,8 +9,7 @@ import type { Delivery } from "../db/deliveries";
 import { newId } from "../ids";
 import type { ServiceContext } from "./context";
 import { sendNewDelivery } from "./deliveries";
-import { DELIVERY_LEASE_MS } from "./delivery-schedule";
-import { addMs } from "./timing";
+import { addMs, DELIVERY_LEASE_MS } from "./timing";
 
 /** Completes the batch if it is done; returns it when this call completed it (and sent the callback). */
 export async function completeBatch(ctx: ServiceContext, batchId: string): Promise<Batch | null> {

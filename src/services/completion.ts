@@ -25,7 +25,16 @@ import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
 import { type StoredResult, storeResultBody } from "./result-body";
 import { onRunFinished } from "./run-finished";
-import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import {
+  addMs,
+  deadlineAt,
+  finishDueAt,
+  firstPollAt,
+  LEASE_MS,
+  RESULT_FAST_RETRY_MS,
+  RESULT_TIMEOUT_SECONDS,
+  retryAt,
+} from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -251,9 +260,6 @@ export async function findRunForParallelState(
   return { run: byMetadata, matchedBy: "metadata" };
 }
 
-const RESULT_TIMEOUT_SECONDS = 10;
-const FAST_RETRY_MS = 500;
-
 /**
  * Claims the result fetch of a completed run (counting its attempt, as the webhook's and the
  * poller's batches do) and fetches it: the sweeper's fetch_results job. Null when the claim did not
@@ -288,7 +294,7 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
     RESULT_TIMEOUT_SECONDS,
   );
   if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, FAST_RETRY_MS));
+    await new Promise((resolve) => setTimeout(resolve, RESULT_FAST_RETRY_MS));
     outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   }
   if (!outcome.ok) return resultFailed(ctx, run, outcome);

@@ -28,19 +28,19 @@ import { describeError } from "../log";
 import { batchCallbackBody } from "./batch-callback";
 import { callbackUrlProblem } from "./callback-url";
 import type { ServiceContext } from "./context";
-import {
-  DELIVERY_LEASE_MS,
-  DELIVERY_TIMEOUT_MS,
-  INLINE_RETRY_MAX_WAIT_MS,
-  MAX_DELIVERY_ATTEMPTS,
-  nextDeliveryAttemptAt,
-} from "./delivery-schedule";
+import { nextDeliveryAttemptAt } from "./delivery-schedule";
 import { CALLBACK_USER_AGENT, postCallback, type SendResult } from "./delivery-send";
 import { signatureHeader } from "./delivery-signing";
 import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { toRunView } from "./run-view";
 import { getOwnedRun } from "./runs";
-import { addMs } from "./timing";
+import {
+  addMs,
+  DELIVERY_LEASE_MS,
+  DELIVERY_TIMEOUT_MS,
+  INLINE_RETRY_MAX_WAIT_MS,
+  MAX_DELIVERY_ATTEMPTS,
+} from "./timing";
 
 /** What a delivery needs besides the clock: replaceable in tests so they neither sleep nor wait 15 s. */
 export interface DeliveryRuntime {

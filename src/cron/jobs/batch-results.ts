@@ -7,13 +7,15 @@ import { claimDueBatchResults, takeBatchResults } from "../../db/batch-results";
 import { runBatchResultsPass } from "../../services/batch-results";
 import { BATCH_RESULTS_LEASE_MS, batchResultsSafetyAt } from "../../services/batch-timing";
 import { addMs } from "../../services/timing";
-import { COST, TAKE } from "../costs";
+import { COST } from "../costs";
 import type { WorkJob } from "../work";
 
 export const batchResultsJob: WorkJob<BatchResultsItem> = {
   name: "batch_results",
   outcomes: ["stored", "finished", "completed", "left_to_result", "stream_failed"],
   cost: COST.batch_results,
+  // A batch.completed callback: its first attempt and inline retry.
+  callbackPosts: 2,
   claim: (ctx, now, leaseUntil, limit) =>
     claimDueBatchResults(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>
@@ -26,7 +28,7 @@ export const batchResultsJob: WorkJob<BatchResultsItem> = {
       batchResultsSafetyAt(ctx.config, now).toISOString(),
     ),
   work: async (ctx, item) => {
-    const pass = await runBatchResultsPass(ctx, item, COST.batch_results - TAKE);
+    const pass = await runBatchResultsPass(ctx, item, COST.batch_results);
     return {
       outcomes: pass.outcomes,
       ...(pass.more && item.lease_until
