@@ -18,6 +18,8 @@ export interface GroupRun {
   metadata: Record<string, unknown>;
   input: unknown;
   processor: string;
+  /** Set by `complete`: the run is finished at Parallel, and the stream brings this output when asked. */
+  output?: Record<string, unknown>;
 }
 
 type AddReply = (call: RecordedCall, made: GroupRun[]) => Response | undefined;
@@ -34,6 +36,8 @@ export function fakeTaskGroups(
 ) {
   const calls: RecordedCall[] = [];
   const groups = new Map<string, GroupRun[]>();
+  /** The runs stream reads that asked for outputs (the bulk result fetch), by URL. */
+  const outputReads: string[] = [];
   const record = async (
     request: { method: string; headers: Headers; text(): Promise<string> },
     path: string,
@@ -103,7 +107,10 @@ export function fakeTaskGroups(
       const id = String(params.id);
       await record(request, `/v1/tasks/groups/${id}/runs`);
       const runs = groups.get(id) ?? [];
-      const after = Number(new URL(request.url).searchParams.get("last_event_id") ?? 0);
+      const query = new URL(request.url).searchParams;
+      const after = Number(query.get("last_event_id") ?? 0);
+      const withOutput = query.get("include_output") === "true";
+      if (withOutput) outputReads.push(request.url);
       const now = new Date().toISOString();
       const frames = runs.slice(after).map((run, i) => {
         const event = {
@@ -112,8 +119,8 @@ export function fakeTaskGroups(
           run: {
             run_id: run.run_id,
             interaction_id: run.run_id,
-            status: "queued",
-            is_active: true,
+            status: run.output ? "completed" : "queued",
+            is_active: !run.output,
             processor: run.processor,
             metadata: run.metadata,
             taskgroup_id: id,
@@ -121,7 +128,7 @@ export function fakeTaskGroups(
             modified_at: now,
           },
           input: null,
-          output: null,
+          output: withOutput && run.output ? run.output : null,
         };
         return `event: task_run.state\ndata: ${JSON.stringify(event)}\n\n`;
       });
@@ -135,7 +142,17 @@ export function fakeTaskGroups(
     groups,
     creates: () => byPath("POST", /^\/v1\/tasks\/groups$/),
     adds: () => byPath("POST", /^\/v1\/tasks\/groups\/[^/]+\/runs$/),
+    /** Reads of the runs stream, both the submission's reconciling reads and the bulk result fetch. */
     streams: () => byPath("GET", /^\/v1\/tasks\/groups\/[^/]+\/runs$/),
+    /** The runs stream reads made without outputs: the submission reconciling a chunk in doubt. */
+    reconcilingReads: () => byPath("GET", /^\/v1\/tasks\/groups\/[^/]+\/runs$/).length - outputReads.length,
+    outputReads,
+    /** Finishes a run at Parallel with this output (what the stream brings when outputs are asked for). */
+    complete: (runId: string, output: Record<string, unknown>) => {
+      const run = [...groups.values()].flat().find((r) => r.run_id === runId);
+      if (!run) throw new Error(`no run ${runId} in any group`);
+      run.output = output;
+    },
     allRuns: () => [...groups.values()].flat(),
   };
 }
