@@ -2,7 +2,7 @@
 // attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
 // workers never send the same attempt twice.
 import { pageStatement } from "./page";
-import type { RunEventKind } from "./run-events";
+import { appendRunEventsIfChanged, type RunEventKind, runEvent } from "./run-events";
 
 export const DELIVERY_EVENTS = ["run.completed", "run.failed"] as const;
 export const DELIVERY_STATUSES = ["pending", "succeeded", "dead"] as const;
@@ -44,11 +44,13 @@ export interface DeliveryRunEvent {
   detail: Record<string, unknown>;
 }
 
-const runEvent = (db: D1Database, runId: string, at: string, event: DeliveryRunEvent) =>
-  // Inserted only when the statement before it changed a row: the event follows its change.
-  db
-    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
-    .bind(runId, at, event.kind, JSON.stringify(event.detail));
+/** Appended to the run's timeline only when the statement before them changed a row: events follow their change. */
+const runEvents = (db: D1Database, runId: string, at: string, events: readonly DeliveryRunEvent[]) =>
+  appendRunEventsIfChanged(
+    db,
+    runId,
+    events.map((e) => runEvent(at, e.kind, e.detail)),
+  );
 
 /** Creates the delivery unless the run already has one for this event; returns it only when created. */
 export async function insertDelivery(
@@ -82,7 +84,7 @@ export async function insertDelivery(
         delivery.created_at,
         delivery.updated_at,
       ),
-    runEvent(db, delivery.run_id, delivery.created_at, event),
+    ...runEvents(db, delivery.run_id, delivery.created_at, [event]),
   ]);
   return inserted?.results[0] ?? null;
 }
@@ -204,7 +206,8 @@ export async function recordAttempt(
         ),
     );
   }
-  for (const event of events) statements.push(runEvent(db, claimed.run_id, at, event));
+  // Every event of the attempt in one UPDATE of the run: one row written, however many events.
+  if (events.length > 0) statements.push(...runEvents(db, claimed.run_id, at, events));
   const [updated] = await db.batch<Delivery>(statements);
   return updated?.results[0] ?? null;
 }
@@ -225,7 +228,7 @@ export async function restartDelivery(
          RETURNING *`,
       )
       .bind(now, delivery.id),
-    runEvent(db, delivery.run_id, now, event),
+    ...runEvents(db, delivery.run_id, now, [event]),
   ]);
   return restarted?.results[0] ?? null;
 }
@@ -250,7 +253,7 @@ export async function claimDeliveryNow(
          RETURNING *`,
       )
       .bind(now, leaseUntil, delivery.id),
-    runEvent(db, delivery.run_id, now, event),
+    ...runEvents(db, delivery.run_id, now, [event]),
   ]);
   return claimed?.results[0] ?? null;
 }

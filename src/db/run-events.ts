@@ -1,5 +1,9 @@
-// run_events: a run's timeline. Written next to the state change it explains, in the same batch.
-import { pageStatement } from "./page";
+// A run's timeline. It lives in the run's row (migration 0015): `runs.timeline`, a JSON array of
+// {at, kind, detail} oldest first, and `runs.timeline_count`, how many events the run has. A step's
+// events are appended by the same UPDATE that makes the step, so they cost D1 no row of their own and
+// are written exactly when the step's guard holds. Past TIMELINE_INLINE_MAX events a run's further
+// events go to run_events rows instead (a delivery retried by hand without end must not grow the row
+// past D1's 2 MB); the timeline is the inline events, then those rows.
 
 export type RunEventKind =
   | "stored"
@@ -26,50 +30,116 @@ export interface RunEvent {
   detail: Record<string, unknown> | null;
 }
 
-export function insertRunEvent(
-  db: D1Database,
-  runId: string,
+/** Events kept in the run's row; a few hundred bytes each, so well inside D1's row limit. */
+export const TIMELINE_INLINE_MAX = 200;
+
+export const runEvent = (
   at: string,
   kind: RunEventKind,
   detail: Record<string, unknown> | null = null,
-): D1PreparedStatement {
-  return db
-    .prepare("INSERT INTO run_events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)")
-    .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
+): RunEvent => ({ at, kind, detail });
+
+/**
+ * The SET part of a runs UPDATE that appends `events` to the timeline, and its values in order. The
+ * events go into the row while the run has room for all of them, else to run_events (the statement
+ * of overflowStatement, which must follow the UPDATE in the same batch).
+ */
+export function timelineSet(events: readonly RunEvent[]): { sql: string; params: string[] } {
+  const k = events.length;
+  const appends = events.map(() => "'$[#]', json(?)").join(", ");
+  return {
+    sql:
+      `timeline = CASE WHEN timeline_count + ${k} <= ${TIMELINE_INLINE_MAX} ` +
+      `THEN json_insert(COALESCE(timeline, '[]'), ${appends}) ELSE timeline END, ` +
+      `timeline_count = timeline_count + ${k}`,
+    params: events.map((e) => JSON.stringify(e)),
+  };
 }
 
 /**
- * The event, inserted only if the statement just before it in the same batch changed a row (so a
- * step that lost its race, or a repeated webhook, leaves no trace on the timeline).
+ * Right after the UPDATE that counted `events`: inserts them as run_events rows when they did not
+ * fit in the row (and only if that UPDATE changed the run). Writes nothing for a run under the limit.
  */
+export function overflowStatement(
+  db: D1Database,
+  runId: string,
+  events: readonly RunEvent[],
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO run_events (run_id, at, kind, detail)
+       SELECT ?1, json_extract(value, '$.at'), json_extract(value, '$.kind'), json_extract(value, '$.detail')
+       FROM json_each(?2)
+       WHERE changes() > 0 AND (SELECT timeline_count FROM runs WHERE id = ?1) > ${TIMELINE_INLINE_MAX}`,
+    )
+    .bind(runId, JSON.stringify(events));
+}
+
+/**
+ * Appends events to a run's timeline only if the statement just before these in the same batch
+ * changed a row (so a step that lost its race, or a repeated webhook, leaves no trace): an UPDATE of
+ * the run (one row written) and its overflow statement.
+ */
+export function appendRunEventsIfChanged(
+  db: D1Database,
+  runId: string,
+  events: readonly RunEvent[],
+): [D1PreparedStatement, D1PreparedStatement] {
+  const set = timelineSet(events);
+  return [
+    db.prepare(`UPDATE runs SET ${set.sql} WHERE id = ? AND changes() > 0`).bind(...set.params, runId),
+    overflowStatement(db, runId, events),
+  ];
+}
+
+/** As appendRunEventsIfChanged, for one event. */
 export function insertRunEventIfChanged(
   db: D1Database,
   runId: string,
   at: string,
   kind: RunEventKind,
   detail: Record<string, unknown> | null = null,
-): D1PreparedStatement {
-  return db
-    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
-    .bind(runId, at, kind, detail ? JSON.stringify(detail) : null);
+): [D1PreparedStatement, D1PreparedStatement] {
+  return appendRunEventsIfChanged(db, runId, [runEvent(at, kind, detail)]);
 }
 
-/** Oldest first, from above `afterId`, one row more than the page (see db/page.ts). */
+/** The timeline columns of a run row, as read with the run or on their own. */
+export interface TimelineColumns {
+  timeline?: string | null;
+  timeline_count?: number;
+}
+
+/**
+ * Oldest first, positions above `afterId` (an event's id is its 1-based position in the timeline),
+ * one event more than the page so the caller knows whether another follows. Reads the run's row
+ * unless its timeline columns are given, and run_events only for a run past the inline limit.
+ */
 export async function listRunEvents(
   db: D1Database,
   runId: string,
   page: { afterId: number; limit: number },
+  known?: TimelineColumns,
 ): Promise<Array<RunEvent & { id: number }>> {
-  const { results } = await pageStatement(db, "run_events", {
-    filters: { run_id: runId },
-    afterId: page.afterId,
-    limit: page.limit,
-    columns: ["id", "at", "kind", "detail"],
-  }).all<{ id: number; at: string; kind: RunEventKind; detail: string | null }>();
-  return results.map((r) => ({
-    id: r.id,
-    at: r.at,
-    kind: r.kind,
-    detail: r.detail ? JSON.parse(r.detail) : null,
-  }));
+  const columns =
+    known ??
+    (await db
+      .prepare("SELECT timeline, timeline_count FROM runs WHERE id = ?")
+      .bind(runId)
+      .first<TimelineColumns>()) ??
+    {};
+  const inline = columns.timeline ? (JSON.parse(columns.timeline) as RunEvent[]) : [];
+  const wanted = page.limit + 1;
+  const events = inline.slice(page.afterId, page.afterId + wanted);
+  // run_events also holds rows other code inserts directly (db/batches.ts), so it is read whenever
+  // the row's events do not fill the page: one indexed lookup.
+  if (events.length < wanted) {
+    const { results } = await db
+      .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id LIMIT ? OFFSET ?")
+      .bind(runId, wanted - events.length, Math.max(0, page.afterId - inline.length))
+      .all<{ at: string; kind: RunEventKind; detail: string | null }>();
+    for (const r of results)
+      events.push({ at: r.at, kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null });
+  }
+  const first = Math.max(page.afterId, 0);
+  return events.map((e, i) => ({ id: first + i + 1, at: e.at, kind: e.kind, detail: e.detail ?? null }));
 }

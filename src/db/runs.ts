@@ -1,6 +1,6 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
-import { insertRunEventIfChanged, type RunEventKind } from "./run-events";
+import { overflowStatement, type RunEvent, type RunEventKind, runEvent, timelineSet } from "./run-events";
 import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, TERMINAL_STATUSES } from "./run-states";
 
 // The states are declared with the run's steps (run-states.ts); most code reads them from here.
@@ -75,6 +75,10 @@ export interface Run {
   cost_micro_usd?: number;
   /** The month (YYYY-MM) whose budget holds this run's cost; null when nothing was reserved. */
   spend_month?: string | null;
+  /** The timeline's first events, JSON text as stored (db/run-events.ts reads it; migration 0015). */
+  timeline?: string | null;
+  /** How many events the run has, those past the inline ones in run_events. */
+  timeline_count?: number;
 }
 
 /**
@@ -183,15 +187,17 @@ async function allRuns(statement: D1PreparedStatement): Promise<Run[]> {
   return results.map(rowToRun);
 }
 
-export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
+/** The run's INSERT; `events` (its `stored` event) start its timeline in the same row. */
+export function insertRun(db: D1Database, run: Run, events: readonly RunEvent[] = []): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
          idempotency_key, request_hash, output, warnings, relay_warnings, error, created_at, updated_at, submitted_at,
          finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes,
-         cost_micro_usd, spend_month)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         cost_micro_usd, spend_month,
+         timeline, timeline_count)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -228,6 +234,8 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.output_bytes ?? null,
       run.cost_micro_usd ?? 0,
       run.spend_month ?? null,
+      events.length > 0 ? JSON.stringify(events) : null,
+      events.length,
     );
 }
 
@@ -337,14 +345,17 @@ export function updateRun(
   now: string,
   changes: RunChanges,
   guard?: { sql: string; params?: unknown[] },
+  /** Appended to the run's timeline by this same UPDATE (db/run-events.ts; the overflow statement follows). */
+  events: readonly RunEvent[] = [],
 ): D1PreparedStatement {
   const columns = Object.keys(changes) as Array<keyof RunChanges>;
-  const sets = [...columns.map((c) => `${c} = ?`), "updated_at = ?"];
+  const timeline = events.length > 0 ? timelineSet(events) : null;
+  const sets = [...columns.map((c) => `${c} = ?`), "updated_at = ?", ...(timeline ? [timeline.sql] : [])];
   const values = columns.map((c) => (JSON_COLUMNS.has(c) ? json(changes[c]) : (changes[c] ?? null)));
   const where = guard ? `id = ? AND (${guard.sql})` : "id = ?";
   return db
     .prepare(`UPDATE runs SET ${sets.join(", ")} WHERE ${where} RETURNING *`)
-    .bind(...values, now, id, ...(guard?.params ?? []));
+    .bind(...values, now, ...(timeline?.params ?? []), id, ...(guard?.params ?? []));
 }
 
 export async function updateRunReturning(
@@ -358,8 +369,9 @@ export async function updateRunReturning(
 }
 
 /**
- * The two statements of a change: the guarded update, and its timeline event, which is only
- * inserted when the update matched (both run in one batch, so `changes()` is the update's).
+ * The two statements of a change: the guarded update, which appends the change's timeline event to
+ * the run's row (so the event is written exactly when the update matched, at no row of its own), and
+ * the event's overflow statement, which writes only for a run past TIMELINE_INLINE_MAX events.
  */
 export function changeRunStatements(
   db: D1Database,
@@ -369,10 +381,8 @@ export function changeRunStatements(
   event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
   guard?: { sql: string; params?: unknown[] },
 ): [D1PreparedStatement, D1PreparedStatement] {
-  return [
-    updateRun(db, run.id, now, changes, guard),
-    insertRunEventIfChanged(db, run.id, now, event.kind, event.detail ?? null),
-  ];
+  const events = [runEvent(now, event.kind, event.detail ?? null)];
+  return [updateRun(db, run.id, now, changes, guard, events), overflowStatement(db, run.id, events)];
 }
 
 /** The run a statement of a batch returned (an UPDATE … RETURNING *), if any. */

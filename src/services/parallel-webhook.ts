@@ -75,7 +75,7 @@ export async function receiveParallelWebhook(
     alongside: [
       record,
       // Right after the webhook-id's insert, and only if it inserted: a duplicate is recorded once.
-      insertRunEventIfChanged(ctx.db, run.id, at, "webhook_received", {
+      ...insertRunEventIfChanged(ctx.db, run.id, at, "webhook_received", {
         webhook_id: webhook.id,
         status: state.data.status,
         matched_by: found.matchedBy,
