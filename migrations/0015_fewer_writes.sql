@@ -49,6 +49,107 @@ DROP TABLE webhook_events;
 ALTER TABLE webhook_events_new RENAME TO webhook_events;
 CREATE INDEX webhook_events_by_time ON webhook_events (received_at);
 
+-- runs and deliveries rebuilt (SQLite cannot change a table's constraints in place), so that:
+-- * each is keyed by its id itself (WITHOUT ROWID): no automatic index holding a second copy of the
+--   id, one write less per insert;
+-- * the unique parallel_run_id and (api_key_id, idempotency_key) hold only runs that have one
+--   (partial unique indexes): a run is stored before Parallel knows it, and most runs have no
+--   Idempotency-Key, so the table's UNIQUE constraints wrote a NULL entry for each at its insert.
+--   Lookups (`parallel_run_id = ?`, `idempotency_key = ?`) imply IS NOT NULL, so they use them.
+-- Foreign keys stay checked, at the end of the migration (D1's documented way to rebuild a table).
+PRAGMA defer_foreign_keys = on;
+
+CREATE TABLE runs_new (
+  id TEXT PRIMARY KEY,                 -- run_… (time-ordered)
+  api_key_id TEXT NOT NULL REFERENCES api_keys(id),
+  schedule_id TEXT,
+  parallel_run_id TEXT,                -- trun_…, once Parallel accepted the run (unique: runs_by_parallel_id)
+  interaction_id TEXT,
+  status TEXT NOT NULL,                -- submitting | queued | running | action_required | cancelling
+                                       -- | completed | failed | cancelled | rejected | expired
+  processor TEXT NOT NULL,
+  input TEXT NOT NULL,                 -- JSON
+  task_spec TEXT,                      -- JSON
+  metadata TEXT,                       -- JSON, the user's metadata (without taskrelay's own key)
+  source_policy TEXT,                  -- JSON
+  previous_interaction_id TEXT,
+  enable_events INTEGER,               -- 0 | 1 | NULL (Parallel's default)
+  mcp_servers TEXT,                    -- JSON; header values are secrets and never shown
+  callback_url TEXT,
+  idempotency_key TEXT,                -- unique per key: runs_by_idempotency_key
+  request_hash TEXT,                   -- SHA-256 of the canonical request, for Idempotency-Key replays
+  output TEXT,                         -- JSON: Parallel's output object (type, content, basis, …)
+  warnings TEXT,                       -- JSON array of Parallel's warnings
+  error TEXT,                          -- JSON {code, message, detail}
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  submitted_at TEXT,
+  finished_at TEXT,                    -- when the terminal status became known
+  result_stored_at TEXT,
+  deadline_at TEXT,                    -- an active run past this is checked once more, then expired
+  attempts INTEGER NOT NULL DEFAULT 0, -- attempts in the current phase (submit, poll or result fetch)
+  next_sweep_at TEXT,                  -- when the sweeper should look at the run next; NULL: nothing to do
+  lease_until TEXT,                    -- a worker owns the run's next step until then
+  output_changed INTEGER,              -- 0003
+  relay_warnings TEXT,                 -- 0010
+  output_key TEXT,                     -- 0011
+  output_bytes INTEGER,                -- 0011
+  not_found_count INTEGER NOT NULL DEFAULT 0, -- 0012
+  batch_id TEXT,                       -- 0014
+  batch_index INTEGER,                 -- 0014
+  timeline TEXT,                       -- 0015 (above)
+  timeline_count INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO runs_new (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
+    task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
+    idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
+    result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_changed, relay_warnings,
+    output_key, output_bytes, not_found_count, batch_id, batch_index, timeline, timeline_count)
+  SELECT id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
+    task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
+    idempotency_key, request_hash, output, warnings, error, created_at, updated_at, submitted_at, finished_at,
+    result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_changed, relay_warnings,
+    output_key, output_bytes, not_found_count, batch_id, batch_index, timeline, timeline_count
+  FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_new RENAME TO runs;
+CREATE UNIQUE INDEX runs_by_parallel_id ON runs (parallel_run_id) WHERE parallel_run_id IS NOT NULL;
+CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (api_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- The indexes of 0001–0014 that stay, as they were.
+CREATE INDEX runs_due ON runs (status, next_sweep_at) WHERE next_sweep_at IS NOT NULL;
+CREATE INDEX runs_by_owner ON runs (api_key_id, id);
+CREATE INDEX runs_by_schedule ON runs (schedule_id, id) WHERE schedule_id IS NOT NULL;
+CREATE INDEX runs_by_other_interaction ON runs (interaction_id) WHERE interaction_id <> parallel_run_id;
+CREATE UNIQUE INDEX runs_by_batch ON runs (batch_id, batch_index) WHERE batch_id IS NOT NULL;
+
+CREATE TABLE deliveries_new (
+  id TEXT PRIMARY KEY,                 -- dlv_… (time-ordered); the webhook-id
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  api_key_id TEXT NOT NULL REFERENCES api_keys(id),
+  event TEXT NOT NULL,                 -- run.completed | run.failed
+  url TEXT NOT NULL,                   -- the run's callback URL, checked again before every attempt
+  status TEXT NOT NULL,                -- pending | succeeded | dead
+  series INTEGER NOT NULL DEFAULT 1,   -- 1, then +1 for each manual retry
+  attempt_count INTEGER NOT NULL DEFAULT 0, -- attempts made in the current series
+  next_attempt_at TEXT,                -- when the next attempt is due; NULL unless pending
+  lease_until TEXT,                    -- a worker owns the next attempt until then
+  last_attempt_at TEXT,
+  last_status_code INTEGER,            -- the receiver's HTTP status; NULL when no response came
+  last_error TEXT,                     -- why the last attempt failed, or why the delivery is dead
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  UNIQUE (run_id, event)
+) WITHOUT ROWID;
+INSERT INTO deliveries_new (id, run_id, api_key_id, event, url, status, series, attempt_count, next_attempt_at,
+    lease_until, last_attempt_at, last_status_code, last_error, created_at, updated_at)
+  SELECT id, run_id, api_key_id, event, url, status, series, attempt_count, next_attempt_at,
+    lease_until, last_attempt_at, last_status_code, last_error, created_at, updated_at
+  FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_new RENAME TO deliveries;
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_by_owner ON deliveries (api_key_id, id);
+
 -- delivery_attempts without AUTOINCREMENT: its sqlite_sequence row was one more write per attempt.
 -- Attempts are never deleted, so the rowid still only grows (ids keep their values).
 CREATE TABLE delivery_attempts_new (
@@ -66,3 +167,5 @@ INSERT INTO delivery_attempts_new
 DROP TABLE delivery_attempts;
 ALTER TABLE delivery_attempts_new RENAME TO delivery_attempts;
 CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id, id);
+
+PRAGMA defer_foreign_keys = off;

@@ -82,7 +82,8 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   const terminal = PARALLEL_TERMINAL.has(state.status);
   const changes: RunChanges = {
     status: recordedStatus(state.status, run.status),
-    parallel_run_id: run.parallel_run_id ?? state.run_id,
+    // Set only when new: setting an indexed column, even to its value, moves its index entry (a D1 row written).
+    ...(run.parallel_run_id ? {} : { parallel_run_id: state.run_id }),
     interaction_id: run.interaction_id ?? state.interaction_id ?? state.run_id,
     ...(state.warnings ? { warnings: state.warnings } : {}),
   };
