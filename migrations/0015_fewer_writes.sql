@@ -150,22 +150,22 @@ ALTER TABLE deliveries_new RENAME TO deliveries;
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_by_owner ON deliveries (api_key_id, id);
 
--- delivery_attempts without AUTOINCREMENT: its sqlite_sequence row was one more write per attempt.
--- Attempts are never deleted, so the rowid still only grows (ids keep their values).
+-- delivery_attempts keyed by (delivery_id, series, attempt), which the lease-guarded recordAttempt
+-- writes once each: no rowid, no AUTOINCREMENT (its sqlite_sequence row), no separate index — one
+-- row written per attempt instead of three. A delivery's attempts read in key order, oldest first.
 CREATE TABLE delivery_attempts_new (
-  id INTEGER PRIMARY KEY,
   delivery_id TEXT NOT NULL REFERENCES deliveries(id),
   series INTEGER NOT NULL,
   attempt INTEGER NOT NULL,            -- 1-based within the series
   attempted_at TEXT NOT NULL,
   status_code INTEGER,                 -- NULL: no response (timeout, network error)
   latency_ms INTEGER NOT NULL,
-  error TEXT                           -- NULL on success
-);
-INSERT INTO delivery_attempts_new
-  SELECT id, delivery_id, series, attempt, attempted_at, status_code, latency_ms, error FROM delivery_attempts;
+  error TEXT,                          -- NULL on success
+  PRIMARY KEY (delivery_id, series, attempt)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO delivery_attempts_new (delivery_id, series, attempt, attempted_at, status_code, latency_ms, error)
+  SELECT delivery_id, series, attempt, attempted_at, status_code, latency_ms, error FROM delivery_attempts ORDER BY id;
 DROP TABLE delivery_attempts;
 ALTER TABLE delivery_attempts_new RENAME TO delivery_attempts;
-CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id, id);
 
 PRAGMA defer_foreign_keys = off;

@@ -84,10 +84,15 @@ export function appendRunEventsIfChanged(
   db: D1Database,
   runId: string,
   events: readonly RunEvent[],
+  /** More of the run to set in the same UPDATE (SQL written in code, and its values). */
+  also?: { sql: string; params: unknown[] },
 ): [D1PreparedStatement, D1PreparedStatement] {
   const set = timelineSet(events);
+  const sets = also ? `${set.sql}, ${also.sql}` : set.sql;
   return [
-    db.prepare(`UPDATE runs SET ${set.sql} WHERE id = ? AND changes() > 0`).bind(...set.params, runId),
+    db
+      .prepare(`UPDATE runs SET ${sets} WHERE id = ? AND changes() > 0`)
+      .bind(...set.params, ...(also?.params ?? []), runId),
     overflowStatement(db, runId, events),
   ];
 }

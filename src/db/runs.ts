@@ -491,6 +491,18 @@ export function clearFinishDue(db: D1Database, run: Pick<Run, "id" | "status">):
     .bind(run.id, run.status);
 }
 
+/**
+ * clearFinishDue as SET clauses, for the UPDATE of the run that records its delivery's creation: one
+ * write of the run for both (db/deliveries.ts insertDelivery). The same guard, per column.
+ */
+export function clearFinishDueSet(run: Pick<Run, "status">): { sql: string; params: unknown[] } {
+  const ready = `status = ? AND (${READY_TO_FINISH_SQL})`;
+  return {
+    sql: `next_sweep_at = CASE WHEN ${ready} THEN NULL ELSE next_sweep_at END, lease_until = CASE WHEN ${ready} THEN NULL ELSE lease_until END`,
+    params: [run.status, run.status],
+  };
+}
+
 /** Takes the lease on one run for fetching its result, if nobody holds it and the result is still missing. */
 export function claimResultFetchStatement(
   db: D1Database,

@@ -4,7 +4,7 @@
 // which redoes it for a run whose finishing was cut off (each step below is idempotent).
 import { clearFinishDue, type Run } from "../db/runs";
 import type { ServiceContext } from "./context";
-import { startRunDelivery } from "./deliveries";
+import { DEFAULT_DELIVERY_RUNTIME, startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
@@ -19,8 +19,9 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
     notify = outcome.notify;
     finished = outcome.run;
   }
-  // A run with a callback URL gets one delivery per event; it is sent after the response.
-  if (notify) await startRunDelivery(ctx, finished);
-  // Only now is nothing left to do for the run: until here the sweeper would finish it again.
+  // A run with a callback URL gets one delivery per event; it is sent after the response. Only then
+  // is nothing left to do for the run (until here the sweeper would finish it again): the batch that
+  // creates the delivery marks that in the same write of the run as its delivery_created event.
+  if (notify && (await startRunDelivery(ctx, finished, DEFAULT_DELIVERY_RUNTIME, run))) return;
   await clearFinishDue(ctx.db, run).run();
 }

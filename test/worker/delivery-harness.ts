@@ -147,7 +147,7 @@ export async function onlyDeliveryOf(runId: string): Promise<Delivery> {
 
 export async function attemptsOf(deliveryId: string): Promise<DeliveryAttempt[]> {
   const { results } = await env.DB.prepare(
-    "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
+    "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY series, attempt",
   )
     .bind(deliveryId)
     .all<DeliveryAttempt>();

@@ -404,7 +404,9 @@ async function checkInvariants(h: History, trace: string[]) {
   const [runRows, deliveryRows, attemptRows] = await env.DB.batch([
     env.DB.prepare("SELECT * FROM runs"),
     env.DB.prepare("SELECT * FROM deliveries"),
-    env.DB.prepare("SELECT delivery_id, attempt, status_code FROM delivery_attempts ORDER BY id"),
+    env.DB.prepare(
+      "SELECT delivery_id, attempt, status_code FROM delivery_attempts ORDER BY delivery_id, series, attempt",
+    ),
   ]);
   const runs = (runRows?.results ?? []) as unknown as RunRow[];
   // Each run's timeline: its row's events, then any overflow rows (db/run-events.ts).
