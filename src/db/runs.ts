@@ -347,15 +347,22 @@ export function updateRun(
   guard?: { sql: string; params?: unknown[] },
   /** Appended to the run's timeline by this same UPDATE (db/run-events.ts; the overflow statement follows). */
   events: readonly RunEvent[] = [],
+  /** A column set by an expression rather than a value (SQL written in code, and its values). */
+  also?: { sql: string; params: unknown[] },
 ): D1PreparedStatement {
   const columns = Object.keys(changes) as Array<keyof RunChanges>;
   const timeline = events.length > 0 ? timelineSet(events) : null;
-  const sets = [...columns.map((c) => `${c} = ?`), "updated_at = ?", ...(timeline ? [timeline.sql] : [])];
+  const sets = [
+    ...columns.map((c) => `${c} = ?`),
+    "updated_at = ?",
+    ...(timeline ? [timeline.sql] : []),
+    ...(also ? [also.sql] : []),
+  ];
   const values = columns.map((c) => (JSON_COLUMNS.has(c) ? json(changes[c]) : (changes[c] ?? null)));
   const where = guard ? `id = ? AND (${guard.sql})` : "id = ?";
   return db
     .prepare(`UPDATE runs SET ${sets.join(", ")} WHERE ${where} RETURNING *`)
-    .bind(...values, now, ...(timeline?.params ?? []), id, ...(guard?.params ?? []));
+    .bind(...values, now, ...(timeline?.params ?? []), ...(also?.params ?? []), id, ...(guard?.params ?? []));
 }
 
 export async function updateRunReturning(
@@ -380,9 +387,10 @@ export function changeRunStatements(
   changes: RunChanges,
   event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
   guard?: { sql: string; params?: unknown[] },
+  also?: { sql: string; params: unknown[] },
 ): [D1PreparedStatement, D1PreparedStatement] {
   const events = [runEvent(now, event.kind, event.detail ?? null)];
-  return [updateRun(db, run.id, now, changes, guard, events), overflowStatement(db, run.id, events)];
+  return [updateRun(db, run.id, now, changes, guard, events, also), overflowStatement(db, run.id, events)];
 }
 
 /** The run a statement of a batch returned (an UPDATE … RETURNING *), if any. */
@@ -500,6 +508,18 @@ export function clearFinishDueSet(run: Pick<Run, "status">): { sql: string; para
   return {
     sql: `next_sweep_at = CASE WHEN ${ready} THEN NULL ELSE next_sweep_at END, lease_until = CASE WHEN ${ready} THEN NULL ELSE lease_until END`,
     params: [run.status, run.status],
+  };
+}
+
+/**
+ * claimResultFetchStatement as a SET clause of the UPDATE that records the run `completed`: the same
+ * lease, taken unless a worker holds one (a submission's lease is moot once the run is finished).
+ * One write of the run for both; the claim statement after it then finds the lease held and writes nothing.
+ */
+export function claimResultFetchSet(now: string, leaseUntil: string): { sql: string; params: unknown[] } {
+  return {
+    sql: "lease_until = CASE WHEN lease_until IS NULL OR lease_until <= ? OR status = 'submitting' THEN ? ELSE lease_until END",
+    params: [now, leaseUntil],
   };
 }
 

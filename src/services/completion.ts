@@ -7,6 +7,7 @@ import {
   ACTIVE_STATUSES,
   changeRun,
   changeRunStatements,
+  claimResultFetchSet,
   claimResultFetchStatement,
   findRun,
   findRunByParallelId,
@@ -160,22 +161,29 @@ export async function applyParallelStatus(
   // A run Parallel has although its create's answer was lost: its cost enters the usage rollup here
   // (before the change, under its guard; see recordAcceptedSpend).
   const spend = run.parallel_run_id === null ? [recordAcceptedSpend(ctx.db, run.id, at, guard)] : [];
+  const leaseUntil = addMs(now, LEASE_MS).toISOString();
+  const changes = statusChanges(ctx.config, run, state, now);
+  // The claim rides on the change when the change is made (one write of the run, not two); the
+  // claim statement covers a run the change leaves alone (a poll recorded the completion first).
+  if (claim) delete changes.lease_until;
   const results = await ctx.db.batch([
     ...spend,
     ...changeRunStatements(
       ctx.db,
       run,
       at,
-      statusChanges(ctx.config, run, state, now),
+      changes,
       { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...options.detail } },
       guard,
+      claim ? claimResultFetchSet(at, leaseUntil) : undefined,
     ),
     ...alongside,
-    ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, addMs(now, LEASE_MS).toISOString())] : []),
+    ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, leaseUntil)] : []),
   ]);
   const first = spend.length;
   const updated = returnedRun(results[first]);
-  const claimed = claim ? returnedRun(results[first + 2 + alongside.length]) : null;
+  const claimedByChange = updated?.lease_until === leaseUntil ? updated : null;
+  const claimed = claim ? (claimedByChange ?? returnedRun(results[first + 2 + alongside.length])) : null;
   const alongsideResults = results.slice(first + 2, first + 2 + alongside.length);
   if (!updated) {
     const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
