@@ -97,15 +97,32 @@ export function appendRunEventsIfChanged(
   ];
 }
 
-/** As appendRunEventsIfChanged, for one event. */
-export function insertRunEventIfChanged(
+/**
+ * Appends `event` unless the run's timeline (its row, or run_events past the inline limit) already
+ * has an event of its kind with the same `detail[key]`: the webhook's timeline event when its change
+ * was not made, recorded once per webhook-id however often the webhook comes.
+ */
+export function appendRunEventsUnlessRecorded(
   db: D1Database,
   runId: string,
-  at: string,
-  kind: RunEventKind,
-  detail: Record<string, unknown> | null = null,
+  event: RunEvent,
+  key: string,
 ): [D1PreparedStatement, D1PreparedStatement] {
-  return appendRunEventsIfChanged(db, runId, [runEvent(at, kind, detail)]);
+  const set = timelineSet([event]);
+  const value = event.detail?.[key] ?? null;
+  const path = `$.detail.${key}`;
+  return [
+    db
+      .prepare(
+        `UPDATE runs SET ${set.sql} WHERE id = ?
+           AND NOT EXISTS (SELECT 1 FROM json_each(runs.timeline)
+             WHERE json_extract(value, '$.kind') = ? AND json_extract(value, ?) = ?)
+           AND NOT EXISTS (SELECT 1 FROM run_events
+             WHERE run_id = ? AND kind = ? AND json_extract(detail, ?) = ?)`,
+      )
+      .bind(...set.params, runId, event.kind, path, value, runId, event.kind, `$.${key}`, value),
+    overflowStatement(db, runId, [event]),
+  ];
 }
 
 /** The timeline columns of a run row, as read with the run or on their own. */

@@ -2,11 +2,11 @@
 // once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
+import { appendRunEventsUnlessRecorded, overflowStatement, type RunEvent, runEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
   ACTIVE_STATUSES,
   changeRun,
-  changeRunStatements,
   claimResultFetchSet,
   claimResultFetchStatement,
   findRun,
@@ -16,6 +16,7 @@ import {
   type RunError,
   type RunStatus,
   returnedRun,
+  updateRun,
 } from "../db/runs";
 import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
@@ -120,8 +121,15 @@ export function finishesWithoutResult(status: string): boolean {
 export interface ApplyOptions {
   /** More for the run's timeline event. */
   detail?: Record<string, unknown>;
-  /** Statements to run in the same D1 batch, after the change (the webhook's de-duplication record). */
+  /** Statements to run in the same D1 batch, after the change. */
   alongside?: D1PreparedStatement[];
+  /**
+   * A webhook's de-duplication record (its webhook-id's INSERT … DO NOTHING) and its timeline event:
+   * the record runs first, the change is made only if it inserted (a repeated webhook-id does
+   * nothing), and the change's write carries the event too; should the change not be made, the event
+   * is appended on its own, unless the run's timeline has it already (db/run-events.ts).
+   */
+  receipt?: { record: D1PreparedStatement; event: RunEvent };
   /** Claim the result fetch in the same batch when the status is `completed` (the webhook's fast path). */
   claimResult?: boolean;
   /** Finish the run after the response (waitUntil) rather than before returning (the webhook). */
@@ -137,6 +145,8 @@ export interface Applied {
   claimed: Run | null;
   /** The results of the `alongside` statements. */
   alongside: D1Result[];
+  /** The result of the receipt's record (meta.changes 0: the webhook-id was seen before). */
+  receipt: D1Result | null;
 }
 
 /**
@@ -166,35 +176,49 @@ export async function applyParallelStatus(
   // The claim rides on the change when the change is made (one write of the run, not two); the
   // claim statement covers a run the change leaves alone (a poll recorded the completion first).
   if (claim) delete changes.lease_until;
-  const results = await ctx.db.batch([
+  const receipt = options.receipt;
+  const events = [
+    runEvent(at, "status_changed", { source, from: run.status, to: state.status, ...options.detail }),
+    ...(receipt ? [receipt.event] : []),
+  ];
+  // Right after the receipt's record: changes() is its insert.
+  const receiptGuard = receipt ? { sql: `(${guard.sql}) AND changes() > 0` } : guard;
+  const head = [
     ...spend,
-    ...changeRunStatements(
+    ...(receipt ? [receipt.record] : []),
+    updateRun(
       ctx.db,
-      run,
+      run.id,
       at,
       changes,
-      { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...options.detail } },
-      guard,
+      receiptGuard,
+      events,
       claim ? claimResultFetchSet(at, leaseUntil) : undefined,
     ),
+    overflowStatement(ctx.db, run.id, events),
+    ...(receipt ? appendRunEventsUnlessRecorded(ctx.db, run.id, receipt.event, "webhook_id") : []),
+  ];
+  const results = await ctx.db.batch([
+    ...head,
     ...alongside,
     ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, leaseUntil)] : []),
   ]);
-  const first = spend.length;
-  const updated = returnedRun(results[first]);
+  const offset = spend.length + (receipt ? 1 : 0);
+  const updated = returnedRun(results[offset]);
   const claimedByChange = updated?.lease_until === leaseUntil ? updated : null;
-  const claimed = claim ? (claimedByChange ?? returnedRun(results[first + 2 + alongside.length])) : null;
-  const alongsideResults = results.slice(first + 2, first + 2 + alongside.length);
+  const claimed = claim ? (claimedByChange ?? returnedRun(results[head.length + alongside.length])) : null;
+  const alongsideResults = results.slice(head.length, head.length + alongside.length);
+  const receiptResult = receipt ? (results[spend.length] ?? null) : null;
   if (!updated) {
     const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
-    return { run: current, changed: false, claimed, alongside: alongsideResults };
+    return { run: current, changed: false, claimed, alongside: alongsideResults, receipt: receiptResult };
   }
   ctx.log.info("run.status", { run_id: run.id, from: run.status, to: updated.status, source });
   if (finishesWithoutResult(updated.status)) {
     if (options.finishInBackground) ctx.waitUntil(onRunFinished(ctx, updated));
     else await onRunFinished(ctx, updated);
   }
-  return { run: updated, changed: true, claimed, alongside: alongsideResults };
+  return { run: updated, changed: true, claimed, alongside: alongsideResults, receipt: receiptResult };
 }
 
 function parallelError(state: ParallelRunState): RunError {
