@@ -8,6 +8,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { claimDueDeliveries } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
 import { firstPollAt } from "../../src/services/timing";
@@ -182,5 +183,40 @@ describe("D1 rows written per completed run with one delivery", () => {
     report("missed-webhook path", writes);
     expect(receiver.calls).toHaveLength(1);
     expect(total(writes)).toBeLessThanOrEqual(ROWS_PER_RUN_TARGET);
+  });
+});
+
+/** D1 whose statements are the query plans of the ones the code prepares, bound the same way. */
+function explaining(db: D1Database): D1Database {
+  return { prepare: (sql: string) => db.prepare(`EXPLAIN QUERY PLAN ${sql}`) } as unknown as D1Database;
+}
+
+const planOf = async (statement: D1PreparedStatement) =>
+  (await statement.all<{ detail: string }>()).results.map((r) => r.detail).join(" | ");
+
+describe("the indexes migration 0015 rebuilt", () => {
+  it("serve the webhook's lookup, Idempotency-Key replays, the delivery sweep and the timeline overflow", async () => {
+    const db = explaining(env.DB);
+    const now = new Date().toISOString();
+    // The partial unique indexes: `= ?` implies IS NOT NULL, so SQLite uses them.
+    expect(await planOf(db.prepare("SELECT * FROM runs WHERE parallel_run_id = ?").bind("trun_x"))).toContain(
+      "runs_by_parallel_id",
+    );
+    expect(
+      await planOf(
+        db.prepare("SELECT * FROM runs WHERE api_key_id = ? AND idempotency_key = ?").bind("key_x", "k"),
+      ),
+    ).toContain("runs_by_idempotency_key");
+    // The delivery sweep's claim, the very statement the code builds.
+    const claimPlan = (await claimDueDeliveries(db, now, now, 10)) as unknown as Array<{ detail: string }>;
+    expect(claimPlan.map((r) => r.detail).join(" | ")).toContain("deliveries_due");
+    // An owner's list with a status filter reads through the owner index, newest first.
+    expect(
+      await planOf(
+        db
+          .prepare("SELECT id FROM runs WHERE api_key_id = ? AND status = ? ORDER BY id DESC LIMIT ?")
+          .bind("key_x", "failed", 21),
+      ),
+    ).toContain("runs_by_owner");
   });
 });
