@@ -93,7 +93,9 @@ function collect(line: string) {
 
 function d1Since(mark: number, runs: number) {
   // The queue consumer (queue.batch) does the background work the cron tick hands out: polls, fetches, retries.
-  const events = relayEvents.slice(mark).filter((e) => ["http.request", "cron.tick", "queue.batch"].includes(e.event));
+  const events = relayEvents
+    .slice(mark)
+    .filter((e) => ["http.request", "cron.tick", "queue.batch"].includes(e.event));
   const sum = (field: "d1_rows_read" | "d1_rows_written" | "d1_queries") =>
     events.reduce((s, e) => s + (e[field] ?? 0), 0);
   return {
