@@ -151,17 +151,32 @@ export async function listRunEvents(
     {};
   const inline = columns.timeline ? (JSON.parse(columns.timeline) as RunEvent[]) : [];
   const wanted = page.limit + 1;
-  const events = inline.slice(page.afterId, page.afterId + wanted);
-  // run_events also holds rows other code inserts directly (db/batches.ts), so it is read whenever
-  // the row's events do not fill the page: one indexed lookup.
-  if (events.length < wanted) {
-    const { results } = await db
-      .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id LIMIT ? OFFSET ?")
-      .bind(runId, wanted - events.length, Math.max(0, page.afterId - inline.length))
-      .all<{ at: string; kind: RunEventKind; detail: string | null }>();
-    for (const r of results)
-      events.push({ at: r.at, kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null });
+  // run_events holds the overflow and rows other code inserts directly (db/batches.ts: a batch run's
+  // stored and submitted events): merged with the row's events by time, the row's first on a tie.
+  const { results } = await db
+    .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
+    .bind(runId)
+    .all<{ at: string; kind: RunEventKind; detail: string | null }>();
+  const rows = results.map((r) => ({
+    at: r.at,
+    kind: r.kind,
+    detail: r.detail ? JSON.parse(r.detail) : null,
+  }));
+  const merged: RunEvent[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < inline.length || j < rows.length) {
+    const next = rows[j];
+    const own = inline[i];
+    if (own && (!next || own.at <= next.at)) {
+      merged.push(own);
+      i++;
+    } else if (next) {
+      merged.push(next);
+      j++;
+    }
   }
+  const events = merged.slice(page.afterId, page.afterId + wanted);
   const first = Math.max(page.afterId, 0);
   return events.map((e, i) => ({ id: first + i + 1, at: e.at, kind: e.kind, detail: e.detail ?? null }));
 }
