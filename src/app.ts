@@ -17,6 +17,8 @@ import { registerBatchGet } from "./routes/batches-get";
 import { registerBatchInputs } from "./routes/batches-inputs";
 import { registerBatchList } from "./routes/batches-list";
 import { registerBatchProgress } from "./routes/batches-progress";
+
+import { registerBatchResults } from "./routes/batches-results";
 import { registerDeadLettersReplay } from "./routes/dead-letters-replay";
 import { registerDeliveryAttempts } from "./routes/deliveries-attempts";
 import { registerDeliveryList } from "./routes/deliveries-list";
@@ -98,6 +100,7 @@ export function createApp() {
   registerDeliveryList(app);
   registerDeliveryRetry(app);
   registerDeliveryAttempts(app);
+  registerBatchResults(app);
   registerScheduleCreate(app);
   registerScheduleList(app);
   registerScheduleGet(app);

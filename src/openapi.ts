@@ -43,6 +43,8 @@ const TAGS = [
   },
   { name: "Keys", description: "API keys and their callback signing secrets (admin token)." },
   { name: "Usage", description: "Runs and spend per day, processor, schedule or batch; the monthly budget." },
+
+  { name: "Batches", description: "Many inputs run with one template: progress, results as a file." },
   { name: "Parallel", description: "Called by Parallel, not by you." },
   { name: "System", description: "Health." },
 ];
@@ -54,6 +56,8 @@ function tagFor(path: string): string {
   if (path.startsWith("/v1/runs")) return "Runs";
   if (path.startsWith("/v1/keys")) return "Keys";
   if (path.startsWith("/v1/usage")) return "Usage";
+
+  if (path.startsWith("/v1/batches")) return "Batches";
   if (path.startsWith("/webhooks/")) return "Parallel";
   return "System";
 }
@@ -238,6 +242,45 @@ export const CallbackEventSchema = z
       "`webhook-timestamp`, `webhook-signature`); the `webhook-id` is the delivery id, the same on every attempt.",
   });
 
+export const BatchCallbackEventSchema = z
+  .object({
+    type: z.literal("batch.completed"),
+    timestamp: z
+      .string()
+      .openapi({ description: "When the batch completed.", example: "2026-11-28T11:02:10.000Z" }),
+    data: z
+      .object({
+        batch: z.object({
+          id: z.string().openapi({ example: "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+          name: z.string().nullable(),
+          status: z.enum(["completed", "cancelled"]),
+          counts: z.record(z.string(), z.number().int()).openapi({
+            description: "`total` and the runs in each status.",
+            example: { total: 5000, completed: 4991, failed: 9 },
+          }),
+          created_at: z.string(),
+          closed_at: z.string().nullable(),
+          cancelled_at: z.string().nullable(),
+          completed_at: z.string().nullable(),
+        }),
+        results_url: z.object({
+          jsonl: z.url().openapi({
+            example:
+              "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=jsonl",
+          }),
+          csv: z.url().openapi({
+            example:
+              "https://taskrelay.example.workers.dev/v1/batches/bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4/results?format=csv",
+          }),
+        }),
+      })
+      .openapi({ description: "The batch with its counts, and where to download its results." }),
+  })
+  .openapi("BatchCallbackEvent", {
+    description:
+      "POSTed once to a batch's callback URL when the batch is closed and every run is finished; signed and retried as a run's callback.",
+  });
+
 type Operation = {
   tags?: string[];
   parameters?: unknown[];
@@ -251,6 +294,7 @@ type Operation = {
 /** Serves GET /openapi.json; call once all routes are registered. */
 export function registerOpenApi(app: OpenAPIHono<AppEnv>) {
   app.openAPIRegistry.register("CallbackEvent", CallbackEventSchema);
+  app.openAPIRegistry.register("BatchCallbackEvent", BatchCallbackEventSchema);
   app.openAPIRegistry.register("ParallelWebhook", ParallelWebhookSchema);
   // Built once per origin (the routes do not change while the Worker runs).
   const built = new Map<string, ReturnType<typeof buildOpenApiDocument>>();
@@ -314,6 +358,21 @@ export function buildOpenApiDocument(app: OpenAPIHono<AppEnv>, origin: string) {
           requestBody: {
             required: true,
             content: { "application/json": { schema: { $ref: "#/components/schemas/CallbackEvent" } } },
+          },
+          responses: { "2XX": { description: "Taken: no further attempts." } },
+        },
+      },
+      batchCompleted: {
+        post: {
+          tags: ["Batches"],
+          summary: "A batch completed, POSTed to the batch's callback URL",
+          description:
+            "Once per batch, when it is closed and every run is finished (and each run's own callback before it, with " +
+            "`per_run: true`). Signed, retried and deduplicated exactly as a run's callback.",
+          parameters: SIGNATURE_HEADERS,
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: { $ref: "#/components/schemas/BatchCallbackEvent" } } },
           },
           responses: { "2XX": { description: "Taken: no further attempts." } },
         },

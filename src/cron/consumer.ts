@@ -1,17 +1,26 @@
-// The queue consumer: works each message of a batch with its job (work.ts), acknowledges it on its
-// own, and retries it with backoff when its work throws; after the queue's max_retries such a
-// message goes to the dead-letter queue, whose consumer records it (`dead_letters`, counted by
-// GET /healthz). Each invocation has its own SUBREQUEST_BUDGET: a batch reserves every message's
-// worst case, so wrangler.toml's max_batch_size keeps an invocation inside the Free plan's 50.
+// The queue consumer: takes the rows of a batch's messages back in one D1 batch, works them
+// concurrently (at most CONNECTIONS at once), acknowledges each on its own, and retries it with
+// backoff when its work throws; after the queue's max_retries such a message goes to the dead-letter
+// queue, whose consumer records it (`dead_letters`, counted by GET /healthz).
+//
+// Each invocation has its own SUBREQUEST_BUDGET. A message starts only while the calls the
+// invocation has made, plus the worst case (costs.ts) of every message still working, plus its own,
+// fit; every call is counted as it is made (invocation-calls.ts), so a message that costs less than
+// its worst case makes room for the next. What does not fit goes back to the queue as new messages
+// (one sendBatch) and is acknowledged: a message.retry() would count toward max_retries and
+// dead-letter work that never failed.
 import { recordDeadLetter } from "../db/dead-letters";
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
-import { createServiceContext } from "../services/context";
+import { createServiceContext, type ServiceContext } from "../services/context";
+import { SEND_BACK } from "./costs";
 import { WORK_JOBS } from "./dispatcher";
+import { type CallCount, countedBindings } from "./invocation-calls";
 import {
   count,
   emptySummary,
+  type Leased,
   type WorkJob,
   type WorkMessage,
   WorkMessageSchema,
@@ -19,11 +28,17 @@ import {
 } from "./work";
 
 /**
- * As wrangler.toml's max_batch_size: two of most messages stay within the Free plan's 50 calls an
- * invocation; the dearest (COST.fire_schedules, 26) does not fit twice, so a second one comes back.
- * within the Free plan's 50 calls an invocation.
+ * As wrangler.toml's max_batch_size: what one Free invocation affords in the ordinary case. A poll
+ * that finds its run completed, reads the result and has its callback accepted costs about 10 calls
+ * (2 of them callback POSTs charged at their worst case) against a worst case of 17, so four fit in
+ * 50 (test/worker/tick-budget.test.ts), twice what reserving every worst case up front allowed.
+ * The worst case is never at stake: a message starts only within SUBREQUEST_BUDGET, and one that
+ * does not fit goes back to the queue.
  */
-export const CONSUMER_BATCH_SIZE = 2;
+export const CONSUMER_BATCH_SIZE = 4;
+
+/** Cloudflare's simultaneous open connections per invocation: at most this many messages work at once. */
+export const CONNECTIONS = 6;
 
 /** As in wrangler.toml: the queue whose messages kept failing. */
 export const DEAD_LETTER_QUEUE = "taskrelay-work-dead";
@@ -36,8 +51,18 @@ export function failedRetryDelaySeconds(attempts: number): number {
 export interface ConsumeOptions {
   now?: () => Date;
   jobs?: ReadonlyArray<WorkJob>;
-  /** Where a delayed follow-up message goes: the WORK_QUEUE binding unless a test captures it. */
-  queue?: Pick<Queue<WorkMessage>, "send">;
+  /** Where follow-up and sent-back messages go: the WORK_QUEUE binding unless a test captures them. */
+  queue?: Pick<Queue<WorkMessage>, "send" | "sendBatch">;
+}
+
+interface Taken {
+  message: Message<unknown>;
+  job: WorkJob;
+  body: WorkMessage;
+  item: Leased;
+  /** The item's worst case (costs.ts) and how much of it are callback POSTs. */
+  cost: number;
+  callbackPosts: number;
 }
 
 export async function consumeWork(
@@ -50,80 +75,176 @@ export async function consumeWork(
   const queue = options.queue ?? env.WORK_QUEUE;
   const log = createGatheringLogger({ queue: batch.queue }, readConfig(env).LOG_LEVEL);
   const startedAt = Date.now();
-  const ctx = createServiceContext(env, execution, { log, ...(options.now ? { now: options.now } : {}) });
+  const clock = options.now ? { now: options.now } : {};
+  const budget = readConfig(env).SUBREQUEST_BUDGET;
   const report: Record<string, WorkSummary> = {};
   const summaryOf = (job: WorkJob) => {
-    report[job.name] ??= emptySummary(job, { messages: 0, not_due: 0, over_budget: 0, retried: 0 });
+    report[job.name] ??= emptySummary(job, { messages: 0, not_due: 0, sent_back: 0, retried: 0 });
     return report[job.name] as WorkSummary;
   };
-  let budget = ctx.config.SUBREQUEST_BUDGET;
+  // The invocation's own calls (the takes, follow-up and sent-back messages), then each message's.
+  const own: CallCount = { calls: 0 };
+  const shared = countedBindings(env, own);
+  const takeCtx = createServiceContext(shared.env, execution, { log, parallel: shared.parallel, ...clock });
+  const contexts: ServiceContext[] = [takeCtx];
+  const failed = (message: Message<unknown>, job: WorkJob, id: string, error: unknown) => {
+    const summary = summaryOf(job);
+    summary.errors = (summary.errors ?? 0) + 1;
+    summary.retried = (summary.retried ?? 0) + 1;
+    log.error("queue.work_failed", {
+      job: job.name,
+      id,
+      attempts: message.attempts,
+      error: describeError(error),
+    });
+    message.retry({ delaySeconds: failedRetryDelaySeconds(message.attempts) });
+  };
 
-  await Promise.all(
-    batch.messages.map(async (message) => {
-      const parsed = WorkMessageSchema.safeParse(message.body);
-      const job = parsed.success ? jobs.get(parsed.data.kind) : undefined;
-      if (!parsed.success || !job) {
-        // Not a message of ours: retried, then dead-lettered, where it shows.
-        log.error("queue.bad_message", { message_id: message.id, attempts: message.attempts });
-        message.retry({ delaySeconds: failedRetryDelaySeconds(message.attempts) });
-        return;
-      }
-      const { id, lease } = parsed.data;
-      const summary = summaryOf(job);
-      summary.messages = (summary.messages ?? 0) + 1;
-      // Reserved before any await, so the batch's messages never overspend together. Only a batch
-      // larger than wrangler.toml's max_batch_size reaches this: the rest come back at once.
-      if (budget < job.cost) {
-        summary.over_budget = (summary.over_budget ?? 0) + 1;
-        message.retry({ delaySeconds: 0 });
-        return;
-      }
-      budget -= job.cost;
-      try {
-        const item = await job.take(ctx, id, lease, ctx.now());
-        if (!item) {
+  // 1. Every message's row taken back in one D1 batch (one call), whatever the kinds.
+  shared.database.collect();
+  const takes: Array<Promise<Taken | null>> = [];
+  for (const message of batch.messages) {
+    const parsed = WorkMessageSchema.safeParse(message.body);
+    const job = parsed.success ? jobs.get(parsed.data.kind) : undefined;
+    if (!parsed.success || !job) {
+      // Not a message of ours: retried, then dead-lettered, where it shows.
+      log.error("queue.bad_message", { message_id: message.id, attempts: message.attempts });
+      message.retry({ delaySeconds: failedRetryDelaySeconds(message.attempts) });
+      continue;
+    }
+    const body = parsed.data;
+    const summary = summaryOf(job);
+    summary.messages = (summary.messages ?? 0) + 1;
+    takes.push(
+      job.take(takeCtx, body.id, body.lease, takeCtx.now()).then(
+        (item) => {
+          if (item) {
+            const worst = job.worstCase?.(item) ?? { cost: job.cost, callbackPosts: job.callbackPosts };
+            return { message, job, body, item, ...worst };
+          }
           // Someone else holds it (a newer message, the fast path) or it is no longer due: done.
           summary.not_due = (summary.not_due ?? 0) + 1;
           message.ack();
-          return;
-        }
-        const worked = await job.work(ctx, item, ctx.now());
-        count(summary, worked.outcomes);
-        if (worked.later) {
-          if (!queue) throw new Error("the WORK_QUEUE binding is missing");
-          const delaySeconds = Math.max(
-            0,
-            Math.ceil((Date.parse(worked.later.at) - ctx.now().getTime()) / 1000),
-          );
-          await queue.send({ kind: job.name, id, lease: worked.later.lease }, { delaySeconds });
-        }
-        message.ack();
-      } catch (error) {
-        summary.errors = (summary.errors ?? 0) + 1;
-        summary.retried = (summary.retried ?? 0) + 1;
-        log.error("queue.work_failed", {
-          job: job.name,
-          id,
-          attempts: message.attempts,
-          error: describeError(error),
-        });
-        message.retry({ delaySeconds: failedRetryDelaySeconds(message.attempts) });
+          return null;
+        },
+        (error: unknown) => {
+          failed(message, job, body.id, error);
+          return null;
+        },
+      ),
+    );
+  }
+  await shared.database.flush();
+  const takenAt = takeCtx.now().getTime();
+  const waiting = (await Promise.all(takes)).filter((t): t is Taken => t !== null);
+
+  // 2. Worked concurrently, each message started only within the budget.
+  const inFlight = new Map<Promise<void>, { reserved: number; calls: CallCount }>();
+  let spentByFinished = 0;
+  const committed = () => {
+    let total = own.calls + spentByFinished;
+    for (const m of inFlight.values()) total += Math.max(m.reserved, m.calls.calls);
+    return total;
+  };
+  const work = async (taken: Taken, calls: CallCount) => {
+    const { message, job, body, item } = taken;
+    const bindings = countedBindings(env, calls);
+    const ctx = createServiceContext(bindings.env, execution, { log, parallel: bindings.parallel, ...clock });
+    contexts.push(ctx);
+    try {
+      const worked = await job.work(ctx, item, ctx.now());
+      count(summaryOf(job), worked.outcomes);
+      if (worked.later) {
+        if (!queue) throw new Error("the WORK_QUEUE binding is missing");
+        const delaySeconds = Math.max(
+          0,
+          Math.ceil((Date.parse(worked.later.at) - ctx.now().getTime()) / 1000),
+        );
+        calls.calls++;
+        await queue.send({ kind: job.name, id: body.id, lease: worked.later.lease }, { delaySeconds });
       }
-    }),
-  );
+      message.ack();
+    } catch (error) {
+      failed(message, job, body.id, error);
+    }
+    // Done once what it left for after it (its callback's attempts) is done too.
+    await ctx.settled();
+  };
+  const sendBack: Taken[] = [];
+  while (waiting.length > 0) {
+    // A row taken long ago may have lost its lease by now: its message goes back rather than work it.
+    const stale = waiting.findIndex((t) => leaseHalfGone(t.item, takenAt, takeCtx.now().getTime()));
+    if (stale >= 0) {
+      sendBack.push(...waiting.splice(stale, 1));
+      continue;
+    }
+    const next = waiting.findIndex((t) => committed() + t.cost + SEND_BACK <= budget);
+    if (next >= 0 && inFlight.size < CONNECTIONS) {
+      const [taken] = waiting.splice(next, 1) as [Taken];
+      const calls: CallCount = { calls: 0 };
+      const running: Promise<void> = work(taken, calls).finally(() => {
+        inFlight.delete(running);
+        spentByFinished += calls.calls + taken.callbackPosts;
+      });
+      inFlight.set(running, { reserved: taken.cost, calls });
+      continue;
+    }
+    // Nothing more fits while nothing is working: the rest go back.
+    if (inFlight.size === 0) break;
+    await Promise.race(inFlight.keys());
+  }
+  await Promise.all(inFlight.keys());
+  sendBack.push(...waiting.splice(0));
+
+  // 3. What did not fit goes back as new messages, under the lease its take renewed.
+  if (sendBack.length > 0) {
+    try {
+      if (!queue) throw new Error("the WORK_QUEUE binding is missing");
+      own.calls++;
+      await queue.sendBatch(
+        sendBack.map((t) => ({ body: { kind: t.job.name, id: t.body.id, lease: t.item.lease_until ?? "" } })),
+      );
+      for (const t of sendBack) {
+        const summary = summaryOf(t.job);
+        summary.sent_back = (summary.sent_back ?? 0) + 1;
+        t.message.ack();
+      }
+    } catch (error) {
+      // Not sent: Queues delivers the messages again (this counts as a retry; the rows stay leased).
+      log.error("queue.send_back_failed", { messages: sendBack.length, error: describeError(error) });
+      for (const t of sendBack) t.message.retry({ delaySeconds: 0 });
+    }
+  }
+
+  const calls = own.calls + spentByFinished;
   const before = { d1_queries: 0, d1_rows_read: 0, d1_rows_written: 0 };
   execution.waitUntil(
-    ctx.settled().then(() => {
+    Promise.all(contexts.map((c) => c.settled())).then(() => {
+      const usage = { ...before };
+      for (const c of contexts) {
+        const spent = usageSince(c.usage, before);
+        usage.d1_queries += spent.d1_queries;
+        usage.d1_rows_read += spent.d1_rows_read;
+        usage.d1_rows_written += spent.d1_rows_written;
+      }
       log.flush("queue.batch", {
         messages: batch.messages.length,
         latency_ms: Date.now() - startedAt,
-        ...usageSince(ctx.usage, before),
+        calls,
+        budget,
+        ...usage,
         jobs: report,
       });
       log.close();
     }),
   );
   return report;
+}
+
+/** Whether less than half of the lease a row was taken with is left. */
+function leaseHalfGone(item: Leased, takenAt: number, now: number): boolean {
+  const until = item.lease_until ? Date.parse(item.lease_until) : takenAt;
+  return until - now < (until - takenAt) / 2;
 }
 
 /**

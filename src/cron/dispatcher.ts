@@ -8,6 +8,7 @@ import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { dispatchLeaseUntil } from "../services/timing";
+import { batchResultsJob } from "./jobs/batch-results";
 import { fetchResultsJob } from "./jobs/fetch-results";
 import { finishRunsJob } from "./jobs/finish-runs";
 import { fireSchedulesJob } from "./jobs/fire-schedules";
@@ -35,6 +36,8 @@ export const WORK_JOBS: ReadonlyArray<WorkJob> = [
   pollRunsJob,
   resubmitRunsJob,
   submitBatchesJob,
+
+  batchResultsJob,
 ] as ReadonlyArray<WorkJob>;
 
 export const TICK_TASKS: ReadonlyArray<TickTask> = [

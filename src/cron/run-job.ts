@@ -4,12 +4,14 @@ import { RUN_STEPS, type RunStep } from "../db/run-states";
 import { claimDueRunRows, type Run, type RunStatus, takeDueRun } from "../db/runs";
 import type { ServiceContext } from "../services/context";
 import { addMs, LEASE_MS } from "../services/timing";
+import { runWorstCase } from "./costs";
 import type { Worked, WorkJob } from "./work";
 
 export function runJob(spec: {
   name: string;
   outcomes: readonly string[];
   cost: number;
+  callbackPosts: number;
   step: RunStep;
   work: (ctx: ServiceContext, run: Run, now: Date) => Promise<string>;
 }): WorkJob<Run> {
@@ -18,6 +20,8 @@ export function runJob(spec: {
     name: spec.name,
     outcomes: spec.outcomes,
     cost: spec.cost,
+    callbackPosts: spec.callbackPosts,
+    worstCase: (run) => runWorstCase(spec.cost, spec.callbackPosts, run),
     claim: (ctx, now, leaseUntil, limit) =>
       claimDueRunRows(ctx.db, step.from, now.toISOString(), leaseUntil.toISOString(), limit, step.also),
     take: (ctx, id, lease, now) =>

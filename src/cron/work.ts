@@ -37,14 +37,21 @@ export interface WorkJob<Item extends Leased = Leased> {
   /** Outcomes a summary always shows, at 0 when none happened. */
   outcomes: readonly string[];
   /**
-   * The most D1 calls plus outbound requests one message costs the consumer: taking the row, the
-   * work, the work it leaves for after it, and a delayed message. A consumer batch reserves this
-   * per message, so one invocation stays within SUBREQUEST_BUDGET.
+   * The most D1 calls plus outbound requests one message costs the consumer once its row is taken
+   * (costs.ts): the work, the work it leaves for after it, and a delayed message. The consumer
+   * admits a message only while this fits what is left of SUBREQUEST_BUDGET.
    */
   cost: number;
+  /** How many of `cost` are callback POSTs, which the consumer charges at this worst case (costs.ts). */
+  callbackPosts: number;
+  /** `cost` and `callbackPosts` for this row, when its fields make them smaller (a run without a callback). */
+  worstCase?(item: Item): { cost: number; callbackPosts: number };
   /** Claims up to `limit` due rows, leased until `leaseUntil`: one guarded UPDATE … RETURNING. */
   claim(ctx: ServiceContext, now: Date, leaseUntil: Date, limit: number): Promise<Item[]>;
-  /** Takes one row for its message: due and free, or still held under `lease`; renews the lease. */
+  /**
+   * Takes one row for its message: due and free, or still held under `lease`; renews the lease.
+   * One D1 statement, started before any await: the consumer sends a batch's takes as one D1 batch.
+   */
   take(ctx: ServiceContext, id: string, lease: string, now: Date): Promise<Item | null>;
   work(ctx: ServiceContext, item: Item, now: Date): Promise<Worked>;
 }

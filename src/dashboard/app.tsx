@@ -9,6 +9,8 @@ import { RUN_STATUSES } from "../db/runs";
 import { ApiError } from "../errors";
 import { describeError } from "../log";
 import { streamRunProgress } from "../routes/runs-progress";
+import { EXPORT_FORMATS, exportBatchResults } from "../services/batch-export";
+import { listBatchOverviews } from "../services/batch-overview";
 import { SESSION_TTL_MS, signIn, signOut } from "../services/dashboard-sessions";
 import { readOutputBody } from "../services/outputs";
 import { getOverview, OVERVIEW_RANGES, type OverviewRange } from "../services/overview";
@@ -26,6 +28,7 @@ import {
   triggerScheduleFor,
 } from "../services/viewer";
 import { dashboardPath } from "./format";
+import { BatchesPage } from "./pages/batches";
 import { DeliveriesPage, type DeliveryList } from "./pages/deliveries";
 import { ErrorPage } from "./pages/error";
 import { OverviewPage } from "./pages/overview";
@@ -59,6 +62,8 @@ const NOTICES: Record<string, string> = {
   resumed: "Schedule resumed: the next run is computed from now.",
   triggered: "Schedule run started.",
   signed_out: "Signed out.",
+  cancel_unavailable:
+    "Cancelling a batch is not wired up here yet: it comes with the batch API's POST /v1/batches/:id/cancel.",
 };
 
 const notice = (value: string | undefined) => (value ? NOTICES[value] : undefined);
@@ -283,6 +288,49 @@ export function createDashboard() {
   dashboard.post("/schedules/:id/trigger", requireCsrf(), async (c) => {
     const run = await triggerScheduleFor(c.var.services, c.var.session.viewer, c.req.param("id"));
     return c.redirect(withNotice(`${DASHBOARD_PATH}/runs/${run.id}`, "triggered"), 303);
+  });
+
+  dashboard.get("/batches", async (c) => {
+    const ctx = c.var.services;
+    const q = query(PageQuery, c.req.query());
+    const [page, names] = await Promise.all([
+      listBatchOverviews(ctx, c.var.session.viewer, { cursor: q.cursor, limit: PAGE_SIZE }),
+      keyNames(ctx, c.var.session.viewer),
+    ]);
+    return c.html(
+      <BatchesPage
+        session={c.var.session}
+        batches={page.batches}
+        cursor={q.cursor}
+        nextCursor={page.nextCursor}
+        keyNames={names}
+        now={ctx.now()}
+        nonce={c.var.nonce}
+        notice={notice(q.notice)}
+      />,
+    );
+  });
+
+  // The same file as GET /v1/batches/:id/results, for the signed-in viewer (a link cannot send a bearer token).
+  for (const format of EXPORT_FORMATS) {
+    dashboard.get(`/batches/:id/results.${format}`, async (c) => {
+      const exported = await exportBatchResults(
+        c.var.services,
+        c.var.session.viewer,
+        c.req.param("id"),
+        format,
+      );
+      return c.body(exported.body, 200, {
+        "content-type": exported.contentType,
+        "content-disposition": `attachment; filename="${exported.filename}"`,
+      });
+    });
+  }
+
+  // The form is in place; the cancel itself is the batch API's (POST /v1/batches/:id/cancel, i15-batches),
+  // which this route calls once it lands. Until then it says so instead of pretending.
+  dashboard.post("/batches/:id/cancel", requireCsrf(), async (c) => {
+    return c.redirect(withNotice(`${DASHBOARD_PATH}/batches`, "cancel_unavailable"), 303);
   });
 
   dashboard.get("/deliveries", async (c) => {

@@ -8,7 +8,7 @@ import { CLOCK_SCRIPT } from "./clock-script";
 import { relativeTime, safeHttpUrl, utcTime } from "./format";
 import { STYLE_PATH } from "./style";
 
-export type Section = "overview" | "runs" | "schedules" | "deliveries";
+export type Section = "overview" | "runs" | "schedules" | "deliveries" | "batches";
 
 export interface PageProps {
   title: string;
@@ -50,6 +50,7 @@ export function Page({ title, session, section, notice, nonce, children }: PageP
                 {link("overview", "Overview")}
                 {link("runs", "Runs")}
                 {link("schedules", "Schedules")}
+                {link("batches", "Batches")}
                 {link("deliveries", "Deliveries")}
                 <a href="/docs">API</a>
               </nav>

@@ -1,6 +1,6 @@
 // The dashboard's one stylesheet, served at STYLE_PATH. Mobile first: tables turn into cards below 720 px.
 
-export const STYLE_VERSION = "3";
+export const STYLE_VERSION = "4";
 export const STYLE_PATH = `/dashboard/style.css?v=${STYLE_VERSION}`;
 
 export const DASHBOARD_CSS = `
@@ -30,7 +30,7 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margi
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 button,.button{font:inherit;padding:.35rem .8rem;border-radius:6px;border:1px solid var(--line);background:#fff;color:var(--fg);cursor:pointer;text-decoration:none;display:inline-block}
 button.primary{background:var(--accent);border-color:var(--accent);color:#fff}button.danger{color:var(--bad)}
-form.inline{display:inline}.actions{display:flex;gap:.4rem;flex-wrap:wrap}
+form.inline{display:inline}.actions{display:flex;gap:.4rem;flex-wrap:wrap}ul.counts{list-style:none;margin:0;padding:0}ul.counts li{white-space:nowrap}
 .filters{display:flex;gap:.5rem;align-items:end;flex-wrap:wrap;margin-bottom:1rem}
 select,input[type=text],input[type=password]{font:inherit;padding:.35rem .5rem;border:1px solid var(--line);border-radius:6px;background:#fff;max-width:100%}
 .pager{display:flex;gap:1rem;margin:1rem 0}

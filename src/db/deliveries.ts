@@ -5,7 +5,9 @@ import { pageStatement } from "./page";
 import { appendRunEventsIfChanged, type RunEventKind, runEvent } from "./run-events";
 import { clearFinishDueSet, type Run } from "./runs";
 
-export const DELIVERY_EVENTS = ["run.completed", "run.failed"] as const;
+export const DELIVERY_EVENTS = ["run.completed", "run.failed", "batch.completed"] as const;
+/** The events of a run's own delivery (a batch's names its first run: db/batch-results.ts). */
+export type DeliveryRunEventName = "run.completed" | "run.failed";
 export const DELIVERY_STATUSES = ["pending", "succeeded", "dead"] as const;
 
 export type DeliveryEvent = (typeof DELIVERY_EVENTS)[number];
@@ -27,6 +29,8 @@ export interface Delivery {
   last_error: string | null;
   created_at: string;
   updated_at: string;
+  /** A batch.completed delivery's batch (migration 0019); null for a run's own delivery. */
+  batch_id?: string | null;
 }
 
 export interface DeliveryAttempt {

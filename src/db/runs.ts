@@ -1,7 +1,7 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
 import { overflowStatement, type RunEvent, type RunEventKind, runEvent, timelineSet } from "./run-events";
-import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, TERMINAL_STATUSES } from "./run-states";
+import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, stepGuard, TERMINAL_STATUSES } from "./run-states";
 
 // The states are declared with the run's steps (run-states.ts); most code reads them from here.
 export { ACTIVE_STATUSES, RUN_STATUSES, TERMINAL_STATUSES };
@@ -484,6 +484,7 @@ export async function takeDueRun(
 }
 
 const READY_TO_FINISH_SQL = RUN_STEPS.finish.also;
+const RESULT_PENDING_SQL = stepGuard("result").sql;
 
 /**
  * Marks a run's finishing done: nothing is due for it any more. Guarded by the status it was
@@ -511,15 +512,45 @@ export function clearFinishDueSet(run: Pick<Run, "status">): { sql: string; para
   };
 }
 
+/** What a result-fetch claim sets: its lease, and when the next attempt is due should this one never finish. */
+export interface ResultClaim {
+  leaseUntil: string;
+  /** When the next attempt is due should this one never finish (its invocation dies). */
+  retryAt: string;
+  /** A lease the caller already holds on the run (the poller's), which the claim takes over. */
+  heldLease?: string | null;
+}
+
 /**
- * claimResultFetchStatement as a SET clause of the UPDATE that records the run `completed`: the same
- * lease, taken unless a worker holds one (a submission's lease is moot once the run is finished).
- * One write of the run for both; the claim statement after it then finds the lease held and writes nothing.
+ * claimResultFetchStatement as SET clauses of the UPDATE that records the run `completed`: the same
+ * columns (the lease, the attempt counted, `next_sweep_at` at the attempt's retry), set only if the
+ * lease is free, held by the caller, or a submission's (moot once the run is finished); otherwise the
+ * change's own values (`unclaimed`). One write of the run for both. SQLite evaluates every SET
+ * expression on the row as it was, so the three CASEs agree.
  */
-export function claimResultFetchSet(now: string, leaseUntil: string): { sql: string; params: unknown[] } {
+export function claimResultFetchSet(
+  now: string,
+  claim: ResultClaim & { attempt: number },
+  unclaimed: { attempts: number; next_sweep_at: string | null },
+): { sql: string; params: unknown[] } {
+  const free = "lease_until IS NULL OR lease_until <= ? OR lease_until = ? OR status = 'submitting'";
+  const freeParams = [now, claim.heldLease ?? null];
   return {
-    sql: "lease_until = CASE WHEN lease_until IS NULL OR lease_until <= ? OR status = 'submitting' THEN ? ELSE lease_until END",
-    params: [now, leaseUntil],
+    sql: [
+      `lease_until = CASE WHEN ${free} THEN ? ELSE lease_until END`,
+      `attempts = CASE WHEN ${free} THEN ? ELSE ? END`,
+      `next_sweep_at = CASE WHEN ${free} THEN ? ELSE ? END`,
+    ].join(", "),
+    params: [
+      ...freeParams,
+      claim.leaseUntil,
+      ...freeParams,
+      claim.attempt,
+      unclaimed.attempts,
+      ...freeParams,
+      claim.retryAt,
+      unclaimed.next_sweep_at,
+    ],
   };
 }
 
@@ -528,14 +559,16 @@ export function claimResultFetchStatement(
   db: D1Database,
   id: string,
   now: string,
-  leaseUntil: string,
+  claim: ResultClaim,
 ): D1PreparedStatement {
+  // The attempt is counted here, before the download: an invocation that dies during it (out of
+  // memory, out of time) has still used an attempt, so a result that cannot be fetched gives up.
   return db
     .prepare(
-      `UPDATE runs SET lease_until = ?, updated_at = ?
-       WHERE id = ? AND status = 'completed' AND result_stored_at IS NULL
-         AND (lease_until IS NULL OR lease_until <= ?)
+      `UPDATE runs SET lease_until = ?, attempts = attempts + 1, next_sweep_at = ?, updated_at = ?
+       WHERE id = ? AND ${RESULT_PENDING_SQL}
+         AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?)
        RETURNING *`,
     )
-    .bind(leaseUntil, now, id, now);
+    .bind(claim.leaseUntil, claim.retryAt, now, id, now, claim.heldLease ?? null);
 }

@@ -230,6 +230,28 @@ export async function usageByGroup(
   return results;
 }
 
+/**
+ * Spend per (UTC day, processor) over [fromDay, toDay], oldest first: the overview's chart. Reads the
+ * rollup rows of those days only, as usageByGroup does.
+ */
+export async function spendByDayAndProcessor(
+  db: D1Database,
+  query: { apiKeyId: string | null; fromDay: string; toDay: string },
+): Promise<Array<{ day: string; processor: string; cost_micro_usd: number }>> {
+  const keys = query.apiKeyId === null ? "api_key_id IN (SELECT id FROM api_keys)" : "api_key_id = ?3";
+  const statement = db.prepare(
+    `SELECT day, processor, SUM(cost_micro_usd) AS cost_micro_usd
+     FROM usage_rollup WHERE ${keys} AND day >= ?1 AND day <= ?2
+     GROUP BY day, processor ORDER BY day, processor`,
+  );
+  const bound =
+    query.apiKeyId === null
+      ? statement.bind(query.fromDay, query.toDay)
+      : statement.bind(query.fromDay, query.toDay, query.apiKeyId);
+  const { results } = await bound.all<{ day: string; processor: string; cost_micro_usd: number }>();
+  return results;
+}
+
 /** What a key's runs accepted in `month` cost, from the rollup (a budget-less key has no counter). */
 export async function monthSpendMicro(db: D1Database, keyId: string, month: string): Promise<number> {
   const row = await db

@@ -51,8 +51,12 @@ export type ParallelOutcome<T> = { ok: true; value: T } | ParallelFailure;
 export interface ParallelGateway {
   createRun(body: CreateRunBody): Promise<ParallelOutcome<TaskRun>>;
   getRun(parallelRunId: string): Promise<ParallelOutcome<TaskRun>>;
-  /** Fetches the result of a run believed finished; waits at most `timeoutSeconds` at Parallel. */
-  getResult(parallelRunId: string, timeoutSeconds?: number): Promise<ParallelOutcome<TaskRunResult>>;
+  /**
+   * Fetches the result of a run believed finished; waits at most `timeoutSeconds` at Parallel. The
+   * 200 comes back unread (a TaskRunResult as JSON): its body may be tens of MB, so the caller
+   * streams it (services/result-body.ts) rather than parse it whole. Errors are sorted as for any call.
+   */
+  getResult(parallelRunId: string, timeoutSeconds?: number): Promise<ParallelOutcome<Response>>;
   streamEvents(
     parallelRunId: string,
     signal?: AbortSignal,
@@ -110,7 +114,9 @@ function buildGateway(config: Config): ParallelGateway {
     getRun: (id) => call(() => client.taskRun.retrieve(id)),
     getResult: (id, timeoutSeconds = 10) =>
       call(() =>
-        client.taskRun.result(id, { timeout: timeoutSeconds }, { timeout: (timeoutSeconds + 15) * 1000 }),
+        client.taskRun
+          .result(id, { timeout: timeoutSeconds }, { timeout: (timeoutSeconds + 15) * 1000 })
+          .asResponse(),
       ),
     streamEvents: (id, signal) =>
       call(() => client.taskRun.events(id, { timeout: 600_000, ...(signal ? { signal } : {}) })),

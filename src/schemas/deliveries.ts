@@ -27,7 +27,15 @@ export const DeliverySchema = z
       example: "dlv_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
       description: "Sent as `webhook-id`, the same on every attempt: deduplicate on it.",
     }),
-    run_id: z.string().openapi({ example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4" }),
+    run_id: z.string().openapi({
+      example: "run_01JD0Q4M3ZT6B3X9Y8W7V6U5T4",
+      description:
+        "The run; for a batch.completed delivery, the batch's first run (its timeline shows the delivery).",
+    }),
+    batch_id: z.string().nullable().openapi({
+      description: "The batch of a batch.completed delivery; null for a run's own delivery.",
+      example: null,
+    }),
     event: z.enum(DELIVERY_EVENTS),
     url: z.string().openapi({ example: "https://example.com/hooks/taskrelay" }),
     status: z.enum(DELIVERY_STATUSES).openapi({

@@ -2,6 +2,7 @@
 // once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
+import { pokeBatchResultsStatement } from "../db/batch-results";
 import { appendRunEventsUnlessRecorded, overflowStatement, type RunEvent, runEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
@@ -11,6 +12,7 @@ import {
   claimResultFetchStatement,
   findRun,
   findRunByParallelId,
+  type ResultClaim,
   type Run,
   type RunChanges,
   type RunError,
@@ -20,11 +22,22 @@ import {
 } from "../db/runs";
 import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
+import type { ParallelFailure, ParallelOutcome } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
+import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
-import { placeOutput } from "./outputs";
+import { type StoredResult, storeResultBody } from "./result-body";
 import { onRunFinished } from "./run-finished";
-import { addMs, deadlineAt, finishDueAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import {
+  addMs,
+  deadlineAt,
+  finishDueAt,
+  firstPollAt,
+  LEASE_MS,
+  RESULT_FAST_RETRY_MS,
+  RESULT_TIMEOUT_SECONDS,
+  retryAt,
+} from "./timing";
 
 /** What taskrelay needs from a TaskRun, from a webhook or a GET; tolerant of the documented variants. */
 export const ParallelRunStateSchema = z.looseObject({
@@ -48,7 +61,7 @@ export interface ParallelRunState {
 
 const PARALLEL_TERMINAL = new Set(["completed", "failed", "cancelled"]);
 /** A result fetch that keeps failing gives up after this many attempts (hours, with backoff). */
-const RESULT_MAX_ATTEMPTS = 12;
+export const RESULT_MAX_ATTEMPTS = 12;
 /**
  * /result answering 404 for a run Parallel reported completed: tried this many times (backoff 30 s,
  * 1 min, 2 min, scaled) before taskrelay concludes there is no result. Parallel answers 404 for a
@@ -76,7 +89,7 @@ export function recordedStatus(reported: string, current: RunStatus): RunStatus 
   return (ACTIVE_STATUSES as readonly string[]).includes(current) ? current : "queued";
 }
 
-export type StatusSource = "webhook" | "poll";
+export type StatusSource = "webhook" | "poll" | "batch_stream";
 
 /** The columns a status from Parallel changes on our run (guarded by the parallel_status step). */
 export function statusChanges(config: Config, run: Run, state: ParallelRunState, now: Date): RunChanges {
@@ -95,7 +108,14 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
     changes.not_found_count = 0;
     // Completed: the result fetch is due now; otherwise finishing is (both the sweeper's safety net
     // should the fast path die).
-    changes.next_sweep_at = state.status === "completed" ? at : finishDueAt(run, now);
+    // A batch run's result comes in bulk with its batch's (services/batch-results.ts): the per-run
+    // fetch waits a grace first, and only fetches what the runs stream did not bring.
+    changes.next_sweep_at =
+      state.status !== "completed"
+        ? finishDueAt(run, now)
+        : run.batch_id
+          ? bulkResultGraceUntil(config, now).toISOString()
+          : at;
     // A late completion of an expired run clears the expiry.
     changes.error = state.status === "completed" ? null : parallelError(state);
     // A submission still in flight has lost its purpose: the run exists and has finished.
@@ -130,8 +150,11 @@ export interface ApplyOptions {
    * is appended on its own, unless the run's timeline has it already (db/run-events.ts).
    */
   receipt?: { record: D1PreparedStatement; event: RunEvent };
-  /** Claim the result fetch in the same batch when the status is `completed` (the webhook's fast path). */
-  claimResult?: boolean;
+  /**
+   * Claim the result fetch (counting its attempt) in the same batch when the status is `completed`:
+   * the webhook's fast path, and the poller, which passes the lease it holds on the run.
+   */
+  claimResult?: boolean | { heldLease: string | null };
   /** Finish the run after the response (waitUntil) rather than before returning (the webhook). */
   finishInBackground?: boolean;
 }
@@ -166,16 +189,38 @@ export async function applyParallelStatus(
   const now = ctx.now();
   const at = now.toISOString();
   const alongside = options.alongside ?? [];
-  const claim = options.claimResult && state.status === "completed";
   const guard = stepGuard("parallel_status");
   // A run Parallel has although its create's answer was lost: its cost enters the usage rollup here
   // (before the change, under its guard; see recordAcceptedSpend).
   const spend = run.parallel_run_id === null ? [recordAcceptedSpend(ctx.db, run.id, at, guard)] : [];
-  const leaseUntil = addMs(now, LEASE_MS).toISOString();
+  // A batch run's result is fetched in bulk, not by this run's own /result.
+  const claim = options.claimResult && state.status === "completed" && !run.batch_id;
+  // A batch run's terminal status makes its batch's bulk fetch due (after the change: its index stays).
+  const poke =
+    run.batch_id && isParallelTerminal(state.status)
+      ? [pokeBatchResultsStatement(ctx.db, run.batch_id, batchResultsPokeAt(ctx.config, now).toISOString())]
+      : [];
   const changes = statusChanges(ctx.config, run, state, now);
-  // The claim rides on the change when the change is made (one write of the run, not two); the
-  // claim statement covers a run the change leaves alone (a poll recorded the completion first).
-  if (claim) delete changes.lease_until;
+  const resultClaim = claim ? resultClaimOf(ctx, run, now, options.claimResult) : null;
+  // The claim rides on the change when the change is made (one write of the run, not two), setting
+  // what the claim statement would. The claim statement covers a run the change leaves alone (a poll
+  // recorded the completion first); it runs before the change, so at most one of the two matches
+  // (the claim needs a completed run, the change a run not yet finished) and an attempt counts once.
+  let claimSet: ReturnType<typeof claimResultFetchSet> | undefined;
+  if (resultClaim) {
+    claimSet = claimResultFetchSet(
+      at,
+      { ...resultClaim, attempt: 1 },
+      {
+        attempts: changes.attempts ?? run.attempts,
+        next_sweep_at: changes.next_sweep_at ?? run.next_sweep_at,
+      },
+    );
+    delete changes.lease_until;
+    delete changes.attempts;
+    delete changes.next_sweep_at;
+  }
+  const claimFirst = resultClaim ? [claimResultFetchStatement(ctx.db, run.id, at, resultClaim)] : [];
   const receipt = options.receipt;
   const events = [
     runEvent(at, "status_changed", { source, from: run.status, to: state.status, ...options.detail }),
@@ -185,30 +230,19 @@ export async function applyParallelStatus(
   const receiptGuard = receipt ? { sql: `(${guard.sql}) AND changes() > 0` } : guard;
   const head = [
     ...spend,
+    ...claimFirst,
     ...(receipt ? [receipt.record] : []),
-    updateRun(
-      ctx.db,
-      run.id,
-      at,
-      changes,
-      receiptGuard,
-      events,
-      claim ? claimResultFetchSet(at, leaseUntil) : undefined,
-    ),
+    updateRun(ctx.db, run.id, at, changes, receiptGuard, events, claimSet),
     overflowStatement(ctx.db, run.id, events),
     ...(receipt ? appendRunEventsUnlessRecorded(ctx.db, run.id, receipt.event, "webhook_id") : []),
   ];
-  const results = await ctx.db.batch([
-    ...head,
-    ...alongside,
-    ...(claim ? [claimResultFetchStatement(ctx.db, run.id, at, leaseUntil)] : []),
-  ]);
-  const offset = spend.length + (receipt ? 1 : 0);
+  const results = await ctx.db.batch([...head, ...alongside, ...poke]);
+  const offset = spend.length + claimFirst.length + (receipt ? 1 : 0);
   const updated = returnedRun(results[offset]);
-  const claimedByChange = updated?.lease_until === leaseUntil ? updated : null;
-  const claimed = claim ? (claimedByChange ?? returnedRun(results[head.length + alongside.length])) : null;
+  const claimedByChange = resultClaim && updated?.lease_until === resultClaim.leaseUntil ? updated : null;
+  const claimed = claim ? (claimedByChange ?? returnedRun(results[spend.length])) : null;
   const alongsideResults = results.slice(head.length, head.length + alongside.length);
-  const receiptResult = receipt ? (results[spend.length] ?? null) : null;
+  const receiptResult = receipt ? (results[offset - 1] ?? null) : null;
   if (!updated) {
     const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
     return { run: current, changed: false, claimed, alongside: alongsideResults, receipt: receiptResult };
@@ -219,6 +253,34 @@ export async function applyParallelStatus(
     else await onRunFinished(ctx, updated);
   }
   return { run: updated, changed: true, claimed, alongside: alongsideResults, receipt: receiptResult };
+}
+
+/**
+ * The claim of a run's result fetch, which counts its attempt. A run that becomes `completed` in the
+ * same batch starts again from attempt 1 (statusChanges resets attempts); one already completed
+ * (its earlier fetch failed or died) goes on counting.
+ */
+function resultClaimOf(
+  ctx: ServiceContext,
+  run: Run,
+  now: Date,
+  claim: ApplyOptions["claimResult"],
+): ResultClaim {
+  const attempt = run.status === "completed" ? run.attempts + 1 : 1;
+  return {
+    leaseUntil: addMs(now, LEASE_MS).toISOString(),
+    retryAt: retryAt(ctx.config, attempt, now).toISOString(),
+    heldLease: typeof claim === "object" ? claim.heldLease : null,
+  };
+}
+
+function resultClaim(
+  ctx: ServiceContext,
+  run: Run,
+  now: Date,
+  claim: ApplyOptions["claimResult"],
+): D1PreparedStatement {
+  return claimResultFetchStatement(ctx.db, run.id, now.toISOString(), resultClaimOf(ctx, run, now, claim));
 }
 
 function parallelError(state: ParallelRunState): RunError {
@@ -245,60 +307,100 @@ export async function findRunForParallelState(
   return { run: byMetadata, matchedBy: "metadata" };
 }
 
-const RESULT_TIMEOUT_SECONDS = 10;
-const FAST_RETRY_MS = 500;
-
 /**
- * Fetches /result for a completed run this worker holds the lease on, and stores it. One quick
- * retry on a transient error; after that the sweeper retries with backoff.
+ * Claims the result fetch of a completed run (counting its attempt, as the webhook's and the
+ * poller's batches do) and fetches it: the sweeper's fetch_results job. Null when the claim did not
+ * hold (another worker has the run, or its result is stored).
  */
 export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promise<Run | null> {
+  const claimed = returnedRun(
+    await resultClaim(ctx, run, ctx.now(), { heldLease: run.lease_until }).all<Run>(),
+  );
+  return claimed ? fetchClaimedResult(ctx, claimed) : null;
+}
+
+/**
+ * Fetches /result for a completed run this worker has claimed (its attempt already counted), and
+ * stores it. One quick retry on a transient error; after that the sweeper retries with backoff.
+ */
+export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise<Run | null> {
   const parallelRunId = run.parallel_run_id;
   if (!parallelRunId) throw new Error(`run ${run.id} is completed without a Parallel run id`);
-  let outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
+  const attempt = run.attempts;
+  // The attempts before this one were claimed but never finished (their invocation died: out of
+  // memory or time while downloading): the ceiling holds for them too, so no result is fetched forever.
+  if (attempt > RESULT_MAX_ATTEMPTS) {
+    return giveUpResult(
+      ctx,
+      run,
+      `The result could not be fetched: ${attempt - 1} attempts began and the last never finished (the invocation ended during the download).`,
+    );
+  }
+  let outcome: ParallelOutcome<Response> = await ctx.parallel.getResult(
+    parallelRunId,
+    RESULT_TIMEOUT_SECONDS,
+  );
   if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, FAST_RETRY_MS));
+    await new Promise((resolve) => setTimeout(resolve, RESULT_FAST_RETRY_MS));
     outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   }
+  if (!outcome.ok) return resultFailed(ctx, run, outcome);
+
+  let result: StoredResult;
+  try {
+    // Large or small, the output ends where it belongs (services/result-body.ts): a large one is
+    // streamed into R2 as it arrives and the row keeps its key.
+    result = await storeResultBody(ctx.outputs, run.id, outcome.value);
+  } catch (error) {
+    return resultFailed(ctx, run, {
+      ok: false,
+      kind: "transient",
+      status: 200,
+      message: `Reading the result failed: ${error instanceof Error ? error.message : String(error)}`,
+    });
+  }
+  const taskRun = ParallelRunStateSchema.safeParse(result.run);
   const now = ctx.now();
   const at = now.toISOString();
-  const pending = stepGuard("result");
-
-  if (outcome.ok) {
-    const { output, run: taskRun } = outcome.value;
-    // Over D1's row limit, or just large: R2 holds it and the row its key (services/outputs.ts).
-    const placed = await placeOutput(ctx.outputs, run.id, output as unknown as Record<string, unknown>);
-    const storedIn = placed.output_key ? "r2" : "d1";
-    const stored = await changeRun(
-      ctx.db,
-      run,
-      at,
-      {
-        ...placed,
-        warnings: taskRun.warnings ?? run.warnings,
-        result_stored_at: at,
-        next_sweep_at: finishDueAt(run, now),
-        lease_until: null,
-      },
-      {
-        kind: "result_fetched",
-        detail: { output_type: output.type, output_bytes: placed.output_bytes, stored_in: storedIn },
-      },
-      pending,
-    );
-    if (stored) {
-      ctx.log.info("run.result_stored", {
-        run_id: run.id,
-        output_type: output.type,
-        output_bytes: placed.output_bytes,
-        stored_in: storedIn,
-      });
-      await onRunFinished(ctx, stored);
-    }
-    return stored;
+  const { placed, outputType } = result;
+  const storedIn = placed.output_key ? "r2" : "d1";
+  const stored = await changeRun(
+    ctx.db,
+    run,
+    at,
+    {
+      ...placed,
+      warnings: (taskRun.success ? taskRun.data.warnings : null) ?? run.warnings,
+      result_stored_at: at,
+      next_sweep_at: finishDueAt(run, now),
+      lease_until: null,
+    },
+    {
+      kind: "result_fetched",
+      detail: { output_type: outputType, output_bytes: placed.output_bytes, stored_in: storedIn },
+    },
+    RESULT_PENDING,
+  );
+  if (stored) {
+    ctx.log.info("run.result_stored", {
+      run_id: run.id,
+      output_type: outputType,
+      output_bytes: placed.output_bytes,
+      stored_in: storedIn,
+      read: result.read,
+    });
+    await onRunFinished(ctx, stored);
   }
+  return stored;
+}
 
-  const attempt = run.attempts + 1;
+const RESULT_PENDING = stepGuard("result");
+
+/** A failed attempt (already counted at its claim): retried with backoff, or given up. */
+async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFailure): Promise<Run | null> {
+  const now = ctx.now();
+  const at = now.toISOString();
+  const attempt = run.attempts;
   const notFound = outcome.kind === "not_found" ? (run.not_found_count ?? 0) + 1 : 0;
   if (notFound >= RESULT_NOT_FOUND_ATTEMPTS) {
     // Parallel answers 404 for the result of a run that failed; after a few tries in a row, believe it.
@@ -312,14 +414,13 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         error: { code: "result_not_found", message },
         next_sweep_at: finishDueAt(run, now),
         lease_until: null,
-        attempts: attempt,
         not_found_count: notFound,
       },
       {
         kind: "status_changed",
         detail: { source: "result", from: "completed", to: "failed", attempt, parallel_status: 404, message },
       },
-      pending,
+      RESULT_PENDING,
     );
     ctx.log.warn("run.result_not_found", { run_id: run.id, attempt });
     if (failed) await onRunFinished(ctx, failed);
@@ -327,26 +428,14 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
   }
 
   if (attempt >= RESULT_MAX_ATTEMPTS) {
-    const message = `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`;
-    const failed = await changeRun(
-      ctx.db,
+    return giveUpResult(
+      ctx,
       run,
-      at,
-      {
-        status: "failed",
-        error: { code: "result_unavailable", message },
-        next_sweep_at: finishDueAt(run, now),
-        lease_until: null,
-        attempts: attempt,
-      },
-      { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
-      pending,
+      `The result could not be fetched after ${attempt} attempts; the last error: ${outcome.message}`,
     );
-    ctx.log.error("run.result_unavailable", { run_id: run.id, attempt });
-    if (failed) await onRunFinished(ctx, failed);
-    return failed;
   }
-  // 404 (not readable yet), 408 (still active), 429, 5xx, or our own credentials refused: try again later.
+  // 404 (not readable yet), 408 (still active), 429, 5xx, a body that could not be read, or our own
+  // credentials refused: try again later.
   const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
   const next = retryAt(ctx.config, attempt, now, retryAfterMs);
   ctx.log.warn("run.result_retry", {
@@ -359,7 +448,7 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
     ctx.db,
     run,
     at,
-    { attempts: attempt, not_found_count: notFound, next_sweep_at: next.toISOString(), lease_until: null },
+    { not_found_count: notFound, next_sweep_at: next.toISOString(), lease_until: null },
     {
       kind: "result_fetch_retry_scheduled",
       detail: {
@@ -369,8 +458,29 @@ export async function fetchAndStoreResult(ctx: ServiceContext, run: Run): Promis
         next_attempt_at: next.toISOString(),
       },
     },
-    pending,
+    RESULT_PENDING,
   );
+}
+
+/** The result fetch given up after RESULT_MAX_ATTEMPTS attempts: the run ends `failed`. */
+async function giveUpResult(ctx: ServiceContext, run: Run, message: string): Promise<Run | null> {
+  const now = ctx.now();
+  const failed = await changeRun(
+    ctx.db,
+    run,
+    now.toISOString(),
+    {
+      status: "failed",
+      error: { code: "result_unavailable", message },
+      next_sweep_at: finishDueAt(run, now),
+      lease_until: null,
+    },
+    { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
+    RESULT_PENDING,
+  );
+  ctx.log.error("run.result_unavailable", { run_id: run.id, attempt: run.attempts });
+  if (failed) await onRunFinished(ctx, failed);
+  return failed;
 }
 
 export function isParallelTerminal(status: string): boolean {

@@ -8,8 +8,8 @@ import {
   claimDeliveryNow,
   type Delivery,
   type DeliveryAttempt,
-  type DeliveryEvent,
   type DeliveryRunEvent,
+  type DeliveryRunEventName,
   type DeliveryStatus,
   findOwnedDelivery,
   insertDelivery,
@@ -25,21 +25,22 @@ import { type Config, requireSetting } from "../env";
 import { ApiError } from "../errors";
 import { newId } from "../ids";
 import { describeError } from "../log";
+import { batchCallbackBody } from "./batch-callback";
 import { callbackUrlProblem } from "./callback-url";
 import type { ServiceContext } from "./context";
-import {
-  DELIVERY_LEASE_MS,
-  DELIVERY_TIMEOUT_MS,
-  INLINE_RETRY_MAX_WAIT_MS,
-  MAX_DELIVERY_ATTEMPTS,
-  nextDeliveryAttemptAt,
-} from "./delivery-schedule";
+import { nextDeliveryAttemptAt } from "./delivery-schedule";
 import { CALLBACK_USER_AGENT, postCallback, type SendResult } from "./delivery-send";
 import { signatureHeader } from "./delivery-signing";
 import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { toRunView } from "./run-view";
 import { getOwnedRun } from "./runs";
-import { addMs } from "./timing";
+import {
+  addMs,
+  DELIVERY_LEASE_MS,
+  DELIVERY_TIMEOUT_MS,
+  INLINE_RETRY_MAX_WAIT_MS,
+  MAX_DELIVERY_ATTEMPTS,
+} from "./timing";
 
 /** What a delivery needs besides the clock: replaceable in tests so they neither sleep nor wait 15 s. */
 export interface DeliveryRuntime {
@@ -54,7 +55,7 @@ export const DEFAULT_DELIVERY_RUNTIME: DeliveryRuntime = {
   random: Math.random,
 };
 
-export function deliveryEventFor(run: Pick<Run, "status">): DeliveryEvent {
+export function deliveryEventFor(run: Pick<Run, "status">): DeliveryRunEventName {
   return run.status === "completed" ? "run.completed" : "run.failed";
 }
 
@@ -101,6 +102,15 @@ export async function startRunDelivery(
   if (!delivery) return null;
   ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime, run));
   return delivery;
+}
+
+/** Sends a delivery created born claimed elsewhere (a batch's batch.completed) after the response. */
+export function sendNewDelivery(
+  ctx: ServiceContext,
+  delivery: Delivery,
+  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+): void {
+  ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime));
 }
 
 /**
@@ -188,7 +198,17 @@ export async function attemptDelivery(
   ]);
   if (!run || !secrets) return giveUp(ctx, claimed, started, "the run or its API key no longer exists");
 
-  const request = await signedRequest(ctx, claimed, run, activeSecrets(secrets, started), started);
+  // A batch's delivery says what the batch did; a run's, what the run did.
+  const body = claimed.batch_id
+    ? await batchCallbackBody(ctx, claimed)
+    : callbackBody(claimed, run, ctx.config);
+  if (!body) return giveUp(ctx, claimed, started, "the batch no longer exists");
+  const request = await signedRequest(
+    claimed,
+    JSON.stringify(body),
+    activeSecrets(secrets, started),
+    started,
+  );
   const result = await postCallback(request, { timeoutMs: runtime.timeoutMs, now: started });
   const finished = ctx.now();
   const attempt: DeliveryAttempt = {
@@ -256,8 +276,7 @@ export function callbackBody(delivery: Delivery, run: Run, config: Config) {
   };
 }
 
-async function signedRequest(ctx: ServiceContext, delivery: Delivery, run: Run, secrets: string[], at: Date) {
-  const body = JSON.stringify(callbackBody(delivery, run, ctx.config));
+async function signedRequest(delivery: Delivery, body: string, secrets: string[], at: Date) {
   const timestamp = Math.floor(at.getTime() / 1000);
   return {
     url: delivery.url,

@@ -1,45 +1,10 @@
-// The waits of callback delivery: when each attempt is due, how long one may take, how long a worker
-// owns a delivery. The backoff scales with TIME_SCALE like every other wait (services/timing.ts),
-// so a local stack at 0.001 retries in milliseconds what production retries in minutes.
+// When callback delivery's next attempt is due, and what a receiver's Retry-After means. The waits
+// themselves (backoff, timeout, lease) live with every other wait in services/timing.ts; the backoff
+// scales with TIME_SCALE, so a local stack at 0.001 retries in milliseconds what production retries in minutes.
 import type { Config } from "../env";
-import { addMs } from "./timing";
+import { addMs, DELIVERY_BACKOFF_MS, MAX_DELIVERY_RETRY_AFTER_MS } from "./timing";
 
 const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const HOUR = 60 * MINUTE;
-
-/** The wait before each attempt of a series, before jitter and scaling: at once, then backing off. */
-export const DELIVERY_BACKOFF_MS = [
-  0,
-  5 * SECOND,
-  5 * MINUTE,
-  30 * MINUTE,
-  2 * HOUR,
-  5 * HOUR,
-  10 * HOUR,
-  10 * HOUR,
-] as const;
-
-/** After this many failed attempts in a series the delivery is dead (about 27.6 hours at scale 1). */
-export const MAX_DELIVERY_ATTEMPTS = DELIVERY_BACKOFF_MS.length;
-
-/** One attempt's limit, from request to response headers. Not scaled: it is the receiver's time. */
-export const DELIVERY_TIMEOUT_MS = 15 * SECOND;
-
-/** How long a worker owns a delivery's next attempt: one attempt's timeout and its writes, with room. */
-export const DELIVERY_LEASE_MS = 60 * SECOND;
-
-/** Retry-After from a receiver (429, 503) is honoured up to this; a longer one is cut to it. */
-export const MAX_DELIVERY_RETRY_AFTER_MS = HOUR;
-
-/**
- * A retry due within this (after scaling) is waited for in the same invocation; later ones are left
- * to the sweeper. Covers the 5 s retry at scale 1 and stays well inside waitUntil's 30 s after a response.
- */
-export const INLINE_RETRY_MAX_WAIT_MS = 10 * SECOND;
-
-/** Signing secrets replaced by a rotation keep signing alongside the new one this long. */
-export const SIGNING_SECRET_OVERLAP_MS = 24 * HOUR;
 
 /**
  * When attempt `attemptsDone + 1` is due after a failure at `from`, or null when the series is used up.

@@ -6,6 +6,7 @@ export function toDeliveryView(delivery: Delivery): DeliveryView {
   return {
     id: delivery.id,
     run_id: delivery.run_id,
+    batch_id: delivery.batch_id ?? null,
     event: delivery.event,
     url: delivery.url,
     status: delivery.status,

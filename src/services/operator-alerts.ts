@@ -19,9 +19,9 @@ export function operatorReason(outcome: OperatorFailure): string {
     : `Parallel refused the account for lack of credit (HTTP 402): add credit to the Parallel account. ${outcome.message}`;
 }
 
-// Per context (a request, a consumer batch) and step, whether the problem was already noted: one error line
-// (and one alert write) each, however many runs the problem holds up.
-const noted = new WeakMap<ServiceContext, Set<string>>();
+// Per logger (a request's, a consumer batch's: its messages' contexts share it) and step, whether the
+// problem was already noted: one error line (and one alert write) each, however many runs it holds up.
+const noted = new WeakMap<ServiceContext["log"], Set<string>>();
 
 /**
  * Logs the problem once per context and step. A create returns the statement recording it for
@@ -33,8 +33,8 @@ export function noteOperatorProblem(
   outcome: OperatorFailure,
   step: "create" | "poll",
 ): D1PreparedStatement[] {
-  const steps = noted.get(ctx) ?? new Set<string>();
-  noted.set(ctx, steps);
+  const steps = noted.get(ctx.log) ?? new Set<string>();
+  noted.set(ctx.log, steps);
   if (steps.has(step)) return [];
   steps.add(step);
   const reason = operatorReason(outcome);

@@ -43,7 +43,7 @@ export interface Overview {
   upcoming: Array<{ schedule_id: string; api_key_id: string; name: string; at: string; timezone: string }>;
   batches: Array<OpenBatch & { counts: Record<string, number> }>;
   /** Null until spend is recorded (services/overview-spend.ts). */
-  spend: SpendReport | null;
+  spend: SpendReport;
 }
 
 const HOUR_MS = 3_600_000;

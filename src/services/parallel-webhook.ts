@@ -7,7 +7,7 @@ import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
 import {
   applyParallelStatus,
-  fetchAndStoreResult,
+  fetchClaimedResult,
   findRunForParallelState,
   isKnownParallelStatus,
   ParallelRunStateSchema,
@@ -85,7 +85,7 @@ export async function receiveParallelWebhook(
     finishInBackground: true,
   });
   const duplicate = applied.receipt?.meta.changes === 0;
-  if (applied.claimed) ctx.waitUntil(fetchAndStoreResult(ctx, applied.claimed));
+  if (applied.claimed) ctx.waitUntil(fetchClaimedResult(ctx, applied.claimed));
   return {
     outcome: duplicate ? "duplicate" : applied.changed ? "applied" : "already_applied",
     run_id: run.id,

@@ -9,7 +9,7 @@ import { changeRun, type Run } from "../db/runs";
 import type { ParallelFailure } from "../parallel/client";
 import {
   applyParallelStatus,
-  fetchAndStoreResult,
+  fetchClaimedResult,
   isKnownParallelStatus,
   isParallelTerminal,
   recordedStatus,
@@ -44,10 +44,13 @@ export async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise
 
   const state = outcome.value;
   if (isParallelTerminal(state.status)) {
-    const applied = await applyParallelStatus(ctx, run, state, "poll");
-    // We hold the lease, so the result fetch is ours whether or not a webhook recorded the status first.
-    if (applied.run.status === "completed" && !applied.run.result_stored_at)
-      await fetchAndStoreResult(ctx, applied.run);
+    // We hold the lease, so the result fetch is ours whether or not a webhook recorded the status
+    // first: claimed (its attempt counted) in the same batch as the status. A batch run is not
+    // claimed: its result comes with its batch's in bulk (services/batch-results.ts).
+    const applied = await applyParallelStatus(ctx, run, state, "poll", {
+      claimResult: { heldLease: run.lease_until },
+    });
+    if (applied.claimed) await fetchClaimedResult(ctx, applied.claimed);
     return applied.changed ? "finished" : "lost_race";
   }
 

@@ -3,7 +3,7 @@
 //
 // Missed occurrences. The tick runs every minute, so an occurrence is normally handled within
 // seconds of its time. An occurrence is *missed* when no tick handled it within MISSED_AFTER_MS
-// (two minutes: one lost or late tick, or a full batch that left it for the next tick, is not yet
+// (services/timing.ts, two minutes: one lost or late tick, or a full batch that left it for the next tick, is not yet
 // "missed"). When a tick finds missed occurrences, `missed: run_once` starts one run, for the latest
 // due occurrence, standing for all of them; `missed: skip` starts none for them (a latest occurrence
 // that is itself on time still fires). Neither ever starts more than one run per tick.
@@ -17,14 +17,7 @@ import { createRun } from "./runs";
 import { occurrenceIdempotencyKey } from "./schedule-occurrence";
 import { latestOccurrence, nextOccurrence } from "./schedule-times";
 import { scheduledRunRequest } from "./schedules";
-
-export const MISSED_AFTER_MS = 2 * 60 * 1000;
-
-/**
- * How long a tick owns a claimed schedule. Longer than a whole batch of Parallel creates (15 s
- * timeout each), so a slow tick is not overtaken; if a tick dies, the schedule fires this much late.
- */
-export const FIRE_LEASE_MS = 5 * 60 * 1000;
+import { MISSED_AFTER_MS } from "./timing";
 
 export interface FireResult {
   outcomes: OccurrenceRecord["outcome"][];

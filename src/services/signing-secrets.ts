@@ -3,9 +3,8 @@
 import { rotateSigningSecret } from "../db/keys";
 import { ApiError } from "../errors";
 import type { ServiceContext } from "./context";
-import { SIGNING_SECRET_OVERLAP_MS } from "./delivery-schedule";
 import { newSigningSecret } from "./keys";
-import { addMs } from "./timing";
+import { addMs, SIGNING_SECRET_OVERLAP_MS } from "./timing";
 
 export interface RotatedSecret {
   id: string;

@@ -5,6 +5,7 @@ import { findProcessor } from "../parallel/processors";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
 
 /** How long a worker owns a run's next step. Not scaled: it must outlast a real call to Parallel. */
 export const LEASE_MS = 30 * SECOND;
@@ -34,6 +35,63 @@ export function dispatchLeaseUntil(config: Config, now: Date): Date {
 
 /** Cloudflare Queues' longest message delay: a later retry is a row the cron tick finds when due. */
 export const MAX_MESSAGE_DELAY_MS = 12 * 60 * MINUTE;
+
+// Callback delivery (services/delivery-schedule.ts computes each attempt's time from these).
+
+/** The wait before each attempt of a series, before jitter and scaling: at once, then backing off. */
+export const DELIVERY_BACKOFF_MS = [
+  0,
+  5 * SECOND,
+  5 * MINUTE,
+  30 * MINUTE,
+  2 * HOUR,
+  5 * HOUR,
+  10 * HOUR,
+  10 * HOUR,
+] as const;
+
+/** After this many failed attempts in a series the delivery is dead (about 27.6 hours at scale 1). */
+export const MAX_DELIVERY_ATTEMPTS = DELIVERY_BACKOFF_MS.length;
+
+/** One attempt's limit, from request to response headers. Not scaled: it is the receiver's time. */
+export const DELIVERY_TIMEOUT_MS = 15 * SECOND;
+
+/** How long a worker owns a delivery's next attempt: one attempt's timeout and its writes, with room. */
+export const DELIVERY_LEASE_MS = 60 * SECOND;
+
+/** Retry-After from a receiver (429, 503) is honoured up to this; a longer one is cut to it. */
+export const MAX_DELIVERY_RETRY_AFTER_MS = HOUR;
+
+/**
+ * A retry due within this (after scaling) is waited for in the same invocation; later ones are left
+ * to the sweeper. Covers the 5 s retry at scale 1 and stays well inside waitUntil's 30 s after a response.
+ */
+export const INLINE_RETRY_MAX_WAIT_MS = 10 * SECOND;
+
+/** Signing secrets replaced by a rotation keep signing alongside the new one this long. */
+export const SIGNING_SECRET_OVERLAP_MS = 24 * HOUR;
+
+// Schedules (services/schedule-firing.ts).
+
+/**
+ * An occurrence no tick handled within this is *missed* (one lost or late tick, or a full batch that
+ * left it for the next tick, is not yet "missed"). Not scaled: it is the schedule's own clock.
+ */
+export const MISSED_AFTER_MS = 2 * MINUTE;
+
+/**
+ * How long a consumer owns a schedule it is firing. Longer than firing one (a Parallel create, 15 s
+ * timeout, and a refused run's callback), so a slow firing is not overtaken; if the consumer dies,
+ * the schedule fires this much late.
+ */
+export const FIRE_LEASE_MS = 5 * MINUTE;
+
+// Result fetches (services/completion.ts).
+
+/** How long /result may hold the request open for a run not yet readable (Parallel's `timeout`, seconds). */
+export const RESULT_TIMEOUT_SECONDS = 10;
+/** The wait before the one quick retry of a /result call that failed transiently. */
+export const RESULT_FAST_RETRY_MS = 500;
 
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;

@@ -7,7 +7,8 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { claimDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
 import { sendDelivery, startRunDelivery } from "../../src/services/deliveries";
-import { DELIVERY_BACKOFF_MS, nextDeliveryAttemptAt } from "../../src/services/delivery-schedule";
+import { nextDeliveryAttemptAt } from "../../src/services/delivery-schedule";
+import { DELIVERY_BACKOFF_MS } from "../../src/services/timing";
 import {
   attemptsOf,
   clearDeliveries,

@@ -210,6 +210,7 @@ export async function emptyBackgroundWork(): Promise<void> {
       "webhook_events",
       "schedule_occurrences",
       "runs",
+      "batches",
       "schedules",
       "operator_alerts",
       "dead_letters",

@@ -6,12 +6,14 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import worker from "../../src/index";
-import { INLINE_OUTPUT_MAX_BYTES } from "../../src/services/outputs";
+import { RESULT_MAX_ATTEMPTS } from "../../src/services/completion";
+import { INLINE_OUTPUT_MAX_BYTES, OUTPUT_PART_BYTES, outputKey } from "../../src/services/outputs";
 import { signedIn } from "./dashboard-harness";
 import { eventually, fakeReceiver, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   api,
   createTenant,
+  emptyBackgroundWork,
   expectJson,
   fakeParallel,
   postJson,
@@ -20,8 +22,10 @@ import {
   signWebhook,
   TEXT_RUN,
   type Tenant,
+  taskRun,
   webhookBody,
 } from "./harness";
+import { capturingQueue, clockFrom, consume, tickAndWork } from "./queue-harness";
 
 /** A JSON output of about `bytes` bytes, its size in one long field, with a basis for that field. */
 function outputOfSize(bytes: number) {
@@ -43,21 +47,32 @@ function outputOfSize(bytes: number) {
 }
 
 async function completeWithOutput(tenant: Tenant, output: unknown, callback = false) {
-  const parallel = fakeParallel({ result: (call) => resultReply(call.path.split("/")[4] ?? "", output) });
-  const body = callback ? { ...TEXT_RUN, callback: { url: RECEIVER } } : TEXT_RUN;
+  return completeWithReply(tenant, (id) => resultReply(id, output), { callback });
+}
+
+async function completeWithReply(
+  tenant: Tenant,
+  reply: (parallelRunId: string) => Response,
+  options: { callback?: boolean; background?: "awaited" | "left_running" } = {},
+) {
+  const parallel = fakeParallel({ result: (call) => reply(call.path.split("/")[4] ?? "") });
+  const body = options.callback ? { ...TEXT_RUN, callback: { url: RECEIVER } } : TEXT_RUN;
   const run = await expectJson<{ id: string; parallel_run_id: string }>(
     await postJson("/v1/runs", body, tenant.auth),
     202,
   );
-  await completionWebhook(run.parallel_run_id);
+  await completionWebhook(run.parallel_run_id, options.background);
   return { run, parallel };
 }
 
-/** Parallel's webhook that the run completed, through the Worker, its background work awaited. */
-async function completionWebhook(parallelRunId: string) {
+/**
+ * Parallel's webhook that the run completed, through the Worker, its background work (the result
+ * fetch) awaited unless `background: "left_running"` (an invocation that never finishes it).
+ */
+async function completionWebhook(parallelRunId: string, background: "awaited" | "left_running" = "awaited") {
   const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
   const execution = createExecutionContext();
-  await worker.fetch(
+  const response = await worker.fetch(
     new Request(`${RELAY}/webhooks/parallel`, {
       method: "POST",
       headers: signWebhook(webhook),
@@ -66,8 +81,68 @@ async function completionWebhook(parallelRunId: string) {
     env,
     execution,
   );
-  await waitOnExecutionContext(execution);
+  expect(response.status).toBe(200);
+  if (background === "awaited") await waitOnExecutionContext(execution);
 }
+
+const encoder = new TextEncoder();
+
+/**
+ * A /result body sent as a stream in chunks of `chunkBytes`, without a Content-Length (as a chunked
+ * or compressed reply arrives). With `cutAt`, the body stops there: `error` breaks it off (the
+ * connection lost), `stall` sends nothing more until `release` (an invocation that dies waiting).
+ */
+function streamedBody(
+  text: string,
+  options: { chunkBytes?: number; cutAt?: number; cut?: "error" | "stall" } = {},
+) {
+  const bytes = encoder.encode(text);
+  const chunkBytes = options.chunkBytes ?? 65_521;
+  const end = options.cutAt ?? bytes.length;
+  let at = 0;
+  let release: () => void = () => undefined;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (at >= end && options.cutAt !== undefined) {
+        if (options.cut === "error") return controller.error(new Error("connection lost"));
+        return new Promise<void>((resolve) => {
+          release = () => {
+            controller.error(new Error("released"));
+            resolve();
+          };
+        });
+      }
+      if (at >= end) return controller.close();
+      controller.enqueue(bytes.slice(at, Math.min(at + chunkBytes, end)));
+      at += chunkBytes;
+    },
+  });
+  return {
+    response: new Response(body, { headers: { "content-type": "application/json" } }),
+    release: () => release(),
+  };
+}
+
+const resultJson = (parallelRunId: string, output: unknown, run: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    run: taskRun({ run_id: parallelRunId, status: "completed", is_active: false, ...run }),
+    output,
+  });
+
+const storedRow = (id: string) =>
+  env.DB.prepare(
+    "SELECT status, output IS NOT NULL AS inline, output_key, output_bytes, attempts, next_sweep_at, error FROM runs WHERE id = ?",
+  )
+    .bind(id)
+    .first<{
+      status: string;
+      inline: number;
+      output_key: string | null;
+      output_bytes: number | null;
+      attempts: number;
+      next_sweep_at: string | null;
+      error: string | null;
+    }>();
 
 const resultCalls = (parallel: ReturnType<typeof fakeParallel>) =>
   parallel.calls.filter((c) => c.path.endsWith("/result")).length;
@@ -170,6 +245,160 @@ describe("results of any size", () => {
     expect(body.data.output).toEqual(output);
     expect(body.data).not.toHaveProperty("output_url");
   });
+});
+
+describe("reading /result as it arrives", () => {
+  it("streams a body with no Content-Length into R2 in parts, and serves it back byte for byte", async () => {
+    const tenant = await createTenant();
+    // Over one part: the multipart upload's first part is full, its last the rest.
+    const output = { ...outputOfSize(OUTPUT_PART_BYTES + 1_500_000), type: "json" };
+    const { run } = await completeWithReply(tenant, (id) => streamedBody(resultJson(id, output)).response);
+    const row = await storedRow(run.id);
+    const json = JSON.stringify(output);
+    expect(row).toMatchObject({ status: "completed", inline: 0, output_bytes: json.length });
+    const object = await env.OUTPUTS.head(row?.output_key ?? "");
+    expect(object?.size).toBe(json.length);
+    // A multipart object's ETag ends with its number of parts.
+    expect(object?.etag).toMatch(/-2$/);
+    const response = await api(`/v1/runs/${run.id}/result`, { headers: tenant.auth });
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    // The output as Parallel sent it, byte for byte, inside the result.
+    expect(text.slice(text.indexOf(',"output":') + 10, -1)).toBe(json);
+    const timeline = await expectJson<{ events: Array<{ kind: string; detail: Record<string, unknown> }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    expect(timeline.events.find((e) => e.kind === "result_fetched")?.detail).toEqual({
+      output_type: "json",
+      output_bytes: json.length,
+      stored_in: "r2",
+    });
+  }, 60_000);
+
+  it("keeps a small output inline although its body is large (a large run object), and its warnings", async () => {
+    const tenant = await createTenant();
+    const output = outputOfSize(10_000);
+    const warnings = [{ type: "input_warning", message: "w".repeat(200_000) }];
+    const { run } = await completeWithReply(
+      tenant,
+      (id) => streamedBody(resultJson(id, output, { warnings }), { chunkBytes: 7_001 }).response,
+    );
+    expect(await storedRow(run.id)).toMatchObject({ inline: 1, output_key: null });
+    const view = await expectJson<{ warnings: unknown[] | null }>(
+      await api(`/v1/runs/${run.id}`, { headers: tenant.auth }),
+      200,
+    );
+    expect(view.warnings).toEqual(warnings);
+    const result = await expectJson<{ output: unknown }>(
+      await api(`/v1/runs/${run.id}/result`, { headers: tenant.auth }),
+      200,
+    );
+    expect(result.output).toEqual(output);
+  });
+
+  it("counts a body broken off mid-download as one failed attempt: nothing stored, fetched again later", async () => {
+    await emptyBackgroundWork();
+    const tenant = await createTenant();
+    const output = outputOfSize(OUTPUT_PART_BYTES + 3_000_000);
+    let broken = true;
+    const { run, parallel } = await completeWithReply(tenant, (id) => {
+      const text = resultJson(id, output);
+      // Broken after the first part was sent to R2: the multipart upload is abandoned.
+      return streamedBody(text, broken ? { cutAt: OUTPUT_PART_BYTES + 1_000_000, cut: "error" } : {})
+        .response;
+    });
+    const row = await storedRow(run.id);
+    expect(row).toMatchObject({ status: "completed", attempts: 1, output_key: null });
+    expect(await env.OUTPUTS.head(outputKey(run.id))).toBeNull();
+    const timeline = await expectJson<{ events: Array<{ kind: string; detail: Record<string, unknown> }> }>(
+      await api(`/v1/runs/${run.id}/timeline`, { headers: tenant.auth }),
+      200,
+    );
+    expect(timeline.events.find((e) => e.kind === "result_fetch_retry_scheduled")?.detail).toMatchObject({
+      attempt: 1,
+      parallel_status: 200,
+      message: expect.stringContaining("Reading the result failed"),
+    });
+
+    broken = false;
+    expect((await tickAndWork(new Date(Date.now() + 5 * 60_000))).summaries).toMatchObject({
+      fetch_results: { claimed: 1, stored: 1 },
+    });
+    expect(await storedRow(run.id)).toMatchObject({
+      attempts: 2,
+      output_bytes: JSON.stringify(output).length,
+    });
+    expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(2);
+  }, 60_000);
+
+  it("counts an attempt when the fetch is claimed: a run whose download never finishes gives up after the ceiling", async () => {
+    await emptyBackgroundWork();
+    const tenant = await createTenant();
+    const releases: Array<() => void> = [];
+    // Every /result sends the start of a large output, then nothing: the invocation downloading it
+    // never finishes (on Cloudflare: killed out of memory or time), so no failure path ever runs.
+    const { run, parallel } = await completeWithReply(
+      tenant,
+      (id) => {
+        const text = resultJson(id, outputOfSize(5_000_000));
+        const body = streamedBody(text, { cutAt: 400_000, cut: "stall" });
+        releases.push(body.release);
+        return body.response;
+      },
+      { background: "left_running" },
+    );
+    const resultCalls = () => parallel.calls.filter((c) => c.path.endsWith("/result")).length;
+    await eventually(async () => expect(resultCalls()).toBe(1));
+
+    // The webhook's fetch is stuck mid-download; its attempt is already counted and the next is due later.
+    const first = await storedRow(run.id);
+    expect(first).toMatchObject({ status: "completed", attempts: 1 });
+    expect(Date.parse(first?.next_sweep_at ?? "")).toBeGreaterThan(Date.now());
+
+    // Each tick finds the run due again (its lease and backoff past), claims it (one more attempt)
+    // and starts a download that never finishes either.
+    const working: Array<Promise<unknown>> = [];
+    let at = Date.now();
+    for (let tick = 1; tick <= RESULT_MAX_ATTEMPTS; tick++) {
+      at += 40 * 60_000;
+      const captured = capturingQueue();
+      const tickCtx = createExecutionContext();
+      await runScheduledTick(env, tickCtx, new Date(at), { queue: captured.queue });
+      await waitOnExecutionContext(tickCtx);
+      const messages = captured.take().map((m) => m.body);
+      expect(
+        messages.filter((m) => m.kind === "fetch_results"),
+        `tick ${tick}`,
+      ).toHaveLength(1);
+      const consumed = consume(messages, { now: clockFrom(new Date(at)), queue: captured.queue });
+      working.push(consumed);
+      if (tick < RESULT_MAX_ATTEMPTS) {
+        await eventually(async () => expect(resultCalls()).toBe(tick + 1));
+        expect(await storedRow(run.id)).toMatchObject({ status: "completed", attempts: tick + 1 });
+      } else {
+        // Past the ceiling: given up at the claim, without downloading again.
+        await consumed;
+      }
+    }
+    const failed = await storedRow(run.id);
+    expect(failed?.status).toBe("failed");
+    expect(JSON.parse(failed?.error ?? "{}")).toMatchObject({ code: "result_unavailable" });
+    expect(resultCalls()).toBe(RESULT_MAX_ATTEMPTS);
+    const view = await expectJson<{ status: string; error: { code: string } }>(
+      await api(`/v1/runs/${run.id}`, { headers: tenant.auth }),
+      200,
+    );
+    expect(view).toMatchObject({ status: "failed", error: { code: "result_unavailable" } });
+
+    // The stuck downloads end at last: their late failures change nothing.
+    for (const release of releases) release();
+    await Promise.allSettled(working);
+    expect((await storedRow(run.id))?.status).toBe("failed");
+    expect((await tickAndWork(new Date(at + 60 * 60_000))).summaries).toMatchObject({
+      fetch_results: { claimed: 0 },
+    });
+  }, 60_000);
 });
 
 describe("lists read only the columns they show", () => {

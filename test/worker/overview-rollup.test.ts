@@ -405,8 +405,9 @@ describe("the overview page", () => {
     expect(count(deliveries, /data-series="retried"/g)).toBe(1);
     expect(count(deliveries, /data-series="dead"/g)).toBe(1);
 
-    // Spend has its section and says it is not recorded yet.
-    expect(html).toContain('data-empty="spend"');
+    // Spend has its section, read from the usage rollup (these runs were written without a cost).
+    expect(html).toContain('data-section="spend"');
+    expect(html).toContain("Nothing spent in the last 30 days.");
     // Nothing the CSP (style-src 'self', scripts by nonce) would block: no inline style, no script.
     expect(html).not.toMatch(/\sstyle=/);
     expect(html).not.toMatch(/<script(?![^>]*nonce=)/);

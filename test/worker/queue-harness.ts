@@ -17,9 +17,7 @@ import { type JobSummary, type WorkMessage, workDueNow } from "../../src/cron/wo
 import type { Env } from "../../src/env";
 import type { ServiceContext } from "../../src/services/context";
 import type { DeliveryRuntime } from "../../src/services/deliveries";
-import { DELIVERY_LEASE_MS } from "../../src/services/delivery-schedule";
-import { FIRE_LEASE_MS } from "../../src/services/schedule-firing";
-import { addMs } from "../../src/services/timing";
+import { addMs, DELIVERY_LEASE_MS, FIRE_LEASE_MS } from "../../src/services/timing";
 
 export interface Sent {
   body: WorkMessage;
@@ -48,32 +46,60 @@ export const clockFrom = (at: Date) => {
 
 let messageIds = 0;
 
-/** Works `messages` through the consumer in batches of CONSUMER_BATCH_SIZE; returns what it did. */
-export async function consume(
-  messages: WorkMessage[],
-  options: { now?: () => Date; env?: Env; queue?: Queue<WorkMessage>; attempts?: number } = {},
-) {
+export interface ConsumeOptions {
+  now?: () => Date;
+  env?: Env;
+  /** Where delayed follow-up messages go (the env's WORK_QUEUE unless given). */
+  queue?: Queue<WorkMessage>;
+  attempts?: number;
+}
+
+/**
+ * One consumer invocation of `messages` (at most CONSUMER_BATCH_SIZE): what it did, what it
+ * acknowledged and retried, and the messages it sent back for not affording them.
+ */
+export async function consumeOnce(messages: WorkMessage[], options: ConsumeOptions = {}) {
+  const sentBack = capturingQueue();
+  const followUps = options.queue ?? (options.env ?? env).WORK_QUEUE;
+  const queue: Pick<Queue<WorkMessage>, "send" | "sendBatch"> = {
+    send: (body, sendOptions) => {
+      if (!followUps) throw new Error("no WORK_QUEUE for a follow-up message");
+      return followUps.send(body, sendOptions);
+    },
+    sendBatch: (batch, sendOptions) => sentBack.queue.sendBatch(batch, sendOptions),
+  };
+  const batch = createMessageBatch<WorkMessage>(
+    "taskrelay-work",
+    messages.map((body) => ({
+      id: `msg-${++messageIds}`,
+      timestamp: new Date(),
+      attempts: options.attempts ?? 1,
+      body,
+    })),
+  );
+  const ctx = createExecutionContext();
+  const report = await consumeWork(batch as MessageBatch<unknown>, options.env ?? env, ctx, {
+    ...(options.now ? { now: options.now } : {}),
+    queue,
+  });
+  const result = await getQueueResult(batch, ctx);
+  await waitOnExecutionContext(ctx);
+  return { report, result, sentBack: sentBack.take().map((m) => m.body) };
+}
+
+/**
+ * Works `messages` through the consumer in batches of CONSUMER_BATCH_SIZE, as Queues would, the
+ * messages an invocation sent back included; returns what it did.
+ */
+export async function consume(messages: WorkMessage[], options: ConsumeOptions = {}) {
   const reports: Array<Record<string, JobSummary>> = [];
   const results: Array<Awaited<ReturnType<typeof getQueueResult>>> = [];
-  for (let i = 0; i < messages.length; i += CONSUMER_BATCH_SIZE) {
-    const batch = createMessageBatch<WorkMessage>(
-      "taskrelay-work",
-      messages.slice(i, i + CONSUMER_BATCH_SIZE).map((body) => ({
-        id: `msg-${++messageIds}`,
-        timestamp: new Date(),
-        attempts: options.attempts ?? 1,
-        body,
-      })),
-    );
-    const ctx = createExecutionContext();
-    reports.push(
-      await consumeWork(batch as MessageBatch<unknown>, options.env ?? env, ctx, {
-        ...(options.now ? { now: options.now } : {}),
-        ...(options.queue ? { queue: options.queue } : {}),
-      }),
-    );
-    results.push(await getQueueResult(batch, ctx));
-    await waitOnExecutionContext(ctx);
+  const pending = [...messages];
+  while (pending.length > 0) {
+    const once = await consumeOnce(pending.splice(0, CONSUMER_BATCH_SIZE), options);
+    reports.push(once.report);
+    results.push(once.result);
+    pending.push(...once.sentBack);
   }
   return { report: mergeReports(reports), results };
 }

@@ -13,8 +13,7 @@ import { insertDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
 import { newId } from "../../src/ids";
 import worker from "../../src/index";
-import { DELIVERY_BACKOFF_MS, DELIVERY_LEASE_MS } from "../../src/services/delivery-schedule";
-import { dispatchLeaseUntil } from "../../src/services/timing";
+import { DELIVERY_BACKOFF_MS, DELIVERY_LEASE_MS, dispatchLeaseUntil } from "../../src/services/timing";
 import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   ADMIN,

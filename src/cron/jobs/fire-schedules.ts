@@ -2,15 +2,16 @@
 // schedule on). One schedule failing does not stop the others; its lease runs out and a later tick
 // sends it again, and the occurrence's Idempotency-Key makes the redo find the run made the first time.
 import { claimDueSchedules, type Schedule, takeDueSchedule } from "../../db/schedules";
-import { FIRE_LEASE_MS, fireSchedule } from "../../services/schedule-firing";
-import { addMs } from "../../services/timing";
-import { COST } from "../costs";
+import { fireSchedule } from "../../services/schedule-firing";
+import { addMs, FIRE_LEASE_MS } from "../../services/timing";
+import { CALLBACK_POSTS, COST } from "../costs";
 import type { WorkJob } from "../work";
 
 export const fireSchedulesJob: WorkJob<Schedule> = {
   name: "fire_schedules",
   outcomes: ["fired", "skipped_overlap", "skipped_missed", "failed"],
   cost: COST.fire_schedules,
+  callbackPosts: CALLBACK_POSTS.fire_schedules,
   claim: (ctx, now, leaseUntil, limit) =>
     claimDueSchedules(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>

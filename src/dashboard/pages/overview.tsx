@@ -247,17 +247,11 @@ export function OverviewPage({ session, overview, keyId, keyNames, now, nonce }:
 }
 
 /** Spend per day by processor and this month against the budget, from services/overview-spend.ts. */
-function SpendSection({ spend }: { spend: SpendReport | null }) {
+function SpendSection({ spend }: { spend: SpendReport }) {
   return (
     <section class="card" aria-labelledby="spend-h" data-section="spend">
       <h2 id="spend-h">Spend</h2>
-      {spend === null ? (
-        <p class="empty" data-empty="spend">
-          Spend is not recorded yet: per-run costs and budgets arrive with the usage rollup.
-        </p>
-      ) : (
-        <SpendCharts spend={spend} />
-      )}
+      <SpendCharts spend={spend} />
     </section>
   );
 }

@@ -61,7 +61,7 @@ export function RunsPage({
               <th>Status</th>
               <th>Processor</th>
               <th>Age</th>
-              <th>Schedule</th>
+              <th>Schedule / batch</th>
               {admin ? <th>Key</th> : null}
             </tr>
           </thead>
@@ -87,6 +87,10 @@ export function RunsPage({
                 <td data-label="Schedule">
                   {run.schedule_id ? (
                     <ScheduleLink id={run.schedule_id} names={scheduleNames} />
+                  ) : run.batch_id ? (
+                    <a href={`/dashboard/batches#${run.batch_id}`} data-batch-link>
+                      batch <code>{run.batch_id}</code> #{run.batch_index}
+                    </a>
                   ) : (
                     <span class="empty">—</span>
                   )}

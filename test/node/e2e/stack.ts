@@ -11,6 +11,8 @@ export const ADMIN_TOKEN = "e2e-admin-token";
 
 export interface E2EStack {
   stack: LocalStack;
+  /** The relay's local D1 (wrangler --persist-to), for a test that writes rows no API makes yet. */
+  persistDir: string;
   receiver: CallbackReceiver;
   key: { id: string; key: string; signing_secret: string };
   /** Every response status the client saw, to assert that no request got a 5xx. */
@@ -99,6 +101,7 @@ export async function startE2EStack(options: {
 
   return {
     stack,
+    persistDir,
     receiver,
     key,
     statuses,
