@@ -2,7 +2,8 @@
 // attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
 // workers never send the same attempt twice.
 import { pageStatement } from "./page";
-import type { RunEventKind } from "./run-events";
+import { appendRunEventsIfChanged, type RunEventKind, runEvent } from "./run-events";
+import { clearFinishDueSet, type Run } from "./runs";
 
 export const DELIVERY_EVENTS = ["run.completed", "run.failed", "batch.completed"] as const;
 /** The events of a run's own delivery (a batch's names its first run: db/batch-results.ts). */
@@ -48,17 +49,31 @@ export interface DeliveryRunEvent {
   detail: Record<string, unknown>;
 }
 
-const runEvent = (db: D1Database, runId: string, at: string, event: DeliveryRunEvent) =>
-  // Inserted only when the statement before it changed a row: the event follows its change.
-  db
-    .prepare("INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, ?, ? WHERE changes() > 0")
-    .bind(runId, at, event.kind, JSON.stringify(event.detail));
+/** Appended to the run's timeline only when the statement before them changed a row: events follow their change. */
+const runEvents = (
+  db: D1Database,
+  runId: string,
+  at: string,
+  events: readonly DeliveryRunEvent[],
+  also?: { sql: string; params: unknown[] },
+) =>
+  appendRunEventsIfChanged(
+    db,
+    runId,
+    events.map((e) => runEvent(at, e.kind, e.detail)),
+    also,
+  );
 
-/** Creates the delivery unless the run already has one for this event; returns it only when created. */
+/**
+ * Creates the delivery unless the run already has one for this event; returns it only when created.
+ * With `finishing`, the same write of the run that records the creation also marks the run's
+ * finishing done (clearFinishDue), so the caller need not.
+ */
 export async function insertDelivery(
   db: D1Database,
   delivery: Delivery,
   event: DeliveryRunEvent,
+  finishing?: Pick<Run, "status">,
 ): Promise<Delivery | null> {
   const [inserted] = await db.batch<Delivery>([
     db
@@ -86,7 +101,13 @@ export async function insertDelivery(
         delivery.created_at,
         delivery.updated_at,
       ),
-    runEvent(db, delivery.run_id, delivery.created_at, event),
+    ...runEvents(
+      db,
+      delivery.run_id,
+      delivery.created_at,
+      [event],
+      finishing ? clearFinishDueSet(finishing) : undefined,
+    ),
   ]);
   return inserted?.results[0] ?? null;
 }
@@ -208,7 +229,8 @@ export async function recordAttempt(
         ),
     );
   }
-  for (const event of events) statements.push(runEvent(db, claimed.run_id, at, event));
+  // Every event of the attempt in one UPDATE of the run: one row written, however many events.
+  if (events.length > 0) statements.push(...runEvents(db, claimed.run_id, at, events));
   const [updated] = await db.batch<Delivery>(statements);
   return updated?.results[0] ?? null;
 }
@@ -229,7 +251,7 @@ export async function restartDelivery(
          RETURNING *`,
       )
       .bind(now, delivery.id),
-    runEvent(db, delivery.run_id, now, event),
+    ...runEvents(db, delivery.run_id, now, [event]),
   ]);
   return restarted?.results[0] ?? null;
 }
@@ -254,7 +276,7 @@ export async function claimDeliveryNow(
          RETURNING *`,
       )
       .bind(now, leaseUntil, delivery.id),
-    runEvent(db, delivery.run_id, now, event),
+    ...runEvents(db, delivery.run_id, now, [event]),
   ]);
   return claimed?.results[0] ?? null;
 }
@@ -287,17 +309,29 @@ export async function listDeliveries(db: D1Database, query: DeliveryListQuery): 
   return results;
 }
 
-/** A delivery's attempts, oldest first from above `afterId`, one row more than the page (db/page.ts). */
+/** An attempt's place in its delivery as one integer (the attempts cursor): series, then attempt. */
+const ATTEMPT_KEY_SPAN = 1_000_000;
+
+/**
+ * A delivery's attempts, oldest first from above `afterId` (an attempt's id is its series and attempt
+ * as one integer, see ATTEMPT_KEY_SPAN), one row more than the page. Reads the primary key's range.
+ */
 export async function listAttempts(
   db: D1Database,
   deliveryId: string,
   page: { afterId: number; limit: number },
 ): Promise<Array<DeliveryAttempt & { id: number }>> {
-  const { results } = await pageStatement(db, "delivery_attempts", {
-    filters: { delivery_id: deliveryId },
-    afterId: page.afterId,
-    limit: page.limit,
-    columns: ["id", "delivery_id", "series", "attempt", "attempted_at", "status_code", "latency_ms", "error"],
-  }).all<DeliveryAttempt & { id: number }>();
-  return results;
+  const { results } = await db
+    .prepare(
+      `SELECT delivery_id, series, attempt, attempted_at, status_code, latency_ms, error FROM delivery_attempts
+       WHERE delivery_id = ? AND (series, attempt) > (?, ?) ORDER BY series, attempt LIMIT ?`,
+    )
+    .bind(
+      deliveryId,
+      Math.floor(page.afterId / ATTEMPT_KEY_SPAN),
+      page.afterId % ATTEMPT_KEY_SPAN,
+      page.limit + 1,
+    )
+    .all<DeliveryAttempt>();
+  return results.map((a) => ({ ...a, id: a.series * ATTEMPT_KEY_SPAN + a.attempt }));
 }

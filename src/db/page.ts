@@ -4,7 +4,7 @@
 // delivery's attempts) read oldest first instead, from above the previous page's last id, so a
 // reader can follow them as they grow.
 
-export type PagedTable = "runs" | "deliveries" | "schedules" | "run_events" | "delivery_attempts" | "batches";
+export type PagedTable = "runs" | "deliveries" | "schedules" | "batches";
 
 export interface PageQuery {
   /** Column → value; an undefined value is no filter. Column names come from code, never from input. */

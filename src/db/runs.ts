@@ -1,6 +1,6 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
 import { pageStatement } from "./page";
-import { insertRunEventIfChanged, type RunEventKind } from "./run-events";
+import { overflowStatement, type RunEvent, type RunEventKind, runEvent, timelineSet } from "./run-events";
 import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, stepGuard, TERMINAL_STATUSES } from "./run-states";
 
 // The states are declared with the run's steps (run-states.ts); most code reads them from here.
@@ -75,6 +75,10 @@ export interface Run {
   cost_micro_usd?: number;
   /** The month (YYYY-MM) whose budget holds this run's cost; null when nothing was reserved. */
   spend_month?: string | null;
+  /** The timeline's first events, JSON text as stored (db/run-events.ts reads it; migration 0015). */
+  timeline?: string | null;
+  /** How many events the run has, those past the inline ones in run_events. */
+  timeline_count?: number;
 }
 
 /**
@@ -183,15 +187,17 @@ async function allRuns(statement: D1PreparedStatement): Promise<Run[]> {
   return results.map(rowToRun);
 }
 
-export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
+/** The run's INSERT; `events` (its `stored` event) start its timeline in the same row. */
+export function insertRun(db: D1Database, run: Run, events: readonly RunEvent[] = []): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO runs (id, api_key_id, schedule_id, parallel_run_id, interaction_id, status, processor, input,
          task_spec, metadata, source_policy, previous_interaction_id, enable_events, mcp_servers, callback_url,
          idempotency_key, request_hash, output, warnings, relay_warnings, error, created_at, updated_at, submitted_at,
          finished_at, result_stored_at, deadline_at, attempts, next_sweep_at, lease_until, output_key, output_bytes,
-         cost_micro_usd, spend_month)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         cost_micro_usd, spend_month,
+         timeline, timeline_count)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       run.id,
@@ -228,6 +234,8 @@ export function insertRun(db: D1Database, run: Run): D1PreparedStatement {
       run.output_bytes ?? null,
       run.cost_micro_usd ?? 0,
       run.spend_month ?? null,
+      events.length > 0 ? JSON.stringify(events) : null,
+      events.length,
     );
 }
 
@@ -337,14 +345,24 @@ export function updateRun(
   now: string,
   changes: RunChanges,
   guard?: { sql: string; params?: unknown[] },
+  /** Appended to the run's timeline by this same UPDATE (db/run-events.ts; the overflow statement follows). */
+  events: readonly RunEvent[] = [],
+  /** A column set by an expression rather than a value (SQL written in code, and its values). */
+  also?: { sql: string; params: unknown[] },
 ): D1PreparedStatement {
   const columns = Object.keys(changes) as Array<keyof RunChanges>;
-  const sets = [...columns.map((c) => `${c} = ?`), "updated_at = ?"];
+  const timeline = events.length > 0 ? timelineSet(events) : null;
+  const sets = [
+    ...columns.map((c) => `${c} = ?`),
+    "updated_at = ?",
+    ...(timeline ? [timeline.sql] : []),
+    ...(also ? [also.sql] : []),
+  ];
   const values = columns.map((c) => (JSON_COLUMNS.has(c) ? json(changes[c]) : (changes[c] ?? null)));
   const where = guard ? `id = ? AND (${guard.sql})` : "id = ?";
   return db
     .prepare(`UPDATE runs SET ${sets.join(", ")} WHERE ${where} RETURNING *`)
-    .bind(...values, now, id, ...(guard?.params ?? []));
+    .bind(...values, now, ...(timeline?.params ?? []), ...(also?.params ?? []), id, ...(guard?.params ?? []));
 }
 
 export async function updateRunReturning(
@@ -358,8 +376,9 @@ export async function updateRunReturning(
 }
 
 /**
- * The two statements of a change: the guarded update, and its timeline event, which is only
- * inserted when the update matched (both run in one batch, so `changes()` is the update's).
+ * The two statements of a change: the guarded update, which appends the change's timeline event to
+ * the run's row (so the event is written exactly when the update matched, at no row of its own), and
+ * the event's overflow statement, which writes only for a run past TIMELINE_INLINE_MAX events.
  */
 export function changeRunStatements(
   db: D1Database,
@@ -368,11 +387,10 @@ export function changeRunStatements(
   changes: RunChanges,
   event: { kind: RunEventKind; detail?: Record<string, unknown> | null },
   guard?: { sql: string; params?: unknown[] },
+  also?: { sql: string; params: unknown[] },
 ): [D1PreparedStatement, D1PreparedStatement] {
-  return [
-    updateRun(db, run.id, now, changes, guard),
-    insertRunEventIfChanged(db, run.id, now, event.kind, event.detail ?? null),
-  ];
+  const events = [runEvent(now, event.kind, event.detail ?? null)];
+  return [updateRun(db, run.id, now, changes, guard, events, also), overflowStatement(db, run.id, events)];
 }
 
 /** The run a statement of a batch returned (an UPDATE … RETURNING *), if any. */
@@ -482,18 +500,66 @@ export function clearFinishDue(db: D1Database, run: Pick<Run, "id" | "status">):
     .bind(run.id, run.status);
 }
 
+/**
+ * clearFinishDue as SET clauses, for the UPDATE of the run that records its delivery's creation: one
+ * write of the run for both (db/deliveries.ts insertDelivery). The same guard, per column.
+ */
+export function clearFinishDueSet(run: Pick<Run, "status">): { sql: string; params: unknown[] } {
+  const ready = `status = ? AND (${READY_TO_FINISH_SQL})`;
+  return {
+    sql: `next_sweep_at = CASE WHEN ${ready} THEN NULL ELSE next_sweep_at END, lease_until = CASE WHEN ${ready} THEN NULL ELSE lease_until END`,
+    params: [run.status, run.status],
+  };
+}
+
+/** What a result-fetch claim sets: its lease, and when the next attempt is due should this one never finish. */
+export interface ResultClaim {
+  leaseUntil: string;
+  /** When the next attempt is due should this one never finish (its invocation dies). */
+  retryAt: string;
+  /** A lease the caller already holds on the run (the poller's), which the claim takes over. */
+  heldLease?: string | null;
+}
+
+/**
+ * claimResultFetchStatement as SET clauses of the UPDATE that records the run `completed`: the same
+ * columns (the lease, the attempt counted, `next_sweep_at` at the attempt's retry), set only if the
+ * lease is free, held by the caller, or a submission's (moot once the run is finished); otherwise the
+ * change's own values (`unclaimed`). One write of the run for both. SQLite evaluates every SET
+ * expression on the row as it was, so the three CASEs agree.
+ */
+export function claimResultFetchSet(
+  now: string,
+  claim: ResultClaim & { attempt: number },
+  unclaimed: { attempts: number; next_sweep_at: string | null },
+): { sql: string; params: unknown[] } {
+  const free = "lease_until IS NULL OR lease_until <= ? OR lease_until = ? OR status = 'submitting'";
+  const freeParams = [now, claim.heldLease ?? null];
+  return {
+    sql: [
+      `lease_until = CASE WHEN ${free} THEN ? ELSE lease_until END`,
+      `attempts = CASE WHEN ${free} THEN ? ELSE ? END`,
+      `next_sweep_at = CASE WHEN ${free} THEN ? ELSE ? END`,
+    ].join(", "),
+    params: [
+      ...freeParams,
+      claim.leaseUntil,
+      ...freeParams,
+      claim.attempt,
+      unclaimed.attempts,
+      ...freeParams,
+      claim.retryAt,
+      unclaimed.next_sweep_at,
+    ],
+  };
+}
+
 /** Takes the lease on one run for fetching its result, if nobody holds it and the result is still missing. */
 export function claimResultFetchStatement(
   db: D1Database,
   id: string,
   now: string,
-  claim: {
-    leaseUntil: string;
-    /** When the next attempt is due should this one never finish (its invocation dies). */
-    retryAt: string;
-    /** A lease the caller already holds on the run (the poller's), which the claim takes over. */
-    heldLease?: string | null;
-  },
+  claim: ResultClaim,
 ): D1PreparedStatement {
   // The attempt is counted here, before the download: an invocation that dies during it (out of
   // memory, out of time) has still used an attempt, so a result that cannot be fetched gives up.

@@ -401,9 +401,11 @@ export async function listScheduleNames(
 ): Promise<Array<{ id: string; name: string }>> {
   if (ids.length === 0) return [];
   const owner = apiKeyId === null ? "" : " AND api_key_id = ?";
+  // The ids as one JSON array, not a parameter each: a page of 100 runs of distinct schedules and the
+  // key would be 101 bound parameters, one over D1's limit.
   const { results } = await db
-    .prepare(`SELECT id, name FROM schedules WHERE id IN (${ids.map(() => "?").join(", ")})${owner}`)
-    .bind(...ids, ...(apiKeyId === null ? [] : [apiKeyId]))
+    .prepare(`SELECT id, name FROM schedules WHERE id IN (SELECT value FROM json_each(?))${owner}`)
+    .bind(JSON.stringify([...new Set(ids)]), ...(apiKeyId === null ? [] : [apiKeyId]))
     .all<{ id: string; name: string }>();
   return results;
 }

@@ -3,19 +3,22 @@
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
 import { pokeBatchResultsStatement } from "../db/batch-results";
+import { appendRunEventsUnlessRecorded, overflowStatement, type RunEvent, runEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
   ACTIVE_STATUSES,
   changeRun,
-  changeRunStatements,
+  claimResultFetchSet,
   claimResultFetchStatement,
   findRun,
   findRunByParallelId,
+  type ResultClaim,
   type Run,
   type RunChanges,
   type RunError,
   type RunStatus,
   returnedRun,
+  updateRun,
 } from "../db/runs";
 import { recordAcceptedSpend } from "../db/spend";
 import type { Config } from "../env";
@@ -94,7 +97,8 @@ export function statusChanges(config: Config, run: Run, state: ParallelRunState,
   const terminal = PARALLEL_TERMINAL.has(state.status);
   const changes: RunChanges = {
     status: recordedStatus(state.status, run.status),
-    parallel_run_id: run.parallel_run_id ?? state.run_id,
+    // Set only when new: setting an indexed column, even to its value, moves its index entry (a D1 row written).
+    ...(run.parallel_run_id ? {} : { parallel_run_id: state.run_id }),
     interaction_id: run.interaction_id ?? state.interaction_id ?? state.run_id,
     ...(state.warnings ? { warnings: state.warnings } : {}),
   };
@@ -137,8 +141,15 @@ export function finishesWithoutResult(status: string): boolean {
 export interface ApplyOptions {
   /** More for the run's timeline event. */
   detail?: Record<string, unknown>;
-  /** Statements to run in the same D1 batch, after the change (the webhook's de-duplication record). */
+  /** Statements to run in the same D1 batch, after the change. */
   alongside?: D1PreparedStatement[];
+  /**
+   * A webhook's de-duplication record (its webhook-id's INSERT … DO NOTHING) and its timeline event:
+   * the record runs first, the change is made only if it inserted (a repeated webhook-id does
+   * nothing), and the change's write carries the event too; should the change not be made, the event
+   * is appended on its own, unless the run's timeline has it already (db/run-events.ts).
+   */
+  receipt?: { record: D1PreparedStatement; event: RunEvent };
   /**
    * Claim the result fetch (counting its attempt) in the same batch when the status is `completed`:
    * the webhook's fast path, and the poller, which passes the lease it holds on the run.
@@ -157,6 +168,8 @@ export interface Applied {
   claimed: Run | null;
   /** The results of the `alongside` statements. */
   alongside: D1Result[];
+  /** The result of the receipt's record (meta.changes 0: the webhook-id was seen before). */
+  receipt: D1Result | null;
 }
 
 /**
@@ -182,39 +195,64 @@ export async function applyParallelStatus(
   const spend = run.parallel_run_id === null ? [recordAcceptedSpend(ctx.db, run.id, at, guard)] : [];
   // A batch run's result is fetched in bulk, not by this run's own /result.
   const claim = options.claimResult && state.status === "completed" && !run.batch_id;
-  // A batch run's terminal status makes its batch's bulk fetch due (after the claim: its index stays).
+  // A batch run's terminal status makes its batch's bulk fetch due (after the change: its index stays).
   const poke =
     run.batch_id && isParallelTerminal(state.status)
       ? [pokeBatchResultsStatement(ctx.db, run.batch_id, batchResultsPokeAt(ctx.config, now).toISOString())]
       : [];
-  const results = await ctx.db.batch([
-    ...spend,
-    ...changeRunStatements(
-      ctx.db,
-      run,
+  const changes = statusChanges(ctx.config, run, state, now);
+  const resultClaim = claim ? resultClaimOf(ctx, run, now, options.claimResult) : null;
+  // The claim rides on the change when the change is made (one write of the run, not two), setting
+  // what the claim statement would. The claim statement covers a run the change leaves alone (a poll
+  // recorded the completion first); it runs before the change, so at most one of the two matches
+  // (the claim needs a completed run, the change a run not yet finished) and an attempt counts once.
+  let claimSet: ReturnType<typeof claimResultFetchSet> | undefined;
+  if (resultClaim) {
+    claimSet = claimResultFetchSet(
       at,
-      statusChanges(ctx.config, run, state, now),
-      { kind: "status_changed", detail: { source, from: run.status, to: state.status, ...options.detail } },
-      guard,
-    ),
-    ...alongside,
-    ...(claim ? [resultClaim(ctx, run, now, options.claimResult)] : []),
-    ...poke,
-  ]);
-  const first = spend.length;
-  const updated = returnedRun(results[first]);
-  const claimed = claim ? returnedRun(results[first + 2 + alongside.length]) : null;
-  const alongsideResults = results.slice(first + 2, first + 2 + alongside.length);
+      { ...resultClaim, attempt: 1 },
+      {
+        attempts: changes.attempts ?? run.attempts,
+        next_sweep_at: changes.next_sweep_at ?? run.next_sweep_at,
+      },
+    );
+    delete changes.lease_until;
+    delete changes.attempts;
+    delete changes.next_sweep_at;
+  }
+  const claimFirst = resultClaim ? [claimResultFetchStatement(ctx.db, run.id, at, resultClaim)] : [];
+  const receipt = options.receipt;
+  const events = [
+    runEvent(at, "status_changed", { source, from: run.status, to: state.status, ...options.detail }),
+    ...(receipt ? [receipt.event] : []),
+  ];
+  // Right after the receipt's record: changes() is its insert.
+  const receiptGuard = receipt ? { sql: `(${guard.sql}) AND changes() > 0` } : guard;
+  const head = [
+    ...spend,
+    ...claimFirst,
+    ...(receipt ? [receipt.record] : []),
+    updateRun(ctx.db, run.id, at, changes, receiptGuard, events, claimSet),
+    overflowStatement(ctx.db, run.id, events),
+    ...(receipt ? appendRunEventsUnlessRecorded(ctx.db, run.id, receipt.event, "webhook_id") : []),
+  ];
+  const results = await ctx.db.batch([...head, ...alongside, ...poke]);
+  const offset = spend.length + claimFirst.length + (receipt ? 1 : 0);
+  const updated = returnedRun(results[offset]);
+  const claimedByChange = resultClaim && updated?.lease_until === resultClaim.leaseUntil ? updated : null;
+  const claimed = claim ? (claimedByChange ?? returnedRun(results[spend.length])) : null;
+  const alongsideResults = results.slice(head.length, head.length + alongside.length);
+  const receiptResult = receipt ? (results[offset - 1] ?? null) : null;
   if (!updated) {
     const current = options.finishInBackground ? run : ((await findRun(ctx.db, run.id)) ?? run);
-    return { run: current, changed: false, claimed, alongside: alongsideResults };
+    return { run: current, changed: false, claimed, alongside: alongsideResults, receipt: receiptResult };
   }
   ctx.log.info("run.status", { run_id: run.id, from: run.status, to: updated.status, source });
   if (finishesWithoutResult(updated.status)) {
     if (options.finishInBackground) ctx.waitUntil(onRunFinished(ctx, updated));
     else await onRunFinished(ctx, updated);
   }
-  return { run: updated, changed: true, claimed, alongside: alongsideResults };
+  return { run: updated, changed: true, claimed, alongside: alongsideResults, receipt: receiptResult };
 }
 
 /**
@@ -222,18 +260,27 @@ export async function applyParallelStatus(
  * same batch starts again from attempt 1 (statusChanges resets attempts); one already completed
  * (its earlier fetch failed or died) goes on counting.
  */
+function resultClaimOf(
+  ctx: ServiceContext,
+  run: Run,
+  now: Date,
+  claim: ApplyOptions["claimResult"],
+): ResultClaim {
+  const attempt = run.status === "completed" ? run.attempts + 1 : 1;
+  return {
+    leaseUntil: addMs(now, LEASE_MS).toISOString(),
+    retryAt: retryAt(ctx.config, attempt, now).toISOString(),
+    heldLease: typeof claim === "object" ? claim.heldLease : null,
+  };
+}
+
 function resultClaim(
   ctx: ServiceContext,
   run: Run,
   now: Date,
   claim: ApplyOptions["claimResult"],
 ): D1PreparedStatement {
-  const attempt = run.status === "completed" ? run.attempts + 1 : 1;
-  return claimResultFetchStatement(ctx.db, run.id, now.toISOString(), {
-    leaseUntil: addMs(now, LEASE_MS).toISOString(),
-    retryAt: retryAt(ctx.config, attempt, now).toISOString(),
-    heldLease: typeof claim === "object" ? claim.heldLease : null,
-  });
+  return claimResultFetchStatement(ctx.db, run.id, now.toISOString(), resultClaimOf(ctx, run, now, claim));
 }
 
 function parallelError(state: ParallelRunState): RunError {

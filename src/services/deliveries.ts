@@ -67,6 +67,8 @@ export async function startRunDelivery(
   ctx: ServiceContext,
   run: Run,
   runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+  /** The run as finished: its finishing is marked done in the delivery's batch (see onRunFinished). */
+  finishing?: Pick<Run, "status">,
 ): Promise<Delivery | null> {
   if (!run.callback_url || !isTerminal(run.status)) return null;
   const now = ctx.now();
@@ -94,6 +96,7 @@ export async function startRunDelivery(
       updated_at: at,
     },
     { kind: "delivery_created", detail: { delivery_id: id, event, url: run.callback_url } },
+    finishing,
   );
   // Not created: the run already has this delivery, and whoever created it is sending it.
   if (!delivery) return null;

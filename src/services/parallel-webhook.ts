@@ -1,8 +1,8 @@
-// Handling a verified Parallel webhook: find the run, then in one D1 batch record its terminal
-// status, claim the result fetch, and remember the webhook-id; answer at once, and fetch the result
+// Handling a verified Parallel webhook: find the run, then in one D1 batch remember the webhook-id,
+// record its terminal status and claim the result fetch (one write of the run); answer at once, and fetch the result
 // after the response. A repeated webhook-id finds everything already done and does nothing twice.
 import { z } from "zod";
-import { insertRunEventIfChanged } from "../db/run-events";
+import { runEvent } from "../db/run-events";
 import { recordWebhookEvent } from "../db/webhook-events";
 import { ApiError } from "../errors";
 import {
@@ -72,19 +72,19 @@ export async function receiveParallelWebhook(
   // timeline, and the result-fetch claim; the result is fetched and the run finished after the 200.
   const applied = await applyParallelStatus(ctx, run, state.data, "webhook", {
     detail: { webhook_id: webhook.id, matched_by: found.matchedBy },
-    alongside: [
+    // The webhook-id first: a duplicate changes nothing and is on the timeline once.
+    receipt: {
       record,
-      // Right after the webhook-id's insert, and only if it inserted: a duplicate is recorded once.
-      insertRunEventIfChanged(ctx.db, run.id, at, "webhook_received", {
+      event: runEvent(at, "webhook_received", {
         webhook_id: webhook.id,
         status: state.data.status,
         matched_by: found.matchedBy,
       }),
-    ],
+    },
     claimResult: true,
     finishInBackground: true,
   });
-  const duplicate = applied.alongside[0]?.meta.changes === 0;
+  const duplicate = applied.receipt?.meta.changes === 0;
   if (applied.claimed) ctx.waitUntil(fetchClaimedResult(ctx, applied.claimed));
   return {
     outcome: duplicate ? "duplicate" : applied.changed ? "applied" : "already_applied",

@@ -6,7 +6,7 @@ import { pokeBatchResultsStatement } from "../db/batch-results";
 import { clearFinishDue, type Run } from "../db/runs";
 import { batchResultsPokeAt } from "./batch-timing";
 import type { ServiceContext } from "./context";
-import { startRunDelivery } from "./deliveries";
+import { DEFAULT_DELIVERY_RUNTIME, startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
@@ -34,8 +34,12 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
     notify = outcome.notify;
     finished = outcome.run;
   }
-  // A run with a callback URL gets one delivery per event; it is sent after the response.
-  if (notify) await startRunDelivery(ctx, finished);
-  // Only now is nothing left to do for the run: until here the sweeper would finish it again.
+  // A run with a callback URL gets one delivery per event; it is sent after the response. Only then
+  // is nothing left to do for the run (until here the sweeper would finish it again): the batch that
+  // creates the delivery marks that in the same write of the run as its delivery_created event.
+  if (notify && (await startRunDelivery(ctx, finished, DEFAULT_DELIVERY_RUNTIME, run))) {
+    if (poke.length > 0) await ctx.db.batch(poke);
+    return;
+  }
   await ctx.db.batch([clearFinishDue(ctx.db, run), ...poke]);
 }

@@ -1,7 +1,7 @@
 // Runs: create (store first, then submit to Parallel), read, list, and wait for a result.
 import { canonicalJson } from "../canonical-json";
 import { findKey } from "../db/keys";
-import { insertRunEvent, listRunEvents, type RunEvent, type RunEventKind } from "../db/run-events";
+import { listRunEvents, type RunEvent, type RunEventKind, runEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
   changeRun,
@@ -111,7 +111,8 @@ export async function createRun(ctx: ServiceContext, input: CreateRunInput): Pro
     limiterMs: Date.now() - startedMs,
   }));
   try {
-    await ctx.db.batch([insertRun(ctx.db, run), insertRunEvent(ctx.db, run.id, run.created_at, "stored")]);
+    // The run and its `stored` event: one row.
+    await insertRun(ctx.db, run, [runEvent(run.created_at, "stored")]).run();
   } catch (error) {
     // Nothing was stored: give the reservation back (if this worker dies first, the month
     // over-counts the run's cost, which never lets the key overspend).

@@ -71,7 +71,7 @@ export async function getRunDetailFor(ctx: ServiceContext, viewer: Viewer, id: s
   const run = await getRunFor(ctx, viewer, id);
   const [timeline, deliveries, scheduleNames, outputStart] = await Promise.all([
     // The first page of the timeline (the API pages on).
-    listRunEvents(ctx.db, id, { afterId: 0, limit: RUN_PAGE_TIMELINE_LIMIT }).then((rows) =>
+    listRunEvents(ctx.db, id, { afterId: 0, limit: RUN_PAGE_TIMELINE_LIMIT }, run).then((rows) =>
       rows.slice(0, RUN_PAGE_TIMELINE_LIMIT),
     ),
     listRunDeliveriesWithAttempts(ctx, id),

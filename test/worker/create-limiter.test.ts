@@ -8,6 +8,7 @@ import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
 import { SlidingWindowLimiter } from "../../sim/rate-limit";
+import { listRunEvents } from "../../src/db/run-events";
 import { findRun } from "../../src/db/runs";
 import worker from "../../src/index";
 import { CreateLimiter } from "../../src/limiter/create-limiter";
@@ -241,12 +242,10 @@ describe("creates over the limit", { timeout: 60_000 }, () => {
       expect(run?.lease_until).toBeNull();
       expect(run?.next_sweep_at).not.toBeNull();
     }
-    const events = await env.DB.prepare(
-      "SELECT detail FROM run_events WHERE kind = 'submit_retry_scheduled' AND run_id = ?",
-    )
-      .bind(deferred[0]?.id)
-      .all<{ detail: string }>();
-    expect(JSON.parse(events.results[0]?.detail ?? "{}")).toMatchObject({ reason: "create_limit" });
+    const events = await listRunEvents(env.DB, deferred[0]?.id ?? "", { afterId: 0, limit: 1000 });
+    expect(events.find((e) => e.kind === "submit_retry_scheduled")?.detail).toMatchObject({
+      reason: "create_limit",
+    });
 
     // The sweeper's resubmit_runs creates each once its time has come (the limiter's clock is real).
     for (let tick = 0; tick < 20; tick++) {

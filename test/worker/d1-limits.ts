@@ -2,7 +2,9 @@
 // (docs/toolchain: D1 limits), so a Worker test fails where a deployment would: a string or BLOB or
 // row over 2,000,000 bytes, more than 100 bound parameters in one statement, SQL text over 100,000
 // bytes, and more D1 calls in one invocation than SUBREQUEST_BUDGET (a batch is one call, as the
-// architecture assumes). setup.ts puts it in front of env.DB for every test file.
+// architecture assumes). setup.ts puts it in front of env.DB for every test file. A row is checked
+// whenever it comes back, and an UPDATE without RETURNING is run with `RETURNING *` (its rows checked,
+// then dropped from the result), so a row an UPDATE grows past the limit is refused at that UPDATE.
 import { AsyncLocalStorage } from "node:async_hooks";
 
 export const D1_LIMITS = {
@@ -94,27 +96,42 @@ function countCall() {
 /** The statement a limited one wraps, for batch(), which needs D1's own objects. */
 const originals = new WeakMap<object, D1PreparedStatement>();
 
+/** Statements run with a `RETURNING *` of the double's own: their rows are checked, not returned. */
+const checkedOnly = new WeakSet<object>();
+
+/** An UPDATE that returns nothing: the double has it return its rows, to check their size. */
+function withReturning(sql: string): string {
+  const body = sql.trim().replace(/;$/, "");
+  return /^UPDATE\b/i.test(body) && !/\bRETURNING\b/i.test(body) ? `${body} RETURNING *` : sql;
+}
+
+/** The rows checked, and dropped again if the double asked for them. */
+function checked<T>(statement: object, result: D1Result<T>): D1Result<T> {
+  checkRows(result);
+  return checkedOnly.has(statement) ? { ...result, results: [] } : result;
+}
+
 class LimitedStatement implements D1PreparedStatement {
   readonly #statement: D1PreparedStatement;
   readonly #sql: string;
 
-  constructor(statement: D1PreparedStatement, sql: string) {
+  constructor(statement: D1PreparedStatement, sql: string, returnsOnlyForTheCheck: boolean) {
     this.#statement = statement;
     this.#sql = sql;
     originals.set(this, statement);
+    if (returnsOnlyForTheCheck) checkedOnly.add(statement);
   }
 
   bind(...values: unknown[]): D1PreparedStatement {
     checkValues(this.#sql, values);
-    return new LimitedStatement(this.#statement.bind(...values), this.#sql);
+    return new LimitedStatement(this.#statement.bind(...values), this.#sql, checkedOnly.has(this.#statement));
   }
 
   first<T = unknown>(colName: string): Promise<T | null>;
   first<T = Record<string, unknown>>(): Promise<T | null>;
   async first<T>(colName?: string): Promise<T | null> {
     countCall();
-    const result = await this.#statement.all<Record<string, unknown>>();
-    checkRows(result);
+    const result = checked(this.#statement, await this.#statement.all<Record<string, unknown>>());
     const row = result.results[0];
     if (!row) return null;
     return (colName === undefined ? row : (row[colName] ?? null)) as T | null;
@@ -122,16 +139,12 @@ class LimitedStatement implements D1PreparedStatement {
 
   async run<T = Record<string, unknown>>(): Promise<D1Result<T>> {
     countCall();
-    const result = await this.#statement.run<T>();
-    checkRows(result);
-    return result;
+    return checked(this.#statement, await this.#statement.run<T>());
   }
 
   async all<T = Record<string, unknown>>(): Promise<D1Result<T>> {
     countCall();
-    const result = await this.#statement.all<T>();
-    checkRows(result);
-    return result;
+    return checked(this.#statement, await this.#statement.all<T>());
   }
 
   raw<T = unknown[]>(options: { columnNames: true }): Promise<[string[], ...T[]]>;
@@ -146,13 +159,14 @@ export function limitedDatabase(db: D1Database): D1Database {
   return {
     prepare: (query: string) => {
       checkSql(query);
-      return new LimitedStatement(db.prepare(query), query);
+      const run = withReturning(query);
+      return new LimitedStatement(db.prepare(run), query, run !== query);
     },
     batch: async <T = unknown>(statements: D1PreparedStatement[]) => {
       countCall();
-      const results = await db.batch<T>(statements.map((s) => originals.get(s) ?? s));
-      for (const result of results) checkRows(result);
-      return results;
+      const own = statements.map((s) => originals.get(s) ?? s);
+      const results = await db.batch<T>(own);
+      return results.map((result, i) => checked(own[i] as object, result));
     },
     exec: (query: string) => {
       countCall();

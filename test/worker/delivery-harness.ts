@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { expect } from "vitest";
 import type { Delivery, DeliveryAttempt } from "../../src/db/deliveries";
+import { listRunEvents } from "../../src/db/run-events";
 import { insertRun, type Run } from "../../src/db/runs";
 import { newId } from "../../src/ids";
 import { createServiceContext, type ServiceContext } from "../../src/services/context";
@@ -146,18 +147,17 @@ export async function onlyDeliveryOf(runId: string): Promise<Delivery> {
 
 export async function attemptsOf(deliveryId: string): Promise<DeliveryAttempt[]> {
   const { results } = await env.DB.prepare(
-    "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
+    "SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY series, attempt",
   )
     .bind(deliveryId)
     .all<DeliveryAttempt>();
   return results;
 }
 
+/** A run's whole timeline as stored (its row, then any run_events overflow), oldest first. */
 export async function timelineOf(runId: string) {
-  const { results } = await env.DB.prepare("SELECT kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
-    .bind(runId)
-    .all<{ kind: string; detail: string | null }>();
-  return results.map((r) => ({ kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null }));
+  const events = await listRunEvents(env.DB, runId, { afterId: 0, limit: 100_000 });
+  return events.map((e) => ({ kind: e.kind, detail: e.detail ?? {} }));
 }
 
 /** Polls until `check` passes (work the API left to waitUntil), failing with its last error after `ms`. */

@@ -3,6 +3,7 @@
 // opaque cursors as every other list.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { overflowStatement, runEvent, TIMELINE_INLINE_MAX, timelineSet } from "../../src/db/run-events";
 import { newId } from "../../src/ids";
 import { RECEIVER, storeFinishedRun } from "./delivery-harness";
 import { api, createTenant, expectJson, fakeParallel, postJson, TEXT_RUN, type Tenant } from "./harness";
@@ -19,15 +20,19 @@ async function timelinePage(tenant: Tenant, runId: string, query: string) {
   );
 }
 
-/** Adds `count` polled events to a run's timeline, numbered from 1. */
-async function addEvents(runId: string, count: number) {
+/** Adds `count` polled events to a run's timeline, numbered from 1, as the steps append them. */
+async function addEvents(runId: string, count: number, from = 1) {
   const at = new Date().toISOString();
-  await env.DB.prepare(
-    `WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
-     INSERT INTO run_events (run_id, at, kind, detail) SELECT ?, ?, 'polled', json_object('n', n) FROM seq`,
-  )
-    .bind(count, runId, at)
-    .run();
+  for (let n = from; n < from + count; n += 50) {
+    const events = Array.from({ length: Math.min(50, from + count - n) }, (_, i) =>
+      runEvent(at, "polled", { n: n + i }),
+    );
+    const set = timelineSet(events);
+    await env.DB.batch([
+      env.DB.prepare(`UPDATE runs SET ${set.sql} WHERE id = ?`).bind(...set.params, runId),
+      overflowStatement(env.DB, runId, events),
+    ]);
+  }
 }
 
 describe("a run's timeline", () => {
@@ -55,6 +60,39 @@ describe("a run's timeline", () => {
     const all = await timelinePage(tenant, run.id, "?limit=100");
     expect(all.events).toEqual(seen);
     expect(all.next_cursor).toBeNull();
+  });
+
+  it("keeps the first events in the run's row and the rest in run_events, one timeline either way", async () => {
+    const tenant = await createTenant();
+    fakeParallel();
+    const run = await expectJson<{ id: string }>(await postJson("/v1/runs", TEXT_RUN, tenant.auth), 202);
+    // stored and submitted, then enough polls to go past the row's share by 60 (in steps of 50,
+    // so one step straddles the limit and goes to run_events whole).
+    const polls = TIMELINE_INLINE_MAX - 2 + 60;
+    await addEvents(run.id, polls);
+    const stored = await env.DB.prepare(
+      `SELECT json_array_length(timeline) AS inline, timeline_count AS total,
+         (SELECT COUNT(*) FROM run_events WHERE run_id = runs.id) AS overflow FROM runs WHERE id = ?`,
+    )
+      .bind(run.id)
+      .first<{ inline: number; total: number; overflow: number }>();
+    expect(stored?.total).toBe(polls + 2);
+    expect(stored?.overflow).toBeGreaterThanOrEqual(60);
+    expect((stored?.inline ?? 0) + (stored?.overflow ?? 0)).toBe(polls + 2);
+
+    const seen: TimelinePage["events"] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const page: TimelinePage = await timelinePage(
+        tenant,
+        run.id,
+        `?limit=37${cursor ? `&cursor=${cursor}` : ""}`,
+      );
+      seen.push(...page.events);
+      cursor = page.next_cursor;
+    }
+    expect(seen.slice(0, 2).map((e) => e.kind)).toEqual(["stored", "submitted"]);
+    expect(seen.slice(2).map((e) => e.detail?.n)).toEqual(Array.from({ length: polls }, (_, i) => i + 1));
   });
 
   it("refuses a cursor it did not hand out, and hides another tenant's run", async () => {

@@ -54,7 +54,10 @@ const getRun = async (tenant: Tenant, id: string) =>
 async function writtenRows(): Promise<{ webhooks: number; events: number }> {
   const [webhooks, events] = await env.DB.batch<{ n: number }>([
     env.DB.prepare("SELECT COUNT(*) AS n FROM webhook_events"),
-    env.DB.prepare("SELECT COUNT(*) AS n FROM run_events"),
+    // Timeline events live in the run rows (and past the inline limit in run_events).
+    env.DB.prepare(
+      "SELECT (SELECT COALESCE(SUM(timeline_count), 0) FROM runs) + (SELECT COUNT(*) FROM run_events) AS n",
+    ),
   ]);
   return { webhooks: webhooks?.results[0]?.n ?? -1, events: events?.results[0]?.n ?? -1 };
 }

@@ -6,6 +6,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
+import { listRunEvents } from "../../src/db/run-events";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
@@ -67,10 +68,8 @@ async function postWebhook(parallelRunId: string) {
 }
 
 async function timeline(runId: string): Promise<Array<{ kind: string; detail: Record<string, unknown> }>> {
-  const { results } = await env.DB.prepare("SELECT kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
-    .bind(runId)
-    .all<{ kind: string; detail: string | null }>();
-  return results.map((r) => ({ kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : {} }));
+  const events = await listRunEvents(env.DB, runId, { afterId: 0, limit: 100_000 });
+  return events.map((e) => ({ kind: e.kind, detail: e.detail ?? {} }));
 }
 
 const parallelIdOf = (path: string) => path.split("/")[4] ?? "";

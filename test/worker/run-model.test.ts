@@ -13,6 +13,7 @@ import fc from "fast-check";
 import { HttpResponse, http } from "msw";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { WorkMessage } from "../../src/cron/work";
+import { listRunEvents } from "../../src/db/run-events";
 import { TERMINAL_STATUSES } from "../../src/db/runs";
 import { readConfig } from "../../src/env";
 import worker from "../../src/index";
@@ -400,23 +401,29 @@ interface RunRow {
 async function checkInvariants(h: History, trace: string[]) {
   const says = (what: string) => `${what}\n${trace.join("\n")}`;
   // Each history starts on empty tables: everything there is this history's, read in one batch.
-  const [runRows, eventRows, deliveryRows, attemptRows] = await env.DB.batch([
+  const [runRows, deliveryRows, attemptRows] = await env.DB.batch([
     env.DB.prepare("SELECT * FROM runs"),
-    env.DB.prepare("SELECT run_id, kind, detail FROM run_events ORDER BY id"),
     env.DB.prepare("SELECT * FROM deliveries"),
-    env.DB.prepare("SELECT delivery_id, attempt, status_code FROM delivery_attempts ORDER BY id"),
+    env.DB.prepare(
+      "SELECT delivery_id, attempt, status_code FROM delivery_attempts ORDER BY delivery_id, series, attempt",
+    ),
   ]);
   const runs = (runRows?.results ?? []) as unknown as RunRow[];
+  // Each run's timeline: its row's events, then any overflow rows (db/run-events.ts).
+  const eventsOf = new Map<string, Array<{ kind: string; detail: Record<string, unknown> | null }>>();
+  for (const run of runs)
+    eventsOf.set(run.id, await listRunEvents(env.DB, run.id, { afterId: 0, limit: 100_000 }));
   const expectedRuns = runs.length === 0 && world.parallelRuns.length === 0 && !h.withKey ? 0 : 1;
   expect(runs.length, says("one run per history (a retried create is a replay)")).toBe(expectedRuns);
   for (const run of runs) {
-    const details = (
-      (eventRows?.results ?? []) as Array<{ run_id: string; kind: string; detail: string | null }>
-    )
-      .filter((e) => e.run_id === run.id)
-      .map((e) => ({ kind: e.kind, ...(e.detail ? JSON.parse(e.detail) : {}) }));
+    const details: Array<{ kind: string; to?: string; source?: string }> = (eventsOf.get(run.id) ?? []).map(
+      (e) => ({
+        kind: e.kind,
+        ...(e.detail ?? {}),
+      }),
+    );
     const terminalMoves = details.filter(
-      (e) => e.kind === "status_changed" && (TERMINAL_STATUSES as readonly string[]).includes(e.to),
+      (e) => e.kind === "status_changed" && (TERMINAL_STATUSES as readonly string[]).includes(e.to ?? ""),
     );
 
     // Every run reaches exactly one terminal state: Parallel's, reached once.

@@ -110,7 +110,7 @@ describe("previous_interaction_id", () => {
       .all<{ detail: string }>();
     const details = plan.results.map((r) => r.detail).join(" | ");
     expect(details).toContain("runs_by_other_interaction");
-    expect(details).toMatch(/sqlite_autoindex_runs_\d \(parallel_run_id=\?\)/);
+    expect(details).toMatch(/runs_by_parallel_id \(parallel_run_id=\?\)/);
     expect(details).not.toMatch(/SCAN runs/);
   });
 });
