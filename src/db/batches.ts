@@ -3,6 +3,7 @@
 // submission and bulk result fetch have got to.
 
 import { pageStatement } from "./page";
+import { recordAcceptedBatchSpend } from "./spend";
 
 export const BATCH_STATUSES = ["open", "submitting", "running", "completed", "cancelled"] as const;
 export type BatchStatus = (typeof BATCH_STATUSES)[number];
@@ -142,6 +143,9 @@ export interface BatchRunShared {
   mcpServers: string | null;
   callbackUrl: string | null;
   relayWarnings: string | null;
+  /** Each run's price (micro-USD) and the budget month it was reserved against (null: none). */
+  costMicroUsd: number;
+  spendMonth: string | null;
   at: string;
 }
 
@@ -155,7 +159,7 @@ export interface BatchRunRow {
 
 /**
  * The rows of one insert travel as one JSON array bound to one parameter, expanded by json_each: a
- * statement binds 12 parameters however many rows it inserts, and its SQL stays a few hundred bytes.
+ * statement binds 14 parameters however many rows it inserts, and its SQL stays a few hundred bytes.
  * The parameter is kept under 600,000 UTF-16 units (at most 1.8 MB of UTF-8), inside D1's 2 MB string.
  */
 export const INSERT_ROWS_MAX_UNITS = 600_000;
@@ -188,9 +192,9 @@ export function insertBatchRuns(
         .prepare(
           `INSERT INTO runs (id, api_key_id, status, processor, input, task_spec, metadata, source_policy,
              previous_interaction_id, enable_events, mcp_servers, callback_url, relay_warnings, created_at,
-             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index)
+             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index, cost_micro_usd, spend_month)
            SELECT json_extract(value, '$[0]'), ?, 'submitting', ?, json_extract(value, '$[1]'), ?,
-             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]')
+             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]'), ?, ?
            FROM json_each(?) ${guard.sql}`,
         )
         .bind(
@@ -206,6 +210,8 @@ export function insertBatchRuns(
           shared.at,
           shared.at,
           shared.batchId,
+          shared.costMicroUsd,
+          shared.spendMonth,
           `[${part.join(",")}]`,
           ...guard.params,
         ),
@@ -408,6 +414,9 @@ export function acceptBatchRunsStatements(
          FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}`,
       )
       .bind(json, from, batchId, end, at, JSON.stringify(detail)),
+    // Only the runs this update accepted (submitted_at = at): a run a webhook gave its id first was
+    // counted then (completion.ts), and runs of the range accepted by an earlier call are not again.
+    recordAcceptedBatchSpend(db, batchId, from, end, at),
   ];
 }
 
@@ -435,6 +444,15 @@ export function endUnsubmittedRunsStatements(
   const fromParam = range.from === "unsent" ? batchId : range.from;
   const where = `batch_id = ? AND batch_index >= ${from} AND batch_index < ? AND status = 'submitting' AND parallel_run_id IS NULL`;
   return [
+    // Their reservations given back (as releaseRefusedRunSpend does for a single run), before the
+    // update ends them: the runs reserved against the key's current budget month.
+    db
+      .prepare(
+        `UPDATE api_keys SET budget_spent_micro_usd = MAX(0, budget_spent_micro_usd -
+           (SELECT COALESCE(SUM(cost_micro_usd), 0) FROM runs WHERE ${where} AND spend_month = api_keys.budget_month))
+         WHERE id = (SELECT api_key_id FROM batches WHERE id = ?)`,
+      )
+      .bind(batchId, fromParam, end, batchId),
     // The events first: the rows they name are still `submitting` until the update below.
     db
       .prepare(

@@ -130,9 +130,11 @@ export function recordAcceptedSpend(
 }
 
 /**
- * Adds a batch's runs with input positions in [fromIndex, toIndex) that Parallel accepted (an
- * add-runs call's, in the batch that records their acceptance, after it) to the rollup under the
- * day of `at`: one row written per processor, so at most one per run.
+ * Adds a batch's runs with input positions in [fromIndex, toIndex) that Parallel accepted at `at`
+ * (an add-runs call's, in the batch that records their acceptance, after it: those it stamped
+ * submitted_at = at) to the rollup under the day of `at`: one row written per processor. Runs of
+ * the range accepted earlier (a chunk in doubt reconciled in parts, a webhook first) are not
+ * counted again.
  */
 export function recordAcceptedBatchSpend(
   db: D1Database,
@@ -146,10 +148,11 @@ export function recordAcceptedBatchSpend(
       `INSERT INTO usage_rollup (api_key_id, day, scope, processor, runs, cost_micro_usd)
        SELECT api_key_id, ?, batch_id, processor, COUNT(*), SUM(cost_micro_usd)
        FROM runs WHERE batch_id = ? AND batch_index >= ? AND batch_index < ? AND parallel_run_id IS NOT NULL
+         AND submitted_at = ?
        GROUP BY api_key_id, batch_id, processor
        ${ROLLUP_UPSERT}`,
     )
-    .bind(at.slice(0, 10), batchId, fromIndex, toIndex);
+    .bind(at.slice(0, 10), batchId, fromIndex, toIndex, at);
 }
 
 export function findBudget(db: D1Database, keyId: string): Promise<BudgetRow | null> {

@@ -2,9 +2,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../app";
 import { requireApiKey } from "../middleware/auth";
 import { validationHook } from "../middleware/validation";
-import { BatchInputSchema, BatchRequestSchema, BatchSchema } from "../schemas/batches";
+import { BatchDryRunSchema, BatchInputSchema, BatchRequestSchema, BatchSchema } from "../schemas/batches";
 import { API_KEY_SECURITY, errors } from "../schemas/common";
-import { checkBatchRequestBody, createBatch } from "../services/batches";
+import { checkBatchRequestBody, createBatch, dryRunBatch } from "../services/batches";
 
 export const createBatchRoute = createRoute({
   method: "post",
@@ -16,7 +16,9 @@ export const createBatchRoute = createRoute({
     "`path`, `inputs.<index>.…`), and nothing is stored unless all pass — or, with `skip_invalid`, the rest are " +
     "submitted and the refused are listed in `refused`. The batch is sent to Parallel as one Task Group, in calls " +
     "of up to 1,000 inputs, in the background; its counts show the progress. With `Idempotency-Key`, repeating the " +
-    "same request returns the same batch. The body may be up to 10 MB.",
+    "same request returns the same batch. The body may be up to 10 MB. The inputs' cost (price × inputs) is " +
+    "reserved against the key's monthly budget before anything is stored: over it, the whole request is 402 " +
+    "`budget_exceeded`. `dry_run: true` answers 200 with the checks, the inputs and the cost; nothing is stored.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
   request: {
@@ -29,6 +31,10 @@ export const createBatchRoute = createRoute({
     body: { required: true, content: { "application/json": { schema: BatchRequestSchema } } },
   },
   responses: {
+    200: {
+      description: "`dry_run: true`: the checks, the inputs and the cost; nothing was stored or submitted.",
+      content: { "application/json": { schema: BatchDryRunSchema } },
+    },
     202: {
       description: "Stored; its inputs are being submitted.",
       headers: z.object({ "idempotent-replayed": z.string().optional() }),
@@ -37,6 +43,7 @@ export const createBatchRoute = createRoute({
     400: errors[400],
     401: errors[401],
     404: errors[404],
+    402: errors[402],
     409: errors[409],
     413: errors[413],
     415: errors[415],
@@ -50,12 +57,14 @@ export function registerBatchCreate(app: App) {
   app.openapi(
     createBatchRoute,
     async (c) => {
-      const { batch, replayed } = await createBatch(c.var.services, {
+      const input = {
         apiKeyId: c.var.apiKey.id,
         request: c.req.valid("json"),
         idempotencyKey: c.req.valid("header")["idempotency-key"],
         queue: c.env.WORK_QUEUE,
-      });
+      };
+      if (input.request.dry_run) return c.json(await dryRunBatch(c.var.services, input), 200);
+      const { batch, replayed } = await createBatch(c.var.services, input);
       if (replayed) c.header("idempotent-replayed", "true");
       return c.json(batch, 202);
     },

@@ -4,6 +4,7 @@ import { requireApiKey } from "../middleware/auth";
 import { BatchSchema } from "../schemas/batches";
 import { API_KEY_SECURITY, errors, IdParamSchema } from "../schemas/common";
 import { batchView, getOwnedBatch } from "../services/batches";
+import { getScopeSpend } from "../services/spend";
 
 export const BatchIdParam = IdParamSchema("bat", "bat_01JD0Q4M3ZT6B3X9Y8W7V6U5T4");
 
@@ -12,7 +13,8 @@ export const getBatchRoute = createRoute({
   path: "/v1/batches/{id}",
   summary: "Get a batch",
   description:
-    "The batch with its runs counted by status and an ETA (an upper bound from the processor's latency). " +
+    "The batch with its runs counted by status, an ETA (an upper bound from the processor's latency) and " +
+    "`cost_usd`, what its accepted runs cost. " +
     "Its runs are GET /v1/runs?batch_id={id}.",
   security: API_KEY_SECURITY,
   middleware: [requireApiKey()] as const,
@@ -29,6 +31,7 @@ export function registerBatchGet(app: App) {
   app.openapi(getBatchRoute, async (c) => {
     const ctx = c.var.services;
     const batch = await getOwnedBatch(ctx, c.var.apiKey.id, c.req.valid("param").id);
-    return c.json(await batchView(ctx, batch), 200);
+    const [view, spend] = await Promise.all([batchView(ctx, batch), getScopeSpend(ctx, batch)]);
+    return c.json({ ...view, cost_usd: spend.cost_usd }, 200);
   });
 }

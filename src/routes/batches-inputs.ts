@@ -26,6 +26,7 @@ export const addBatchInputsRoute = createRoute({
     400: errors[400],
     401: errors[401],
     404: errors[404],
+    402: errors[402],
     409: errors[409],
     413: errors[413],
     415: errors[415],

@@ -4,12 +4,13 @@ import { z } from "@hono/zod-openapi";
 import { BATCH_STATUSES } from "../db/batches";
 import { NextCursor, Timestamp } from "./common";
 import { MetadataSchema, RunRequestSchema, RunTemplateFields } from "./runs";
+import { BudgetSchema } from "./usage";
 
 /** Inputs one request may carry, and a batch in all. */
 export const MAX_BATCH_REQUEST_INPUTS = 10_000;
 export const MAX_BATCH_INPUTS = 100_000;
 
-export const BatchTemplateSchema = RunRequestSchema.omit({ input: true, callback: true }).openapi(
+export const BatchTemplateSchema = RunRequestSchema.omit({ input: true, callback: true, dry_run: true }).openapi(
   "BatchTemplate",
   {
     description:
@@ -85,6 +86,11 @@ export const BatchRequestSchema = z
     skip_invalid: z.boolean().optional().openapi({
       description:
         "Submit the inputs that pass and report the refused ones in `refused`, instead of refusing the whole request. Default false.",
+    }),
+    dry_run: z.boolean().optional().openapi({
+      description:
+        "true: nothing is stored, reserved or submitted; the answer (200) is the checks, the inputs that would be submitted and their cost.",
+      example: false,
     }),
   })
   .strict()
@@ -167,8 +173,41 @@ export const BatchSchema = z
     refused: z.array(RefusedInputSchema).optional().openapi({
       description: "With skip_invalid: the inputs of this request that were not accepted, and why.",
     }),
+    cost_usd: z.number().optional().openapi({
+      description: "GET /v1/batches/{id}: what the batch's runs Parallel accepted cost (the usage rollup).",
+      example: 0.05,
+    }),
   })
   .openapi("Batch");
+
+export const BatchDryRunSchema = z
+  .object({
+    dry_run: z.literal(true),
+    would_submit: z.boolean().openapi({
+      description: "Whether the same request without dry_run would store and submit a new batch now.",
+      example: true,
+    }),
+    processor: z.string().openapi({ example: "lite" }),
+    inputs: z.number().int().openapi({
+      description: "The inputs that would be stored and submitted (with skip_invalid, those that pass).",
+      example: 2,
+    }),
+    cost_usd: z.number().openapi({ description: "What those inputs would cost once accepted.", example: 0.01 }),
+    checks: z
+      .array(
+        z.object({
+          check: z.enum(["request", "idempotency", "previous_interaction_id", "budget"]),
+          passed: z.boolean(),
+          message: z.string().openapi({ example: "the key has no monthly budget" }),
+        }),
+      )
+      .openapi({ description: "Each check the batch request goes through, and its outcome." }),
+    budget: BudgetSchema,
+    refused: z.array(RefusedInputSchema).optional().openapi({
+      description: "With skip_invalid: the inputs that would not be accepted, and why.",
+    }),
+  })
+  .openapi("BatchDryRun", { description: "What POST /v1/batches would do; nothing was stored, reserved or submitted." });
 
 export type BatchView = z.infer<typeof BatchSchema>;
 

@@ -22,6 +22,7 @@ import {
   updateBatchStatement,
 } from "../db/batches";
 import { ownsInteraction } from "../db/runs";
+import { releaseSpend, reserveSpend } from "../db/spend";
 import { requireSetting } from "../env";
 import { ApiError, type ErrorDetail, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
@@ -29,9 +30,11 @@ import { findProcessor } from "../parallel/processors";
 import { checkInputAgainstSpec, checkMetadata, runWarnings } from "../parallel/task-spec-checks";
 import { BatchInputSchema, type BatchRequest, type BatchView, MAX_BATCH_INPUTS } from "../schemas/batches";
 import { issuesToDetails } from "../schemas/issues";
+import { microToUsd, usdToMicro } from "../pricing/prices";
 import type { ServiceContext } from "./context";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { checkCallback, checkRunRequest } from "./run-request";
+import { type BudgetView, budgetExceeded, getBudget, runCostMicro } from "./spend";
 import { addMs, LEASE_MS } from "./timing";
 
 /** The queue job that submits batches (cron/jobs/submit-batches.ts); its messages name a batch. */
@@ -130,11 +133,15 @@ export interface BatchResult {
   replayed: boolean;
 }
 
-export async function createBatch(
-  ctx: ServiceContext,
-  input: { apiKeyId: string; request: BatchRequest; idempotencyKey?: string | undefined; queue: BatchQueue },
-): Promise<BatchResult> {
-  const { request } = input;
+type CreateBatchInput = {
+  apiKeyId: string;
+  request: BatchRequest;
+  idempotencyKey?: string | undefined;
+  queue: BatchQueue;
+};
+
+/** The checks every POST /v1/batches passes before anything is stored: the accepted and refused inputs. */
+function checkedInputs(ctx: ServiceContext, request: BatchRequest) {
   // The template's problems with every input's: one answer lists them all.
   if (checkBatchTemplate(request, ctx).length > 0)
     throw validationFailed(checkBatchRequestBody(request, ctx));
@@ -151,8 +158,127 @@ export async function createBatch(
   refuseUnlessSkipped(refused, accepted, request.skip_invalid === true);
   requireSetting(ctx.config, "PARALLEL_API_KEY");
   requireSetting(ctx.config, "PUBLIC_BASE_URL");
+  return { accepted, refused };
+}
 
-  const requestHash = input.idempotencyKey ? await sha256Hex(canonicalJson(request)) : null;
+/** `dry_run` is how the request was sent, not what it asks for: not part of the Idempotency-Key's body. */
+function hashedBatchRequest(request: BatchRequest): BatchRequest {
+  const { dry_run: _dry, ...asked } = request;
+  return asked;
+}
+
+export interface BatchDryRunResult {
+  dry_run: true;
+  /** Whether the same request without dry_run would store and submit a new batch now. */
+  would_submit: boolean;
+  processor: string;
+  /** The inputs that would be stored and submitted (with skip_invalid, those that pass). */
+  inputs: number;
+  cost_usd: number;
+  checks: Array<{ check: "request" | "idempotency" | "previous_interaction_id" | "budget"; passed: boolean; message: string }>;
+  budget: BudgetView;
+  refused?: RefusedInput[];
+}
+
+/**
+ * What POST /v1/batches would do, without storing, reserving or submitting anything: the checks (a
+ * request that fails them is the same 422 as without dry_run), the inputs it would submit, their cost.
+ */
+export async function dryRunBatch(ctx: ServiceContext, input: CreateBatchInput): Promise<BatchDryRunResult> {
+  const { request } = input;
+  const { accepted, refused } = checkedInputs(ctx, request);
+  const checks: BatchDryRunResult["checks"] = [
+    { check: "request", passed: true, message: "the template and every submitted input pass the checks" },
+  ];
+  let replays = false;
+  if (input.idempotencyKey) {
+    const earlier = await findBatchByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
+    if (earlier) {
+      replays = earlier.request_hash === (await sha256Hex(canonicalJson(hashedBatchRequest(request))));
+      checks.push({
+        check: "idempotency",
+        passed: replays,
+        message: replays
+          ? `replays batch ${earlier.id}: no new batch would be made`
+          : `this Idempotency-Key was used with a different request (batch ${earlier.id}): 409`,
+      });
+    } else {
+      checks.push({ check: "idempotency", passed: true, message: "a new Idempotency-Key" });
+    }
+  }
+  const previous = request.template.previous_interaction_id;
+  if (previous) {
+    const owned = await ownsInteraction(ctx.db, input.apiKeyId, previous);
+    checks.push({
+      check: "previous_interaction_id",
+      passed: owned,
+      message: owned ? "the interaction of one of your runs" : "not the interaction id of one of your runs: 404",
+    });
+  }
+  const processor = String(request.template.processor);
+  const cost = runCostMicro(ctx, processor) * accepted.length;
+  const budget = await getBudget(ctx, input.apiKeyId);
+  const fits =
+    budget.limit_usd === null || usdToMicro(budget.spent_usd) + cost <= usdToMicro(budget.limit_usd);
+  checks.push({
+    check: "budget",
+    passed: fits,
+    message:
+      budget.limit_usd === null
+        ? "the key has no monthly budget"
+        : fits
+          ? `fits: $${budget.remaining_usd} of $${budget.limit_usd} left this month`
+          : `would pass the monthly budget of $${budget.limit_usd} ($${budget.spent_usd} spent): 402 budget_exceeded`,
+  });
+  return {
+    dry_run: true,
+    would_submit: !replays && checks.every((c) => c.passed),
+    processor,
+    inputs: accepted.length,
+    cost_usd: microToUsd(cost),
+    checks,
+    budget,
+    ...withRefused(request, refused),
+  };
+}
+
+/**
+ * The whole request's cost reserved against the key's budget with one guarded UPDATE (db/spend.ts),
+ * before anything is stored: refused whole with 402 if it does not fit. The month reserved against
+ * (null: no budget, nothing reserved) and the cost, for the rows and for a release.
+ */
+async function reserveBatchSpend(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  processor: string,
+  count: number,
+): Promise<{ price: number; cost: number; month: string | null }> {
+  const price = runCostMicro(ctx, processor);
+  const cost = price * count;
+  if (cost === 0) return { price, cost, month: null };
+  const now = ctx.now();
+  const reservation = await reserveSpend(ctx.db, apiKeyId, cost, now);
+  if (!reservation.ok) throw budgetExceeded(reservation, cost, now, "This batch");
+  return { price, cost, month: reservation.month };
+}
+
+/** Gives a reservation back when nothing was stored (a lost race, a failed write). */
+async function releaseBatchSpend(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  spend: { cost: number; month: string | null },
+) {
+  if (!spend.month || spend.cost === 0) return;
+  await releaseSpend(ctx.db, apiKeyId, spend.cost, spend.month).run();
+}
+
+export async function createBatch(ctx: ServiceContext, input: CreateBatchInput): Promise<BatchResult> {
+  const { request } = input;
+  const { accepted, refused } = checkedInputs(ctx, request);
+
+  const requestHash = input.idempotencyKey
+    ? await sha256Hex(canonicalJson(hashedBatchRequest(request)))
+    : null;
   if (input.idempotencyKey) {
     const earlier = await findBatchByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
     if (earlier) return replay(ctx, earlier, requestHash, refused);
@@ -188,13 +314,15 @@ export async function createBatch(
     lease_until: null,
   };
   const rows = runRows(accepted, 0, now);
+  const spend = await reserveBatchSpend(ctx, input.apiKeyId, String(request.template.processor), rows.length);
   try {
     await ctx.db.batch([
       insertBatch(ctx.db, batch),
-      ...insertBatchRuns(ctx.db, sharedColumns(batch, at), rows),
+      ...insertBatchRuns(ctx.db, sharedColumns(batch, at, spend), rows),
       ...insertBatchStoredEvents(ctx.db, rows, at),
     ]);
   } catch (error) {
+    await releaseBatchSpend(ctx, input.apiKeyId, spend);
     // Two requests with one Idempotency-Key at once: the loser answers with the winner's batch.
     if (input.idempotencyKey && String(error).includes("UNIQUE")) {
       const winner = await findBatchByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
@@ -251,7 +379,11 @@ function runRows(accepted: AcceptedInput[], firstIndex: number, now: Date): Batc
 }
 
 /** The run columns every input of the batch shares, from its template. */
-function sharedColumns(batch: Batch, at: string): BatchRunShared {
+function sharedColumns(
+  batch: Batch,
+  at: string,
+  spend: { price: number; month: string | null },
+): BatchRunShared {
   const t = batch.template;
   const json = (value: unknown) => (value == null ? null : JSON.stringify(value));
   const warnings = runWarnings(t);
@@ -267,6 +399,8 @@ function sharedColumns(batch: Batch, at: string): BatchRunShared {
     // Each run's own callback only when the batch asked for them (callback.per_run).
     callbackUrl: batch.callback_per_run ? batch.callback_url : null,
     relayWarnings: warnings.length > 0 ? JSON.stringify(warnings) : null,
+    costMicroUsd: spend.price,
+    spendMonth: spend.month,
     at,
   };
 }
@@ -322,15 +456,23 @@ export async function addBatchInputs(
   const now = ctx.now();
   const at = now.toISOString();
   const rows = runRows(accepted, batch.input_count, now);
+  const spend = await reserveBatchSpend(ctx, input.apiKeyId, String(batch.template.processor), rows.length);
   // The inserts only happen while the batch is still open with the count they were numbered from, and
   // the count moves in the same transaction: a concurrent add or a close makes this one do nothing.
-  const results = await ctx.db.batch([
-    ...insertBatchRuns(ctx.db, sharedColumns(batch, at), rows, batch.input_count),
-    ...insertBatchStoredEvents(ctx.db, rows, at),
-    addBatchInputsStatement(ctx.db, batch, rows.length, at),
-  ]);
+  let results: D1Result[];
+  try {
+    results = await ctx.db.batch([
+      ...insertBatchRuns(ctx.db, sharedColumns(batch, at, spend), rows, batch.input_count),
+      ...insertBatchStoredEvents(ctx.db, rows, at),
+      addBatchInputsStatement(ctx.db, batch, rows.length, at),
+    ]);
+  } catch (error) {
+    await releaseBatchSpend(ctx, input.apiKeyId, spend);
+    throw error;
+  }
   const updated = returnedBatch(results.at(-1));
   if (!updated) {
+    await releaseBatchSpend(ctx, input.apiKeyId, spend);
     throw new ApiError(
       "invalid_state",
       `Batch ${batch.id} changed while the inputs were added (closed, cancelled, or another add); nothing was added. Read it and retry.`,
