@@ -10,28 +10,29 @@ import { BudgetSchema } from "./usage";
 export const MAX_BATCH_REQUEST_INPUTS = 10_000;
 export const MAX_BATCH_INPUTS = 100_000;
 
-export const BatchTemplateSchema = RunRequestSchema.omit({ input: true, callback: true, dry_run: true }).openapi(
-  "BatchTemplate",
-  {
-    description:
-      "What every run of the batch shares: the fields of POST /v1/runs except `input` and `callback`. " +
-      "`metadata` here is merged under each input's own.",
-    example: {
-      processor: "lite",
-      task_spec: {
-        output_schema: {
-          type: "json",
-          json_schema: {
-            type: "object",
-            properties: { ceo: { type: "string", description: "The CEO's full name" } },
-            required: ["ceo"],
-            additionalProperties: false,
-          },
+export const BatchTemplateSchema = RunRequestSchema.omit({
+  input: true,
+  callback: true,
+  dry_run: true,
+}).openapi("BatchTemplate", {
+  description:
+    "What every run of the batch shares: the fields of POST /v1/runs except `input` and `callback`. " +
+    "`metadata` here is merged under each input's own.",
+  example: {
+    processor: "lite",
+    task_spec: {
+      output_schema: {
+        type: "json",
+        json_schema: {
+          type: "object",
+          properties: { ceo: { type: "string", description: "The CEO's full name" } },
+          required: ["ceo"],
+          additionalProperties: false,
         },
       },
     },
   },
-);
+});
 
 export const BatchInputSchema = z
   .object({ input: RunTemplateFields.input, metadata: MetadataSchema.optional() })
@@ -192,7 +193,9 @@ export const BatchDryRunSchema = z
       description: "The inputs that would be stored and submitted (with skip_invalid, those that pass).",
       example: 2,
     }),
-    cost_usd: z.number().openapi({ description: "What those inputs would cost once accepted.", example: 0.01 }),
+    cost_usd: z
+      .number()
+      .openapi({ description: "What those inputs would cost once accepted.", example: 0.01 }),
     checks: z
       .array(
         z.object({
@@ -207,7 +210,9 @@ export const BatchDryRunSchema = z
       description: "With skip_invalid: the inputs that would not be accepted, and why.",
     }),
   })
-  .openapi("BatchDryRun", { description: "What POST /v1/batches would do; nothing was stored, reserved or submitted." });
+  .openapi("BatchDryRun", {
+    description: "What POST /v1/batches would do; nothing was stored, reserved or submitted.",
+  });
 
 export type BatchView = z.infer<typeof BatchSchema>;
 

@@ -28,9 +28,9 @@ import { ApiError, type ErrorDetail, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import { findProcessor } from "../parallel/processors";
 import { checkInputAgainstSpec, checkMetadata, runWarnings } from "../parallel/task-spec-checks";
+import { microToUsd, usdToMicro } from "../pricing/prices";
 import { BatchInputSchema, type BatchRequest, type BatchView, MAX_BATCH_INPUTS } from "../schemas/batches";
 import { issuesToDetails } from "../schemas/issues";
-import { microToUsd, usdToMicro } from "../pricing/prices";
 import type { ServiceContext } from "./context";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { checkCallback, checkRunRequest } from "./run-request";
@@ -175,7 +175,11 @@ export interface BatchDryRunResult {
   /** The inputs that would be stored and submitted (with skip_invalid, those that pass). */
   inputs: number;
   cost_usd: number;
-  checks: Array<{ check: "request" | "idempotency" | "previous_interaction_id" | "budget"; passed: boolean; message: string }>;
+  checks: Array<{
+    check: "request" | "idempotency" | "previous_interaction_id" | "budget";
+    passed: boolean;
+    message: string;
+  }>;
   budget: BudgetView;
   refused?: RefusedInput[];
 }
@@ -212,7 +216,9 @@ export async function dryRunBatch(ctx: ServiceContext, input: CreateBatchInput):
     checks.push({
       check: "previous_interaction_id",
       passed: owned,
-      message: owned ? "the interaction of one of your runs" : "not the interaction id of one of your runs: 404",
+      message: owned
+        ? "the interaction of one of your runs"
+        : "not the interaction id of one of your runs: 404",
     });
   }
   const processor = String(request.template.processor);

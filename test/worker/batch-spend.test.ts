@@ -234,7 +234,10 @@ describe("batch spend", () => {
       cost_usd: usd(PRICE * 3),
       budget: { limit_usd: usd(PRICE * 4), spent_usd: 0 },
     });
-    const over = await expectJson<{ would_submit: boolean; checks: Array<{ check: string; passed: boolean }> }>(
+    const over = await expectJson<{
+      would_submit: boolean;
+      checks: Array<{ check: string; passed: boolean }>;
+    }>(
       await client.post("/v1/batches", { template: TEMPLATE, inputs: inputs(5), dry_run: true }, tenant.auth),
       200,
     );
