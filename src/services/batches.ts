@@ -28,13 +28,13 @@ import { ApiError, type ErrorDetail, validationFailed } from "../errors";
 import { newId, sha256Hex } from "../ids";
 import { findProcessor } from "../parallel/processors";
 import { checkInputAgainstSpec, checkMetadata, runWarnings } from "../parallel/task-spec-checks";
-import { microToUsd, usdToMicro } from "../pricing/prices";
+import { microToUsd } from "../pricing/prices";
 import { BatchInputSchema, type BatchRequest, type BatchView, MAX_BATCH_INPUTS } from "../schemas/batches";
 import { issuesToDetails } from "../schemas/issues";
 import type { ServiceContext } from "./context";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { checkCallback, checkRunRequest } from "./run-request";
-import { type BudgetView, budgetExceeded, getBudget, runCostMicro } from "./spend";
+import { type BudgetView, budgetCheck, budgetExceeded, runCostMicro } from "./spend";
 import { addMs, LEASE_MS } from "./timing";
 
 /** The queue job that submits batches (cron/jobs/submit-batches.ts); its messages name a batch. */
@@ -223,19 +223,8 @@ export async function dryRunBatch(ctx: ServiceContext, input: CreateBatchInput):
   }
   const processor = String(request.template.processor);
   const cost = runCostMicro(ctx, processor) * accepted.length;
-  const budget = await getBudget(ctx, input.apiKeyId);
-  const fits =
-    budget.limit_usd === null || usdToMicro(budget.spent_usd) + cost <= usdToMicro(budget.limit_usd);
-  checks.push({
-    check: "budget",
-    passed: fits,
-    message:
-      budget.limit_usd === null
-        ? "the key has no monthly budget"
-        : fits
-          ? `fits: $${budget.remaining_usd} of $${budget.limit_usd} left this month`
-          : `would pass the monthly budget of $${budget.limit_usd} ($${budget.spent_usd} spent): 402 budget_exceeded`,
-  });
+  const { budget, check } = await budgetCheck(ctx, input.apiKeyId, cost);
+  checks.push(check);
   return {
     dry_run: true,
     would_submit: !replays && checks.every((c) => c.passed),

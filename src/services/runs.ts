@@ -26,7 +26,7 @@ import { newId, sha256Hex } from "../ids";
 import type { Admission } from "../limiter";
 import type { CreateRunBody, TaskRun } from "../parallel/client";
 import { RUN_ID_METADATA_KEY, runWarnings } from "../parallel/task-spec-checks";
-import { microToUsd, usdToMicro } from "../pricing/prices";
+import { microToUsd } from "../pricing/prices";
 import type { RunRequest } from "../schemas/runs";
 import { isKnownParallelStatus, recordedStatus, warnUnknownStatus } from "./completion";
 import type { ServiceContext } from "./context";
@@ -40,7 +40,7 @@ import { hasStoredOutput } from "./outputs";
 import { beforeIdOf, decodeSequenceCursor, type PageRequest, toPage, toSequencePage } from "./pages";
 import { onRunFinished } from "./run-finished";
 import { checkRunRequest } from "./run-request";
-import { type BudgetView, getBudget, reserveRunSpend, runCostMicro } from "./spend";
+import { type BudgetView, budgetCheck, reserveRunSpend, runCostMicro } from "./spend";
 import {
   addMs,
   deadlineAt,
@@ -217,19 +217,8 @@ export async function dryRunCreate(ctx: ServiceContext, input: CreateRunInput): 
     });
   }
   const cost = runCostMicro(ctx, input.request.processor);
-  const budget = await getBudget(ctx, input.apiKeyId);
-  const fits =
-    budget.limit_usd === null || usdToMicro(budget.spent_usd) + cost <= usdToMicro(budget.limit_usd);
-  checks.push({
-    check: "budget",
-    passed: fits,
-    message:
-      budget.limit_usd === null
-        ? "the key has no monthly budget"
-        : fits
-          ? `fits: $${budget.remaining_usd} of $${budget.limit_usd} left this month`
-          : `would pass the monthly budget of $${budget.limit_usd} ($${budget.spent_usd} spent): 402 budget_exceeded`,
-  });
+  const { budget, check } = await budgetCheck(ctx, input.apiKeyId, cost);
+  checks.push(check);
   return {
     dry_run: true,
     would_submit: !replays && checks.every((c) => c.passed),

@@ -13,7 +13,7 @@ import {
   usageByGroup,
 } from "../db/spend";
 import { ApiError } from "../errors";
-import { microToUsd, runPriceMicro } from "../pricing/prices";
+import { microToUsd, runPriceMicro, usdToMicro } from "../pricing/prices";
 import type { ServiceContext } from "./context";
 
 /** The key's budget as GET /v1/usage shows it; `limit_usd` and `remaining_usd` are null without one. */
@@ -91,6 +91,24 @@ export async function getBudget(ctx: ServiceContext, apiKeyId: string): Promise<
     remaining_usd: microToUsd(Math.max(0, row.monthly_budget_micro_usd - spent)),
     resets_at: resetsAt,
   };
+}
+
+/** A dry run's budget check: whether `costMicroUsd` more fits the key's budget this month, and the budget. */
+export async function budgetCheck(
+  ctx: ServiceContext,
+  apiKeyId: string,
+  costMicroUsd: number,
+): Promise<{ budget: BudgetView; check: { check: "budget"; passed: boolean; message: string } }> {
+  const budget = await getBudget(ctx, apiKeyId);
+  const fits =
+    budget.limit_usd === null || usdToMicro(budget.spent_usd) + costMicroUsd <= usdToMicro(budget.limit_usd);
+  const message =
+    budget.limit_usd === null
+      ? "the key has no monthly budget"
+      : fits
+        ? `fits: $${budget.remaining_usd} of $${budget.limit_usd} left this month`
+        : `would pass the monthly budget of $${budget.limit_usd} ($${budget.spent_usd} spent): 402 budget_exceeded`;
+  return { budget, check: { check: "budget", passed: fits, message } };
 }
 
 export interface UsageQuery {
