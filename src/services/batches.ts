@@ -34,6 +34,7 @@ import { issuesToDetails } from "../schemas/issues";
 import type { ServiceContext } from "./context";
 import { beforeIdOf, type PageRequest, toPage } from "./pages";
 import { checkCallback, checkRunRequest } from "./run-request";
+import { replayAndInteractionChecks } from "./runs";
 import { type BudgetView, budgetCheck, budgetExceeded, runCostMicro } from "./spend";
 import { addMs, LEASE_MS } from "./timing";
 
@@ -194,33 +195,15 @@ export async function dryRunBatch(ctx: ServiceContext, input: CreateBatchInput):
   const checks: BatchDryRunResult["checks"] = [
     { check: "request", passed: true, message: "the template and every submitted input pass the checks" },
   ];
-  let replays = false;
-  if (input.idempotencyKey) {
-    const earlier = await findBatchByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
-    if (earlier) {
-      replays = earlier.request_hash === (await sha256Hex(canonicalJson(hashedBatchRequest(request))));
-      checks.push({
-        check: "idempotency",
-        passed: replays,
-        message: replays
-          ? `replays batch ${earlier.id}: no new batch would be made`
-          : `this Idempotency-Key was used with a different request (batch ${earlier.id}): 409`,
-      });
-    } else {
-      checks.push({ check: "idempotency", passed: true, message: "a new Idempotency-Key" });
-    }
-  }
-  const previous = request.template.previous_interaction_id;
-  if (previous) {
-    const owned = await ownsInteraction(ctx.db, input.apiKeyId, previous);
-    checks.push({
-      check: "previous_interaction_id",
-      passed: owned,
-      message: owned
-        ? "the interaction of one of your runs"
-        : "not the interaction id of one of your runs: 404",
-    });
-  }
+  const { replays } = await replayAndInteractionChecks(ctx, checks, {
+    apiKeyId: input.apiKeyId,
+    noun: "batch",
+    earlier: input.idempotencyKey
+      ? await findBatchByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey)
+      : undefined,
+    requestHash: () => sha256Hex(canonicalJson(hashedBatchRequest(request))),
+    previousInteractionId: request.template.previous_interaction_id as string | null | undefined,
+  });
   const processor = String(request.template.processor);
   const cost = runCostMicro(ctx, processor) * accepted.length;
   const { budget, check } = await budgetCheck(ctx, input.apiKeyId, cost);

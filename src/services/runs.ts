@@ -177,6 +177,49 @@ export interface DryRunResult {
 }
 
 /**
+ * The dry runs' idempotency and previous_interaction_id checks (POST /v1/runs and POST /v1/batches),
+ * appended to `checks`. `earlier` is what the Idempotency-Key names (undefined: no key was sent).
+ */
+export async function replayAndInteractionChecks(
+  ctx: ServiceContext,
+  checks: DryRunCheck[],
+  options: {
+    apiKeyId: string;
+    noun: "run" | "batch";
+    earlier: { id: string; request_hash: string | null } | null | undefined;
+    requestHash: () => Promise<string>;
+    previousInteractionId: string | null | undefined;
+  },
+): Promise<{ replays: boolean }> {
+  const { earlier, noun } = options;
+  let replays = false;
+  if (earlier) {
+    replays = earlier.request_hash === (await options.requestHash());
+    checks.push({
+      check: "idempotency",
+      passed: replays,
+      message: replays
+        ? `replays ${noun} ${earlier.id}: no new ${noun} would be made`
+        : `this Idempotency-Key was used with a different request (${noun} ${earlier.id}): 409`,
+    });
+  } else if (earlier === null) {
+    checks.push({ check: "idempotency", passed: true, message: "a new Idempotency-Key" });
+  }
+  const previous = options.previousInteractionId;
+  if (previous) {
+    const owned = await ownsInteraction(ctx.db, options.apiKeyId, previous);
+    checks.push({
+      check: "previous_interaction_id",
+      passed: owned,
+      message: owned
+        ? "the interaction of one of your runs"
+        : "not the interaction id of one of your runs: 404",
+    });
+  }
+  return { replays };
+}
+
+/**
  * What POST /v1/runs would do, without storing, reserving or submitting anything: the checks (a
  * request that fails them is the same 422 as without dry_run) and the run's cost.
  */
@@ -188,34 +231,15 @@ export async function dryRunCreate(ctx: ServiceContext, input: CreateRunInput): 
   const checks: DryRunCheck[] = [
     { check: "request", passed: true, message: "passes Parallel's limits and taskrelay's checks" },
   ];
-  let replays = false;
-  if (input.idempotencyKey) {
-    const earlier = await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey);
-    if (earlier) {
-      const hash = await sha256Hex(canonicalJson(hashedRequest(input.request)));
-      replays = earlier.request_hash === hash;
-      checks.push({
-        check: "idempotency",
-        passed: replays,
-        message: replays
-          ? `replays run ${earlier.id}: no new run would be made`
-          : `this Idempotency-Key was used with a different request (run ${earlier.id}): 409`,
-      });
-    } else {
-      checks.push({ check: "idempotency", passed: true, message: "a new Idempotency-Key" });
-    }
-  }
-  const previous = input.request.previous_interaction_id;
-  if (previous) {
-    const owned = await ownsInteraction(ctx.db, input.apiKeyId, previous);
-    checks.push({
-      check: "previous_interaction_id",
-      passed: owned,
-      message: owned
-        ? "the interaction of one of your runs"
-        : "not the interaction id of one of your runs: 404",
-    });
-  }
+  const { replays } = await replayAndInteractionChecks(ctx, checks, {
+    apiKeyId: input.apiKeyId,
+    noun: "run",
+    earlier: input.idempotencyKey
+      ? await findRunByIdempotencyKey(ctx.db, input.apiKeyId, input.idempotencyKey)
+      : undefined,
+    requestHash: () => sha256Hex(canonicalJson(hashedRequest(input.request))),
+    previousInteractionId: input.request.previous_interaction_id,
+  });
   const cost = runCostMicro(ctx, input.request.processor);
   const { budget, check } = await budgetCheck(ctx, input.apiKeyId, cost);
   checks.push(check);
