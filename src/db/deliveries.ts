@@ -65,6 +65,43 @@ const runEvents = (
   );
 
 /**
+ * The INSERT of a delivery, unless the run already has one for this event (it returns the delivery
+ * only when created). `afterChange`: only if the statement just before it in the same batch changed
+ * a row (the write that stores a run's result and finishes it: services/run-finished.ts).
+ */
+export function insertDeliveryStatement(
+  db: D1Database,
+  delivery: Delivery,
+  afterChange = false,
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count,
+         next_attempt_at, lease_until, last_attempt_at, last_status_code, last_error, created_at, updated_at)
+       SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE ${afterChange ? "changes() > 0" : "true"}
+       ON CONFLICT (run_id, event) DO NOTHING
+       RETURNING *`,
+    )
+    .bind(
+      delivery.id,
+      delivery.run_id,
+      delivery.api_key_id,
+      delivery.event,
+      delivery.url,
+      delivery.status,
+      delivery.series,
+      delivery.attempt_count,
+      delivery.next_attempt_at,
+      delivery.lease_until,
+      delivery.last_attempt_at,
+      delivery.last_status_code,
+      delivery.last_error,
+      delivery.created_at,
+      delivery.updated_at,
+    );
+}
+
+/**
  * Creates the delivery unless the run already has one for this event; returns it only when created.
  * With `finishing`, the same write of the run that records the creation also marks the run's
  * finishing done (clearFinishDue), so the caller need not.
@@ -76,31 +113,7 @@ export async function insertDelivery(
   finishing?: Pick<Run, "status">,
 ): Promise<Delivery | null> {
   const [inserted] = await db.batch<Delivery>([
-    db
-      .prepare(
-        `INSERT INTO deliveries (id, run_id, api_key_id, event, url, status, series, attempt_count,
-           next_attempt_at, lease_until, last_attempt_at, last_status_code, last_error, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (run_id, event) DO NOTHING
-         RETURNING *`,
-      )
-      .bind(
-        delivery.id,
-        delivery.run_id,
-        delivery.api_key_id,
-        delivery.event,
-        delivery.url,
-        delivery.status,
-        delivery.series,
-        delivery.attempt_count,
-        delivery.next_attempt_at,
-        delivery.lease_until,
-        delivery.last_attempt_at,
-        delivery.last_status_code,
-        delivery.last_error,
-        delivery.created_at,
-        delivery.updated_at,
-      ),
+    insertDeliveryStatement(db, delivery),
     ...runEvents(
       db,
       delivery.run_id,
@@ -212,11 +225,14 @@ export async function recordAttempt(
       ),
   ];
   if (attempt) {
+    // The attempt's timeline events ride in its row, placed after the run's events so far
+    // (timeline_after; db/run-events.ts reads them back): no write of the run for an attempt.
     statements.push(
       db
         .prepare(
-          `INSERT INTO delivery_attempts (delivery_id, series, attempt, attempted_at, status_code, latency_ms, error)
-           SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() > 0`,
+          `INSERT INTO delivery_attempts (delivery_id, series, attempt, attempted_at, status_code, latency_ms, error,
+             events, timeline_after)
+           SELECT ?, ?, ?, ?, ?, ?, ?, ?, (SELECT timeline_count FROM runs WHERE id = ?) WHERE changes() > 0`,
         )
         .bind(
           attempt.delivery_id,
@@ -226,11 +242,14 @@ export async function recordAttempt(
           attempt.status_code,
           attempt.latency_ms,
           attempt.error,
+          events.length > 0 ? JSON.stringify(events.map((e) => runEvent(at, e.kind, e.detail))) : null,
+          claimed.run_id,
         ),
     );
+  } else if (events.length > 0) {
+    // No attempt was made (the delivery given up before one): its events go to the run's row.
+    statements.push(...runEvents(db, claimed.run_id, at, events));
   }
-  // Every event of the attempt in one UPDATE of the run: one row written, however many events.
-  if (events.length > 0) statements.push(...runEvents(db, claimed.run_id, at, events));
   const [updated] = await db.batch<Delivery>(statements);
   return updated?.results[0] ?? null;
 }

@@ -3,7 +3,8 @@
 // events are appended by the same UPDATE that makes the step, so they cost D1 no row of their own and
 // are written exactly when the step's guard holds. Past TIMELINE_INLINE_MAX events a run's further
 // events go to run_events rows instead (a delivery retried by hand without end must not grow the row
-// past D1's 2 MB); the timeline is the inline events, then those rows.
+// past D1's 2 MB); the timeline is the inline events, then those rows. A delivery attempt's events
+// are in its delivery_attempts row instead (migration 0020), placed back among the run's on reading.
 
 export type RunEventKind =
   | "stored"
@@ -131,10 +132,20 @@ export interface TimelineColumns {
   timeline_count?: number;
 }
 
+/** A delivery attempt's events, from its row (migration 0020), and where they go in the run's timeline. */
+interface AttemptRow {
+  /** The run's timeline_count when the attempt was recorded: the events follow that many of the run's. */
+  timeline_after: number;
+  series: number;
+  attempt: number;
+  events: string;
+}
+
 /**
  * Oldest first, positions above `afterId` (an event's id is its 1-based position in the timeline),
  * one event more than the page so the caller knows whether another follows. Reads the run's row
- * unless its timeline columns are given, and run_events only for a run past the inline limit.
+ * unless its timeline columns are given, then (one D1 call) its run_events rows and its delivery
+ * attempts' events.
  */
 export async function listRunEvents(
   db: D1Database,
@@ -151,28 +162,56 @@ export async function listRunEvents(
     {};
   const inline = columns.timeline ? (JSON.parse(columns.timeline) as RunEvent[]) : [];
   const wanted = page.limit + 1;
+  const [rowsResult, attemptsResult] = await db.batch([
+    db.prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id").bind(runId),
+    db
+      .prepare(
+        `SELECT a.timeline_after, a.series, a.attempt, a.events
+         FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+         WHERE d.run_id = ? AND a.events IS NOT NULL`,
+      )
+      .bind(runId),
+  ]);
+  const rows = (
+    (rowsResult?.results ?? []) as Array<{ at: string; kind: RunEventKind; detail: string | null }>
+  ).map((r) => ({ at: r.at, kind: r.kind, detail: r.detail ? JSON.parse(r.detail) : null }));
+  // The attempts' events go where they were written: after the run's event at timeline_after (in
+  // the order they were recorded), so the timeline reads as it did when they were in the run's row.
+  const attempts = ((attemptsResult?.results ?? []) as unknown as AttemptRow[])
+    .map((a) => ({ ...a, events: JSON.parse(a.events) as RunEvent[] }))
+    .sort(
+      (a, b) =>
+        a.timeline_after - b.timeline_after ||
+        (a.events[0]?.at ?? "").localeCompare(b.events[0]?.at ?? "") ||
+        a.series - b.series ||
+        a.attempt - b.attempt,
+    );
+  const own: RunEvent[] = [];
+  let next = 0;
+  for (let position = 0; position <= inline.length; position++) {
+    const event = inline[position - 1];
+    if (event) own.push(event);
+    // Past the row's events (a run past TIMELINE_INLINE_MAX): after them, by time with the overflow below.
+    const last = position === inline.length;
+    for (; next < attempts.length; next++) {
+      const attempt = attempts[next];
+      if (!attempt || (!last && attempt.timeline_after > position)) break;
+      own.push(...attempt.events);
+    }
+  }
   // run_events holds the overflow and rows other code inserts directly (db/batches.ts: a batch run's
   // stored and submitted events): merged with the row's events by time, the row's first on a tie.
-  const { results } = await db
-    .prepare("SELECT at, kind, detail FROM run_events WHERE run_id = ? ORDER BY id")
-    .bind(runId)
-    .all<{ at: string; kind: RunEventKind; detail: string | null }>();
-  const rows = results.map((r) => ({
-    at: r.at,
-    kind: r.kind,
-    detail: r.detail ? JSON.parse(r.detail) : null,
-  }));
   const merged: RunEvent[] = [];
   let i = 0;
   let j = 0;
-  while (i < inline.length || j < rows.length) {
-    const next = rows[j];
-    const own = inline[i];
-    if (own && (!next || own.at <= next.at)) {
-      merged.push(own);
+  while (i < own.length || j < rows.length) {
+    const row = rows[j];
+    const mine = own[i];
+    if (mine && (!row || mine.at <= row.at)) {
+      merged.push(mine);
       i++;
-    } else if (next) {
-      merged.push(next);
+    } else if (row) {
+      merged.push(row);
       j++;
     }
   }

@@ -3,6 +3,7 @@
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
 import { pokeBatchResultsStatement } from "../db/batch-results";
+import { type Delivery, insertDeliveryStatement } from "../db/deliveries";
 import { appendRunEventsUnlessRecorded, overflowStatement, type RunEvent, runEvent } from "../db/run-events";
 import { stepGuard } from "../db/run-states";
 import {
@@ -26,8 +27,9 @@ import type { ParallelFailure, ParallelOutcome } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
+import { DEFAULT_DELIVERY_RUNTIME, sendNewDelivery } from "./deliveries";
 import { type StoredResult, storeResultBody } from "./result-body";
-import { onRunFinished } from "./run-finished";
+import { finishingWithResult, onRunFinished } from "./run-finished";
 import {
   addMs,
   deadlineAt,
@@ -364,23 +366,33 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
   const at = now.toISOString();
   const { placed, outputType } = result;
   const storedIn = placed.output_key ? "r2" : "d1";
-  const stored = await changeRun(
-    ctx.db,
-    run,
-    at,
-    {
-      ...placed,
-      warnings: (taskRun.success ? taskRun.data.warnings : null) ?? run.warnings,
-      result_stored_at: at,
-      next_sweep_at: finishDueAt(run, now),
-      lease_until: null,
-    },
-    {
-      kind: "result_fetched",
-      detail: { output_type: outputType, output_bytes: placed.output_bytes, stored_in: storedIn },
-    },
-    RESULT_PENDING,
-  );
+  // A run with nothing to finish but its delivery finishes in this same write (run-finished.ts).
+  const finishing = finishingWithResult(run, now);
+  const events = [
+    runEvent(at, "result_fetched", {
+      output_type: outputType,
+      output_bytes: placed.output_bytes,
+      stored_in: storedIn,
+    }),
+    ...(finishing?.events ?? []),
+  ];
+  const changes: RunChanges = {
+    ...placed,
+    warnings: (taskRun.success ? taskRun.data.warnings : null) ?? run.warnings,
+    result_stored_at: at,
+    next_sweep_at: finishing ? null : finishDueAt(run, now),
+    lease_until: null,
+  };
+  const insert = finishing?.delivery ? [insertDeliveryStatement(ctx.db, finishing.delivery, true)] : [];
+  // The delivery's INSERT right after the write (its changes() guard); the overflow statement then
+  // follows the INSERT, which inserted exactly when the write stored (nothing else creates a run's
+  // run.completed delivery before its result is stored).
+  const results = await ctx.db.batch([
+    updateRun(ctx.db, run.id, at, changes, RESULT_PENDING, events),
+    ...insert,
+    overflowStatement(ctx.db, run.id, events),
+  ]);
+  const stored = returnedRun(results[0]);
   if (stored) {
     ctx.log.info("run.result_stored", {
       run_id: run.id,
@@ -389,7 +401,11 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
       stored_in: storedIn,
       read: result.read,
     });
-    await onRunFinished(ctx, stored);
+    if (!finishing) await onRunFinished(ctx, stored);
+    else {
+      const created = insert.length > 0 ? (results[1]?.results[0] as Delivery | undefined) : undefined;
+      if (created) sendNewDelivery(ctx, created, DEFAULT_DELIVERY_RUNTIME, stored);
+    }
   }
   return stored;
 }

@@ -59,25 +59,16 @@ export function deliveryEventFor(run: Pick<Run, "status">): DeliveryRunEventName
   return run.status === "completed" ? "run.completed" : "run.failed";
 }
 
-/**
- * The hook's work: a finished run with a callback URL gets its delivery (once per run and event),
- * and the first attempts are sent after the response. Returns the delivery when this call created it.
- */
-export async function startRunDelivery(
-  ctx: ServiceContext,
-  run: Run,
-  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
-  /** The run as finished: its finishing is marked done in the delivery's batch (see onRunFinished). */
-  finishing?: Pick<Run, "status">,
-): Promise<Delivery | null> {
-  if (!run.callback_url || !isTerminal(run.status)) return null;
-  const now = ctx.now();
+/** A finished run's delivery as created (born claimed: this invocation sends the first attempt), and its timeline event. */
+export function newRunDelivery(
+  run: Pick<Run, "id" | "api_key_id" | "status"> & { callback_url: string },
+  now: Date,
+): { delivery: Delivery; event: DeliveryRunEvent } {
   const at = now.toISOString();
   const id = newId("dlv", now);
   const event = deliveryEventFor(run);
-  const delivery = await insertDelivery(
-    ctx.db,
-    {
+  return {
+    delivery: {
       id,
       run_id: run.id,
       api_key_id: run.api_key_id,
@@ -95,22 +86,41 @@ export async function startRunDelivery(
       created_at: at,
       updated_at: at,
     },
-    { kind: "delivery_created", detail: { delivery_id: id, event, url: run.callback_url } },
-    finishing,
-  );
+    event: { kind: "delivery_created", detail: { delivery_id: id, event, url: run.callback_url } },
+  };
+}
+
+/**
+ * The hook's work: a finished run with a callback URL gets its delivery (once per run and event),
+ * and the first attempts are sent after the response. Returns the delivery when this call created it.
+ */
+export async function startRunDelivery(
+  ctx: ServiceContext,
+  run: Run,
+  runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+  /** The run as finished: its finishing is marked done in the delivery's batch (see onRunFinished). */
+  finishing?: Pick<Run, "status">,
+): Promise<Delivery | null> {
+  if (!run.callback_url || !isTerminal(run.status)) return null;
+  const created = newRunDelivery({ ...run, callback_url: run.callback_url }, ctx.now());
+  const delivery = await insertDelivery(ctx.db, created.delivery, created.event, finishing);
   // Not created: the run already has this delivery, and whoever created it is sending it.
   if (!delivery) return null;
-  ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime, run));
+  sendNewDelivery(ctx, delivery, runtime, run);
   return delivery;
 }
 
-/** Sends a delivery created born claimed elsewhere (a batch's batch.completed) after the response. */
+/**
+ * Sends a delivery created born claimed elsewhere (a batch's batch.completed, a run's created with
+ * its result) after the response; `run`, when known, saves reading it again.
+ */
 export function sendNewDelivery(
   ctx: ServiceContext,
   delivery: Delivery,
   runtime: DeliveryRuntime = DEFAULT_DELIVERY_RUNTIME,
+  run?: Run,
 ): void {
-  ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime));
+  ctx.waitUntil(sendClaimedDelivery(ctx, delivery, runtime, run));
 }
 
 /**

@@ -3,10 +3,12 @@
 // webhook, the poller, a rejected or failed submission, expiry — and the sweeper's finish_runs job,
 // which redoes it for a run whose finishing was cut off (each step below is idempotent).
 import { pokeBatchResultsStatement } from "../db/batch-results";
+import type { Delivery } from "../db/deliveries";
+import { type RunEvent, runEvent } from "../db/run-events";
 import { clearFinishDue, type Run } from "../db/runs";
 import { batchResultsPokeAt } from "./batch-timing";
 import type { ServiceContext } from "./context";
-import { DEFAULT_DELIVERY_RUNTIME, startRunDelivery } from "./deliveries";
+import { DEFAULT_DELIVERY_RUNTIME, newRunDelivery, startRunDelivery } from "./deliveries";
 import { onScheduledRunFinished } from "./schedule-finished";
 
 export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void> {
@@ -42,4 +44,25 @@ export async function onRunFinished(ctx: ServiceContext, run: Run): Promise<void
     return;
   }
   await ctx.db.batch([clearFinishDue(ctx.db, run), ...poke]);
+}
+
+/**
+ * What onRunFinished does for a completed run with no schedule to update and no batch to poke, as
+ * part of the batch that stores its result (services/completion.ts): the result's write marks the
+ * finishing done (`next_sweep_at` NULL) and carries `events` (delivery_created), and the delivery's
+ * INSERT follows it in the batch, only if it stored. One transaction, so the run is never finished
+ * without its delivery, with no second write of the run and no move of its `runs_due` entry (issue
+ * 13). Null for a run whose finishing has more to do: the store leaves it due, onRunFinished follows.
+ */
+export function finishingWithResult(
+  run: Run,
+  now: Date,
+): { delivery: Delivery | null; events: RunEvent[] } | null {
+  if (run.schedule_id || run.batch_id) return null;
+  if (!run.callback_url) return { delivery: null, events: [] };
+  const { delivery, event } = newRunDelivery(
+    { ...run, status: "completed", callback_url: run.callback_url },
+    now,
+  );
+  return { delivery, events: [runEvent(delivery.created_at, event.kind, event.detail)] };
 }

@@ -33,9 +33,11 @@ import { tickAndWork } from "./queue-harness";
 /**
  * Issue 13's budget is at most 20 rows written per completed run with one delivery. Migration 0015
  * brought both paths from 62 / 57 to 20; the per-run rollups merged since (spend, overview: 3 rows)
- * make 23. This bound keeps it from growing further; docs/benchmarks.md lists every write.
+ * made 23; a delivery attempt's timeline events in its own row (migration 0020) and the result's
+ * write finishing the run with its delivery brought both back to 20. The test fails above it;
+ * docs/benchmarks.md lists every write.
  */
-const ROWS_PER_RUN_TARGET = 23;
+const ROWS_PER_RUN_TARGET = 20;
 
 interface Written {
   sql: string;
