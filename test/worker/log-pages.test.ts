@@ -3,6 +3,13 @@
 // opaque cursors as every other list.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import {
+  claimDelivery,
+  type Delivery,
+  insertDelivery,
+  recordAttempt,
+  restartDelivery,
+} from "../../src/db/deliveries";
 import { overflowStatement, runEvent, TIMELINE_INLINE_MAX, timelineSet } from "../../src/db/run-events";
 import { newId } from "../../src/ids";
 import { RECEIVER, storeFinishedRun } from "./delivery-harness";
@@ -21,8 +28,7 @@ async function timelinePage(tenant: Tenant, runId: string, query: string) {
 }
 
 /** Adds `count` polled events to a run's timeline, numbered from 1, as the steps append them. */
-async function addEvents(runId: string, count: number, from = 1) {
-  const at = new Date().toISOString();
+async function addEvents(runId: string, count: number, from = 1, at = new Date().toISOString()) {
   for (let n = from; n < from + count; n += 50) {
     const events = Array.from({ length: Math.min(50, from + count - n) }, (_, i) =>
       runEvent(at, "polled", { n: n + i }),
@@ -93,6 +99,103 @@ describe("a run's timeline", () => {
     }
     expect(seen.slice(0, 2).map((e) => e.kind)).toEqual(["stored", "submitted"]);
     expect(seen.slice(2).map((e) => e.detail?.n)).toEqual(Array.from({ length: polls }, (_, i) => i + 1));
+  });
+
+  it("reads a delivery's attempt events from their rows, in the place they were recorded, paged the same way", async () => {
+    const tenant = await createTenant();
+    const run = await storeFinishedRun(tenant.id, { callback_url: RECEIVER });
+    // One instant for everything, as a frozen clock or a fast path within a millisecond gives: the
+    // order must come from where each event was written, not from its time.
+    const at = new Date().toISOString();
+    const lease = new Date(Date.parse(at) + 60_000).toISOString();
+    await addEvents(run.id, 2, 1, at);
+    const id = newId("dlv");
+    const created = (await insertDelivery(
+      env.DB,
+      {
+        id,
+        run_id: run.id,
+        api_key_id: tenant.id,
+        event: "run.completed",
+        url: RECEIVER,
+        status: "pending",
+        series: 1,
+        attempt_count: 0,
+        next_attempt_at: at,
+        lease_until: lease,
+        last_attempt_at: null,
+        last_status_code: null,
+        last_error: null,
+        created_at: at,
+        updated_at: at,
+      },
+      { kind: "delivery_created", detail: { delivery_id: id } },
+    )) as Delivery;
+    const attempt = (d: Delivery, status_code: number) => ({
+      delivery_id: id,
+      series: d.series,
+      attempt: d.attempt_count + 1,
+      attempted_at: at,
+      status_code,
+      latency_ms: 1,
+      error: status_code === 200 ? null : `HTTP ${status_code}`,
+    });
+    const ended = (status: "dead" | "succeeded", code: number) => ({
+      status,
+      next_attempt_at: null,
+      lease_until: null,
+      last_status_code: code,
+      last_error: null,
+    });
+    const dead = (await recordAttempt(env.DB, created, at, attempt(created, 410), ended("dead", 410), [
+      { kind: "delivery_attempted", detail: { delivery_id: id, series: 1, attempt: 1 } },
+      { kind: "delivery_dead", detail: { delivery_id: id, series: 1, attempt: 1 } },
+    ])) as Delivery;
+    const restarted = (await restartDelivery(env.DB, dead, at, {
+      kind: "delivery_retried",
+      detail: { delivery_id: id, series: 2 },
+    })) as Delivery;
+    const claimed = (await claimDelivery(env.DB, restarted.id, at, lease)) as Delivery;
+    await recordAttempt(env.DB, claimed, at, attempt(claimed, 200), ended("succeeded", 200), [
+      { kind: "delivery_attempted", detail: { delivery_id: id, series: 2, attempt: 1 } },
+      { kind: "delivery_succeeded", detail: { delivery_id: id, series: 2, attempt: 1 } },
+    ]);
+    await addEvents(run.id, 1, 3, at);
+
+    // The attempts wrote no event to the run's row: its two polls, the creation, the retry, one poll.
+    const row = await env.DB.prepare("SELECT timeline_count FROM runs WHERE id = ?")
+      .bind(run.id)
+      .first<{ timeline_count: number }>();
+    expect(row?.timeline_count).toBe(5);
+
+    const seen: TimelinePage["events"] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const page: TimelinePage = await timelinePage(
+        tenant,
+        run.id,
+        `?limit=2${cursor ? `&cursor=${cursor}` : ""}`,
+      );
+      expect(page.events.length).toBeLessThanOrEqual(2);
+      seen.push(...page.events);
+      cursor = page.next_cursor;
+    }
+    expect(
+      seen.map((e) => [e.kind, (e.detail as { series?: number } | null)?.series ?? e.detail?.n]),
+    ).toEqual([
+      ["polled", 1],
+      ["polled", 2],
+      ["delivery_created", undefined],
+      ["delivery_attempted", 1],
+      ["delivery_dead", 1],
+      ["delivery_retried", 2],
+      ["delivery_attempted", 2],
+      ["delivery_succeeded", 2],
+      ["polled", 3],
+    ]);
+    expect(seen.every((e) => e.at === at)).toBe(true);
+    const all = await timelinePage(tenant, run.id, "?limit=100");
+    expect(all.events).toEqual(seen);
   });
 
   it("refuses a cursor it did not hand out, and hides another tenant's run", async () => {

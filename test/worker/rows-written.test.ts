@@ -140,6 +140,17 @@ async function sendWebhook(parallelRunId: string) {
   expect(response.status).toBe(200);
 }
 
+/** The timeline's end for a completed run with one delivery (its attempt's events from its row). */
+const FINISHED = ["result_fetched", "delivery_created", "delivery_attempted", "delivery_succeeded"];
+
+async function timelineKinds(tenant: Tenant, id: string) {
+  const timeline = await expectJson<{ events: Array<{ kind: string }> }>(
+    await api(`/v1/runs/${id}/timeline`, { headers: tenant.auth }),
+    200,
+  );
+  return timeline.events.map((e) => e.kind);
+}
+
 const deliveredStatus = async (id: string) =>
   env.DB.prepare("SELECT status FROM deliveries WHERE run_id = ?").bind(id).first<string>("status");
 
@@ -157,11 +168,13 @@ describe("D1 rows written per completed run with one delivery", () => {
     });
     report("webhook path", writes);
     expect(receiver.calls).toHaveLength(1);
-    const timeline = await expectJson<{ events: Array<{ kind: string }> }>(
-      await api(`/v1/runs/${id}/timeline`, { headers: tenant.auth }),
-      200,
-    );
-    expect(timeline.events.map((e) => e.kind)).toContain("delivery_succeeded");
+    expect(await timelineKinds(tenant, id)).toEqual([
+      "stored",
+      "submitted",
+      "status_changed",
+      "webhook_received",
+      ...FINISHED,
+    ]);
     expect(total(writes)).toBeLessThanOrEqual(ROWS_PER_RUN_TARGET);
   });
 
@@ -175,8 +188,10 @@ describe("D1 rows written per completed run with one delivery", () => {
       result: (call) => resultReply(call.path.split("/")[4] ?? ""),
     });
     const receiver = fakeReceiver();
+    let id = "";
     const writes = await measured(async () => {
       const run = await createRun(tenant);
+      id = run.id;
       const summaries = (await tickAndWork(firstPollAt(readConfig(env), "base", new Date(Date.now() + 1000))))
         .summaries;
       expect(summaries.poll_runs).toMatchObject({ claimed: 1, finished: 1 });
@@ -184,6 +199,7 @@ describe("D1 rows written per completed run with one delivery", () => {
     });
     report("missed-webhook path", writes);
     expect(receiver.calls).toHaveLength(1);
+    expect(await timelineKinds(tenant, id)).toEqual(["stored", "submitted", "status_changed", ...FINISHED]);
     expect(total(writes)).toBeLessThanOrEqual(ROWS_PER_RUN_TARGET);
   });
 });
