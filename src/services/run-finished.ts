@@ -1,7 +1,9 @@
 // The one hook point between the run pipeline and callback delivery: called once a run is terminal
 // and, when it completed, its result is stored. Every path that finishes a run ends here: the
 // webhook, the poller, a rejected or failed submission, expiry — and the sweeper's finish_runs job,
-// which redoes it for a run whose finishing was cut off (each step below is idempotent).
+// which redoes it for a run whose finishing was cut off (each step below is idempotent). A completed
+// run with nothing to finish but its delivery does it in the batch that stores its result instead
+// (finishingWithResult below), so it is never left to redo.
 import { pokeBatchResultsStatement } from "../db/batch-results";
 import type { Delivery } from "../db/deliveries";
 import { type RunEvent, runEvent } from "../db/run-events";
