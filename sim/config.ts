@@ -19,6 +19,8 @@ const settingFields = {
   time_scale: z.number().positive().max(1_000),
   /** When set, every run takes exactly this many wall-clock ms (not scaled) instead of §8's range. */
   run_duration_ms: milliseconds.nullable(),
+  /** With run_duration_ms: plus a seeded 0..N wall-clock ms per run, so runs made together end apart. */
+  run_duration_jitter_ms: milliseconds,
   fail_runs: fraction,
   rate_limit_per_minute: z.number().int().min(1),
   error_rate: fraction,
@@ -32,6 +34,10 @@ const settingFields = {
   signature_mode: z.enum(["raw", "whsec"]),
   webhook_max_attempts: z.number().int().min(1).max(64),
   webhook_retry_base_ms: milliseconds,
+  /** Each back-off × (1 ± this), seeded; 0 = the exact doubling. */
+  webhook_retry_jitter: fraction,
+  /** Attempts open at once to one receiver (URL origin); the rest wait their turn in order. */
+  webhook_concurrency: z.number().int().min(1).max(10_000),
   webhook_timeout_ms: z.number().int().min(1).max(600_000),
   drop_webhooks: fraction,
   duplicate_webhooks: fraction,
@@ -55,6 +61,7 @@ export const DEFAULT_CONFIG: Readonly<SimConfig> = Object.freeze({
   seed: 1,
   time_scale: 1,
   run_duration_ms: null,
+  run_duration_jitter_ms: 0,
   fail_runs: 0,
   rate_limit_per_minute: 2_000,
   error_rate: 0,
@@ -69,6 +76,9 @@ export const DEFAULT_CONFIG: Readonly<SimConfig> = Object.freeze({
   // 1 + 15 retries: doubling from 5 s, the 15th retry lands ~45.5 h in, inside Parallel's "48 hours".
   webhook_max_attempts: 16,
   webhook_retry_base_ms: 5_000,
+  // Parallel documents the doubling, not its jitter or concurrency: a real sender has both (README).
+  webhook_retry_jitter: 0.2,
+  webhook_concurrency: 16,
   webhook_timeout_ms: 15_000,
   drop_webhooks: 0,
   duplicate_webhooks: 0,

@@ -104,9 +104,12 @@ export class RunStore {
     const createdAtMs = nowMs();
     const createdAt = isoFromMs(createdAtMs);
     const draw = this.#options.faults.draw("duration", seq);
+    // The fixed duration takes its own draw, so the default path's durations stay what they were.
     const durationMs =
-      config.run_duration_ms ??
-      scaled(processor.minLatencyMs + draw * (processor.maxLatencyMs - processor.minLatencyMs), config);
+      config.run_duration_ms === null
+        ? scaled(processor.minLatencyMs + draw * (processor.maxLatencyMs - processor.minLatencyMs), config)
+        : config.run_duration_ms +
+          this.#options.faults.draw("duration-jitter", seq) * config.run_duration_jitter_ms;
     const run: RunRecord = {
       seq,
       runId: `trun_${randomBytes(16).toString("hex")}`,

@@ -1,5 +1,10 @@
 // Webhook delivery (reference §6): signing, delivery, retries, and the fault settings that drop,
 // duplicate or delay deliveries. Every attempt is logged for GET /_sim/webhooks.
+//
+// Like a real sender, it holds at most `webhook_concurrency` attempts open to one receiver (URL
+// origin) at a time and queues the rest in order, and it spreads retries with seeded jitter around
+// Parallel's documented doubling back-off: a thousand runs ending together are a queue at the
+// receiver, not a thousand sockets, and a thousand failures are not retried in the same instant.
 
 import { createHmac, randomBytes } from "node:crypto";
 import type { SimConfig } from "./config.ts";
@@ -84,10 +89,61 @@ export interface WebhookCounters {
 interface Delivery {
   webhookId: string;
   runId: string;
+  /** The run's seq: indexes the seeded jitter draws of this delivery's retries. */
+  seq: number;
   url: string;
   body: string;
   copy: "primary" | "duplicate";
   attempt: number;
+}
+
+/** One receiver's slots: attempts open to it, and the attempts waiting (FIFO) for a slot. */
+class ReceiverSlots {
+  active = 0;
+  readonly #waiting: Array<() => void> = [];
+  #head = 0;
+
+  /** Runs `start` now if a slot is free, else once one frees. */
+  take(limit: number, start: () => void): void {
+    if (this.active < limit) {
+      this.active++;
+      start();
+      return;
+    }
+    this.#waiting.push(start);
+  }
+
+  /** Frees a slot: hands it straight to the next waiting attempt, if any. */
+  release(): void {
+    const next = this.#waiting[this.#head];
+    if (next === undefined) {
+      this.active--;
+      return;
+    }
+    this.#waiting[this.#head] = noop;
+    this.#head++;
+    // Compact now and then so a long queue costs O(1) per attempt, not a shift per attempt.
+    if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+      this.#waiting.splice(0, this.#head);
+      this.#head = 0;
+    }
+    next();
+  }
+
+  get idle(): boolean {
+    return this.active === 0 && this.#head >= this.#waiting.length;
+  }
+}
+
+function noop(): void {}
+
+/** The receiver an attempt counts against: the URL's origin (scheme, host, port). */
+function receiverOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
 }
 
 function emptyCounters(): WebhookCounters {
@@ -110,6 +166,8 @@ export class WebhookDispatcher {
   readonly #faults: Faults;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #abort = new AbortController();
+  /** Per receiver origin; replaced on reset so attempts of before the reset free nothing of after. */
+  #receivers = new Map<string, ReceiverSlots>();
   #log: DeliveryAttempt[] = [];
   #counters = emptyCounters();
 
@@ -124,6 +182,7 @@ export class WebhookDispatcher {
     const delivery: Delivery = {
       webhookId: `whevent_${randomBytes(16).toString("hex")}`,
       runId: run.run_id,
+      seq,
       url,
       body: webhookBody(run, isoNow()),
       copy: "primary",
@@ -176,16 +235,36 @@ export class WebhookDispatcher {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#abort.abort();
+    this.#receivers = new Map();
   }
 
+  /** After `delayMs`, waits for a slot at the receiver, then attempts. Pending until the attempt starts. */
   #schedule(delivery: Delivery, delayMs: number, settled?: () => void): void {
-    this.#counters.pending++;
+    const counters = this.#counters;
+    // The generation this delivery belongs to: after a reset, its queued attempt is never sent.
+    const signal = this.#abort.signal;
+    counters.pending++;
     const timer = setTimeout(
       () => {
         this.#timers.delete(timer);
-        this.#counters.pending--;
-        this.#attempt(delivery, settled).catch((error: unknown) => {
-          console.error("sim: webhook delivery crashed", error);
+        const origin = receiverOf(delivery.url);
+        const receivers = this.#receivers;
+        let slots = receivers.get(origin);
+        if (!slots) {
+          slots = new ReceiverSlots();
+          receivers.set(origin, slots);
+        }
+        const held = slots;
+        held.take(this.#config().webhook_concurrency, () => {
+          counters.pending--;
+          this.#attempt(delivery, signal, settled)
+            .catch((error: unknown) => {
+              console.error("sim: webhook delivery crashed", error);
+            })
+            .finally(() => {
+              held.release();
+              if (held.idle && receivers.get(origin) === held) receivers.delete(origin);
+            });
         });
       },
       Math.max(0, delayMs),
@@ -194,9 +273,18 @@ export class WebhookDispatcher {
     this.#timers.add(timer);
   }
 
-  async #attempt(delivery: Delivery, settled?: () => void): Promise<void> {
+  /**
+   * The wait before attempt `delivery.attempt + 1`: Parallel's 5 s doubling (§6.6) × time_scale,
+   * spread by ±webhook_retry_jitter with a seeded draw (same seed, same waits).
+   */
+  #backoffMs(delivery: Delivery, config: SimConfig): number {
+    const base = config.webhook_retry_base_ms * 2 ** (delivery.attempt - 1);
+    const draw = this.#faults.draw(`webhook-jitter ${delivery.copy}`, delivery.seq * 64 + delivery.attempt);
+    return scaled(base * (1 + config.webhook_retry_jitter * (2 * draw - 1)), config);
+  }
+
+  async #attempt(delivery: Delivery, signal: AbortSignal, settled?: () => void): Promise<void> {
     const config = this.#config();
-    const signal = this.#abort.signal;
     if (signal.aborted) return;
     const keys = [signingKey(config.webhook_secret, config.signature_mode)];
     if (config.webhook_secret_previous !== null) {
@@ -250,8 +338,8 @@ export class WebhookDispatcher {
       settled?.();
       return;
     }
-    // 5 s, 10 s, 20 s, ... of Parallel's time before attempts 2, 3, 4, ...
-    const backoffMs = scaled(config.webhook_retry_base_ms * 2 ** (delivery.attempt - 1), config);
+    // 5 s, 10 s, 20 s, ... of Parallel's time (± jitter) before attempts 2, 3, 4, ...
+    const backoffMs = this.#backoffMs(delivery, config);
     this.#record(delivery, { ...base, outcome, nextInMs: backoffMs });
     this.#schedule({ ...delivery, attempt: delivery.attempt + 1 }, backoffMs, settled);
   }

@@ -274,3 +274,35 @@ describe("API faults", () => {
     expect(jitter(2)).not.toEqual(values);
   });
 });
+
+describe("run durations", () => {
+  it("run_duration_jitter_ms spreads a fixed duration over a seeded 0..N ms; 0 keeps it exact", async () => {
+    const planned = async (settings: Record<string, unknown>) => {
+      const handle = await sim({ run_duration_ms: 60_000, ...settings });
+      await createRuns(handle, 30);
+      return handle.control.runs().map((view) => view.planned_duration_ms);
+    };
+    expect(new Set(await planned({}))).toEqual(new Set([60_000]));
+    const spread = await planned({ seed: 3, run_duration_jitter_ms: 1_000 });
+    expect(Math.min(...spread)).toBeGreaterThanOrEqual(60_000);
+    expect(Math.max(...spread)).toBeLessThan(61_000);
+    expect(new Set(spread.map(Math.floor)).size).toBeGreaterThan(25);
+    expect(await planned({ seed: 3, run_duration_jitter_ms: 1_000 })).toEqual(spread);
+    expect(await planned({ seed: 4, run_duration_jitter_ms: 1_000 })).not.toEqual(spread);
+  });
+
+  it("runs made in one call end apart: each draws its own duration in the processor's range", async () => {
+    const handle = await sim({ run_duration_ms: null });
+    const client = sdk(handle);
+    const group = await client.taskGroup.create({});
+    await client.taskGroup.addRuns(group.taskgroup_id, {
+      inputs: Array.from({ length: 100 }, (_, i) => ({ input: `row ${i}`, processor: "lite" })),
+    });
+    const durations = handle.control.runs().map((view) => view.planned_duration_ms);
+    // lite is 10–60 s at Parallel (§8), × 0.001 here.
+    expect(Math.min(...durations)).toBeGreaterThanOrEqual(10);
+    expect(Math.max(...durations)).toBeLessThanOrEqual(60);
+    expect(Math.max(...durations) - Math.min(...durations)).toBeGreaterThan(30);
+    expect(new Set(durations).size).toBe(100);
+  });
+});

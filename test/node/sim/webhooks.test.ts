@@ -2,6 +2,8 @@
 // Standard Webhooks reference library (raw format for the documented scheme, default for whsec_).
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import type { SimHandle } from "../../../sim/server.ts";
@@ -12,6 +14,7 @@ import {
   type ReceivedWebhook,
   type Receiver,
   sdk,
+  sleep,
   startReceiver,
   startTestSim,
   until,
@@ -217,7 +220,7 @@ describe("retries", () => {
   it("retries non-2xx answers with the same webhook-id and body, and a fresh timestamp and signature", async () => {
     // 500, then 200. Back-off 5 s × 0.2 = 1 s, so the two attempts are signed in different seconds.
     receiver = await startReceiver((n) => (n === 0 ? 500 : 200));
-    sim = await startTestSim({ time_scale: 0.2, run_duration_ms: 10 });
+    sim = await startTestSim({ time_scale: 0.2, run_duration_ms: 10, webhook_retry_jitter: 0 });
     const { runId } = await runWithWebhook(sim, receiver.url);
     const attempts = await receiver.waitFor(2, 4_000);
     const [first, second] = attempts;
@@ -256,7 +259,7 @@ describe("retries", () => {
 
   it("gives up after webhook_max_attempts, and retries network errors too", async () => {
     receiver = await startReceiver(() => 503);
-    sim = await startTestSim({ webhook_max_attempts: 4, run_duration_ms: 5 });
+    sim = await startTestSim({ webhook_max_attempts: 4, run_duration_ms: 5, webhook_retry_jitter: 0 });
     await runWithWebhook(sim, receiver.url);
     const attempts = await receiver.waitFor(4);
     const current = sim;
@@ -286,5 +289,131 @@ describe("retries", () => {
     await runWithWebhook(sim, closedUrl);
     await until(() => current.control.stats().webhooks.failed === 1);
     expect(sim.control.webhooks().map((a) => a.outcome)).toEqual(Array(4).fill("network_error"));
+  });
+});
+
+/** A receiver that answers each request after `holdMs` and counts how many it holds at once. */
+async function startSlowReceiver(holdMs: number, status = 200) {
+  let open = 0;
+  let peak = 0;
+  let received = 0;
+  let arrived = 0;
+  const server = createServer((req, res) => {
+    arrived++;
+    open++;
+    peak = Math.max(peak, open);
+    req.resume();
+    req.on("end", () => {
+      setTimeout(() => {
+        open--;
+        received++;
+        res.writeHead(status).end();
+      }, holdMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    peak: () => peak,
+    /** Requests that reached the server, answered or not. */
+    arrived: () => arrived,
+    received: () => received,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** `count` runs added to a group in one call, so they end within a few ms of each other. */
+async function groupWithWebhooks(handle: SimHandle, urls: string[], count: number): Promise<string[]> {
+  const client = sdk(handle);
+  const group = await client.taskGroup.create({});
+  const added = await client.taskGroup.addRuns(group.taskgroup_id, {
+    inputs: Array.from({ length: count }, (_, i) => ({
+      input: `row ${i}`,
+      processor: "lite",
+      webhook: { url: urls[i % urls.length] ?? "", event_types: ["task_run.status"] },
+    })),
+    betas: ["webhook-2025-08-12"],
+  });
+  return added.run_ids;
+}
+
+describe("a burst of completions", () => {
+  it("holds at most webhook_concurrency attempts open to one receiver; each receiver has its own", async () => {
+    const slow = await startSlowReceiver(40);
+    const other = await startSlowReceiver(40);
+    try {
+      sim = await startTestSim({ run_duration_ms: 5, webhook_concurrency: 3 });
+      await groupWithWebhooks(sim, [slow.url, other.url], 60);
+      const current = sim;
+      await until(() => current.control.stats().webhooks.delivered === 60, 20_000);
+      expect(slow.received()).toBe(30);
+      expect(other.received()).toBe(30);
+      // 30 webhooks held 40 ms each, three at a time, per receiver: never more, and the limit is used.
+      expect(slow.peak()).toBe(3);
+      expect(other.peak()).toBe(3);
+      expect(sim.control.stats().webhooks).toMatchObject({ sent: 60, pending: 0, in_flight: 0 });
+    } finally {
+      await slow.close();
+      await other.close();
+    }
+  });
+
+  it("queued attempts count as pending; a reset drops the queue", async () => {
+    const slow = await startSlowReceiver(200);
+    try {
+      sim = await startTestSim({ run_duration_ms: 5, webhook_concurrency: 2 });
+      await groupWithWebhooks(sim, [slow.url], 10);
+      const current = sim;
+      await until(() => {
+        const { in_flight, pending } = current.control.stats().webhooks;
+        return in_flight === 2 && pending === 8;
+      });
+      sim.control.reset();
+      await sleep(500);
+      // The 8 queued were never sent (at most the 2 aborted ones reached the receiver), and the
+      // aborted attempts freed nothing of the new state.
+      expect(slow.arrived()).toBeLessThanOrEqual(2);
+      expect(sim.control.stats().webhooks).toMatchObject({ sent: 0, pending: 0, in_flight: 0 });
+      // After the reset the receiver gets its full share of slots again.
+      await groupWithWebhooks(sim, [slow.url], 2);
+      await until(() => current.control.stats().webhooks.delivered === 2, 5_000);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("spreads retries by ±webhook_retry_jitter around the doubling, the same for the same seed", async () => {
+    const waits = async (seed: number) => {
+      const failing = await startReceiver(() => 503);
+      try {
+        const handle = await startTestSim({ seed, run_duration_ms: 5, webhook_max_attempts: 3 });
+        try {
+          const ids = await groupWithWebhooks(handle, [failing.url], 20);
+          await until(() => handle.control.stats().webhooks.failed === 20, 10_000);
+          return ids.map((id) => handle.control.webhooks({ runId: id }).map((a) => a.next_attempt_in_ms));
+        } finally {
+          await handle.close();
+        }
+      } finally {
+        await failing.close();
+      }
+    };
+    const first = await waits(7);
+    for (const [retry1, retry2, last] of first) {
+      // 5 s and 10 s × 0.001, each within ±20 %.
+      expect(retry1).toBeGreaterThanOrEqual(4);
+      expect(retry1).toBeLessThanOrEqual(6);
+      expect(retry2).toBeGreaterThanOrEqual(8);
+      expect(retry2).toBeLessThanOrEqual(12);
+      expect(last).toBeNull();
+    }
+    expect(new Set(first.map((w) => w[0])).size).toBeGreaterThan(10);
+    expect(await waits(7)).toEqual(first);
+    expect(await waits(8)).not.toEqual(first);
   });
 });
