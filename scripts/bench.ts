@@ -654,23 +654,27 @@ async function stackParts(results: Record<string, unknown>) {
         /** Cheap: whether every run may be finished (then the results are counted). */
         finished: () => Promise<boolean>,
         results: () => Promise<string[]>,
+        /** Runs the start-and-wait (e.g. under a memory probe). */
+        around: (run: () => Promise<void>) => Promise<void> = (run) => run(),
       ) => {
         await sim.reset();
         const mark = relayEvents.length;
         const before = await statsNow();
         const startedAt = new Date();
-        await start();
         let times: string[] = [];
-        await waitFor(
-          async () => {
-            if (!(await finished().catch(() => false))) return false;
-            times = await results();
-            return times.length >= count;
-          },
-          BATCH_MAX_MS,
-          `${label}: ${count} results stored`,
-          5_000,
-        ).catch((error: unknown) => console.log(String(error)));
+        await around(async () => {
+          await start();
+          await waitFor(
+            async () => {
+              if (!(await finished().catch(() => false))) return false;
+              times = await results();
+              return times.length >= count;
+            },
+            BATCH_MAX_MS,
+            `${label}: ${count} results stored`,
+            5_000,
+          ).catch((error: unknown) => console.log(String(error)));
+        });
         const after = await statsNow();
         const events = relayEvents
           .slice(mark)
@@ -700,6 +704,10 @@ async function stackParts(results: Record<string, unknown>) {
           metadata: { row: i },
         }));
       let batchId = "";
+      const pid = workerPid(stack.processGroups().relay as number);
+      if (!pid) throw new Error("no workerd process found for the relay");
+      // The Worker's peak resident set over the whole batch (create, submission, webhooks, bulk results).
+      let batchMemory: PeakMemory | null = null;
       const batch = await measure(
         "batch",
         BATCH_INPUTS,
@@ -728,7 +736,29 @@ async function stackParts(results: Record<string, unknown>) {
           return (c.submitting ?? 1) + (c.queued ?? 1) + (c.running ?? 1) + (c.other ?? 1) === 0;
         },
         () => storedTimes(`batch_id=${batchId}`, () => true),
+        (run) =>
+          peakMemoryOf(pid, run).then((peak) => {
+            batchMemory = peak;
+          }),
       ).catch((error: unknown) => ({ error: String(error) }));
+      // The export of the whole batch, each format read to its end: its peak memory, size and time.
+      const exportOf = async (format: "jsonl" | "csv") => {
+        let bytes = 0;
+        let lines = 0;
+        let status = 0;
+        const started = performance.now();
+        const peak = await peakMemoryOf(pid, async () => {
+          const response = await fetch(`${stack.relayUrl}/v1/batches/${batchId}/results?format=${format}`, {
+            headers: auth,
+          });
+          status = response.status;
+          const text = await response.text();
+          bytes = Buffer.byteLength(text);
+          lines = text.split("\n").filter((line) => line.length > 0).length;
+        });
+        return { status, bytes, lines, seconds: round((performance.now() - started) / 1000, 1), ...peak };
+      };
+      const batchExport = batchId ? { jsonl: await exportOf("jsonl"), csv: await exportOf("csv") } : null;
       const singles = await measure(
         "single runs",
         BATCH_SINGLE_RUNS,
@@ -750,7 +780,13 @@ async function stackParts(results: Record<string, unknown>) {
             (run) => (run.metadata as { bench?: string } | null)?.bench === "single7",
           ),
       );
-      results.batch = { batch, single_runs: singles };
+      results.batch = {
+        batch,
+        worker_memory_batch: batchMemory,
+        export: batchExport,
+        load_average: os.loadavg().map((n) => round(n, 1)),
+        single_runs: singles,
+      };
     }
   } finally {
     ticking = false;
