@@ -27,7 +27,7 @@ import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
 import { noteOperatorProblem, resolveOperatorProblem } from "./operator-alerts";
 import { parallelCreateBody } from "./runs";
-import { addMs, deadlineAt, firstPollAt, LEASE_MS, retryAt } from "./timing";
+import { addMs, deadlineAt, LEASE_MS, retryAt } from "./timing";
 
 /** Parallel's most inputs in one add-runs call. */
 export const CHUNK_SIZE = 1000;
@@ -257,7 +257,7 @@ function acceptStatements(
     pairs,
     now.toISOString(),
     deadlineAt(ctx.config, processor, now).toISOString(),
-    firstPollAt(ctx.config, processor, now).toISOString(),
+    deadlineAt(ctx.config, processor, now).toISOString(), // first poll: at the deadline (i15-burst)
     { taskgroup_id: batch.taskgroup_id, attempt: (batch.submit_attempts ?? 0) + 1, ...detail },
   );
 }
