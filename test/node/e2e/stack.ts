@@ -1,6 +1,7 @@
 // End-to-end harness: the real local stack (simulator + wrangler dev on local D1) on free loopback
 // ports, a callback receiver that verifies every delivery with standardwebhooks, and a client that
 // behaves like a careful user (Idempotency-Key on every create, retried on connection errors).
+import { appendFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,6 +68,8 @@ export async function startE2EStack(options: {
     simEnv: { SIM_SEED: "7", ...options.simEnv },
     relayVars: options.relayVars ?? {},
     onOutput: (line) => {
+      // E2E_OUTPUT_FILE keeps every line of the children (the failure message shows the last 40).
+      if (process.env.E2E_OUTPUT_FILE) appendFileSync(process.env.E2E_OUTPUT_FILE, `${line}\n`);
       output.push(line);
       if (output.length > 2000) output.shift();
     },
