@@ -20,6 +20,11 @@ export interface Batch {
   callback_per_run: boolean;
   taskgroup_id: string | null;
   input_count: number;
+  /**
+   * Runs by status, kept on the row (migration 0022): the inserts count their inputs as `submitting`,
+   * a trigger on runs counts every later change. Statuses with no run are absent.
+   */
+  status_counts: Record<string, number>;
   results_event_id: string | null;
   idempotency_key: string | null;
   request_hash: string | null;
@@ -43,14 +48,25 @@ export interface Batch {
   run_cursor?: string | null;
 }
 
-type BatchRow = Omit<Batch, "template" | "callback_per_run"> & { template: string; callback_per_run: number };
+type BatchRow = Omit<Batch, "template" | "callback_per_run" | "status_counts"> & {
+  template: string;
+  callback_per_run: number;
+  status_counts: string;
+};
 
 export function rowToBatch(row: BatchRow): Batch {
   return {
     ...row,
     template: JSON.parse(row.template) as Record<string, unknown>,
     callback_per_run: row.callback_per_run === 1,
+    status_counts: parseStatusCounts(row.status_counts),
   };
+}
+
+/** The status_counts column: statuses a run left (counted down to 0) are dropped. */
+export function parseStatusCounts(text: string): Record<string, number> {
+  const counts = JSON.parse(text) as Record<string, number>;
+  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0));
 }
 
 /** The batch, if it exists and (when `apiKeyId` is given) belongs to that key. */
@@ -64,23 +80,19 @@ export async function findBatch(db: D1Database, id: string, apiKeyId?: string): 
   return row ? rowToBatch(row) : null;
 }
 
-/** How many of a batch's runs are in each status (statuses with no run are absent). */
-export async function batchStatusCounts(db: D1Database, batchId: string): Promise<Record<string, number>> {
-  const { results } = await db
-    .prepare("SELECT status, COUNT(*) AS n FROM runs WHERE batch_id = ? GROUP BY status")
-    .bind(batchId)
-    .all<{ status: string; n: number }>();
-  return Object.fromEntries(results.map((r) => [r.status, r.n]));
-}
-
 // Statements of the batch API and its submission (services/batches.ts, services/batch-submission.ts).
 
+/**
+ * The batch row, its `input_count` inputs counted as `submitting`: it must be in the same D1 batch
+ * as the insert of those runs (insertBatchRuns), so both happen or neither.
+ */
 export function insertBatch(db: D1Database, batch: Batch): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO batches (id, api_key_id, name, status, template, callback_url, callback_per_run, input_count,
-         idempotency_key, request_hash, created_at, updated_at, closed_at, next_sweep_at, lease_until)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         idempotency_key, request_hash, created_at, updated_at, closed_at, next_sweep_at, lease_until, status_counts)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+         CASE WHEN ?8 > 0 THEN json_object('submitting', ?8) ELSE '{}' END)`,
     )
     .bind(
       batch.id,
@@ -266,7 +278,10 @@ export function closeBatchStatement(db: D1Database, id: string, at: string): D1P
     .bind(at, at, at, id);
 }
 
-/** Inputs added to an open batch: its count moves on, guarded by the count the rows were numbered from. */
+/**
+ * Inputs added to an open batch: its count moves on (and its `submitting` count with it), guarded by
+ * the count the rows were numbered from, as their insert is (insertBatchRuns `whileOpenWithCount`).
+ */
 export function addBatchInputsStatement(
   db: D1Database,
   batch: Pick<Batch, "id" | "input_count">,
@@ -275,11 +290,12 @@ export function addBatchInputsStatement(
 ): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE batches SET input_count = input_count + ?, updated_at = ?,
-         next_sweep_at = CASE WHEN next_sweep_at IS NULL OR next_sweep_at > ? THEN ? ELSE next_sweep_at END
-       WHERE id = ? AND status = 'open' AND input_count = ? RETURNING *`,
+      `UPDATE batches SET input_count = input_count + ?1, updated_at = ?2,
+         status_counts = json_set(status_counts, '$.submitting', COALESCE(json_extract(status_counts, '$.submitting'), 0) + ?1),
+         next_sweep_at = CASE WHEN next_sweep_at IS NULL OR next_sweep_at > ?2 THEN ?2 ELSE next_sweep_at END
+       WHERE id = ?3 AND status = 'open' AND input_count = ?4 RETURNING *`,
     )
-    .bind(added, at, at, at, batch.id, batch.input_count);
+    .bind(added, at, batch.id, batch.input_count);
 }
 
 /** Applies `changes` to the batch when `guard` holds; the batch afterwards, or null. */
