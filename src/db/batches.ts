@@ -3,6 +3,7 @@
 // submission and bulk result fetch have got to.
 
 import { pageStatement } from "./page";
+import { TIMELINE_INLINE_MAX, timelineAppendSql, timelineSet } from "./run-events";
 import { recordAcceptedBatchSpend } from "./spend";
 
 export const BATCH_STATUSES = ["open", "submitting", "running", "completed", "cancelled"] as const;
@@ -176,6 +177,10 @@ export interface BatchRunRow {
  */
 export const INSERT_ROWS_MAX_UNITS = 600_000;
 
+/** A batch run's timeline as stored: its `stored` event, in the row as every run's (db/run-events.ts). */
+const STORED_TIMELINE =
+  "json_array(json_object('at', ?, 'kind', 'stored', 'detail', json_object('batch_id', ?, 'batch_index', json_extract(value, '$[3]'))))";
+
 /**
  * Batch runs are stored `submitting` with nothing due (next_sweep_at NULL): the batch submits them,
  * a chunk at a time through its Task Group, never the resubmit_runs job one by one.
@@ -204,9 +209,11 @@ export function insertBatchRuns(
         .prepare(
           `INSERT INTO runs (id, api_key_id, status, processor, input, task_spec, metadata, source_policy,
              previous_interaction_id, enable_events, mcp_servers, callback_url, relay_warnings, created_at,
-             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index, cost_micro_usd, spend_month)
+             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index, cost_micro_usd, spend_month,
+             timeline, timeline_count)
            SELECT json_extract(value, '$[0]'), ?, 'submitting', ?, json_extract(value, '$[1]'), ?,
-             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]'), ?, ?
+             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]'), ?, ?,
+             ${STORED_TIMELINE}, 1
            FROM json_each(?) ${guard.sql}`,
         )
         .bind(
@@ -224,6 +231,8 @@ export function insertBatchRuns(
           shared.batchId,
           shared.costMicroUsd,
           shared.spendMonth,
+          shared.at,
+          shared.batchId,
           `[${part.join(",")}]`,
           ...guard.params,
         ),
@@ -238,32 +247,6 @@ export function insertBatchRuns(
     units += element.length + 1;
   }
   flush();
-  return statements;
-}
-
-/**
- * The `stored` timeline event of each of these runs, if it was inserted: one statement per insert's
- * worth of run ids (a JSON array joined to the runs by primary key).
- */
-export function insertBatchStoredEvents(
-  db: D1Database,
-  rows: BatchRunRow[],
-  at: string,
-): D1PreparedStatement[] {
-  const statements: D1PreparedStatement[] = [];
-  const perStatement = Math.floor(INSERT_ROWS_MAX_UNITS / 40);
-  for (let i = 0; i < rows.length; i += perStatement) {
-    const ids = JSON.stringify(rows.slice(i, i + perStatement).map((r) => r.id));
-    statements.push(
-      db
-        .prepare(
-          `INSERT INTO run_events (run_id, at, kind, detail)
-           SELECT runs.id, ?, 'stored', json_object('batch_id', runs.batch_id, 'batch_index', runs.batch_index)
-           FROM json_each(?) AS j JOIN runs ON runs.id = j.value`,
-        )
-        .bind(at, ids),
-    );
-  }
   return statements;
 }
 
@@ -415,19 +398,24 @@ export function acceptBatchRunsStatements(
   const idAt = "json_extract(?1, '$[' || CAST(batch_index - ?2 AS INTEGER) || ']')";
   const range = "batch_id = ?3 AND batch_index >= ?2 AND batch_index < ?4";
   const json = JSON.stringify(ids);
+  const submitted = `json_object('at', ?5, 'kind', 'submitted', 'detail', json_patch(?8, json_object('parallel_run_id', ${idAt})))`;
   return [
+    // The `submitted` event goes into each run's timeline in the same write (db/run-events.ts).
     db
       .prepare(
         `UPDATE runs SET parallel_run_id = ${idAt}, interaction_id = ${idAt}, status = 'queued', submitted_at = ?5,
-           deadline_at = ?6, next_sweep_at = ?7, attempts = 0, lease_until = NULL, updated_at = ?5
+           deadline_at = ?6, next_sweep_at = ?7, attempts = 0, lease_until = NULL, updated_at = ?5,
+           ${timelineAppendSql(submitted)}
          WHERE ${range} AND status = 'submitting' AND ${idAt} IS NOT NULL`,
       )
-      .bind(json, from, batchId, end, at, deadlineAt, firstPollAt),
+      .bind(json, from, batchId, end, at, deadlineAt, firstPollAt, JSON.stringify(detail)),
+    // A run whose timeline was full: its event as a run_events row (none in the usual case).
     db
       .prepare(
         `INSERT INTO run_events (run_id, at, kind, detail)
          SELECT id, ?5, 'submitted', json_patch(?6, json_object('parallel_run_id', parallel_run_id))
-         FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}`,
+         FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}
+           AND timeline_count > ${TIMELINE_INLINE_MAX}`,
       )
       .bind(json, from, batchId, end, at, JSON.stringify(detail)),
     // Only the runs this update accepted (submitted_at = at): a run a webhook gave its id first was
@@ -458,7 +446,11 @@ export function endUnsubmittedRunsStatements(
   const from =
     range.from === "unsent" ? "(SELECT COALESCE(chunk_end, submit_next) FROM batches WHERE id = ?)" : "?";
   const fromParam = range.from === "unsent" ? batchId : range.from;
-  const where = `batch_id = ? AND batch_index >= ${from} AND batch_index < ? AND status = 'submitting' AND parallel_run_id IS NULL`;
+  const inRange = `batch_id = ? AND batch_index >= ${from} AND batch_index < ?`;
+  const where = `${inRange} AND status = 'submitting' AND parallel_run_id IS NULL`;
+  // The runs the update below ended (after it): those of the range it gave this status at `at`.
+  const ended = `${inRange} AND parallel_run_id IS NULL AND status = ? AND finished_at = ?`;
+  const timeline = timelineSet([{ at, kind: event.kind, detail: event.detail }]);
   return [
     // Their reservations given back (as releaseRefusedRunSpend does for a single run), before the
     // update ends them: the runs reserved against the key's current budget month.
@@ -469,18 +461,30 @@ export function endUnsubmittedRunsStatements(
          WHERE id = (SELECT api_key_id FROM batches WHERE id = ?)`,
       )
       .bind(batchId, fromParam, end, batchId),
-    // The events first: the rows they name are still `submitting` until the update below.
-    db
-      .prepare(
-        `INSERT INTO run_events (run_id, at, kind, detail) SELECT id, ?, ?, ? FROM runs WHERE ${where}`,
-      )
-      .bind(at, event.kind, JSON.stringify(event.detail), batchId, fromParam, end),
+    // The event goes into each run's timeline in the same write (db/run-events.ts).
     db
       .prepare(
         `UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ?, lease_until = NULL,
-           next_sweep_at = CASE WHEN callback_url IS NOT NULL THEN ? ELSE NULL END
+           next_sweep_at = CASE WHEN callback_url IS NOT NULL THEN ? ELSE NULL END, ${timeline.sql}
          WHERE ${where}`,
       )
-      .bind(outcome.status, JSON.stringify(outcome.error), at, at, finishDueAt, batchId, fromParam, end),
+      .bind(
+        outcome.status,
+        JSON.stringify(outcome.error),
+        at,
+        at,
+        finishDueAt,
+        ...timeline.params,
+        batchId,
+        fromParam,
+        end,
+      ),
+    // A run whose timeline was full: its event as a run_events row (none in the usual case).
+    db
+      .prepare(
+        `INSERT INTO run_events (run_id, at, kind, detail) SELECT id, ?, ?, ? FROM runs
+         WHERE ${ended} AND timeline_count > ${TIMELINE_INLINE_MAX}`,
+      )
+      .bind(at, event.kind, JSON.stringify(event.detail), batchId, fromParam, end, outcome.status, at),
   ];
 }

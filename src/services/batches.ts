@@ -15,7 +15,6 @@ import {
   findBatchByIdempotencyKey,
   insertBatch,
   insertBatchRuns,
-  insertBatchStoredEvents,
   listBatches as listBatchRows,
   returnedBatch,
   updateBatchStatement,
@@ -297,7 +296,6 @@ export async function createBatch(ctx: ServiceContext, input: CreateBatchInput):
     await ctx.db.batch([
       insertBatch(ctx.db, batch),
       ...insertBatchRuns(ctx.db, sharedColumns(batch, at, spend), rows),
-      ...insertBatchStoredEvents(ctx.db, rows, at),
     ]);
   } catch (error) {
     await releaseBatchSpend(ctx, input.apiKeyId, spend);
@@ -441,7 +439,6 @@ export async function addBatchInputs(
   try {
     results = await ctx.db.batch([
       ...insertBatchRuns(ctx.db, sharedColumns(batch, at, spend), rows, batch.input_count),
-      ...insertBatchStoredEvents(ctx.db, rows, at),
       addBatchInputsStatement(ctx.db, batch, rows.length, at),
     ]);
   } catch (error) {
