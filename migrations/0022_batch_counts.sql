@@ -27,3 +27,9 @@ BEGIN
     '$.' || NEW.status, COALESCE(json_extract(status_counts, '$.' || NEW.status), 0) + 1)
   WHERE id = NEW.batch_id;
 END;
+
+-- A chunk Parallel refused for taskrelay's own credentials (401) or credit (402), as a single run is
+-- (services/runs.ts waitForOperator): the operator's problem, not the inputs'. It is retried with
+-- backoff until its runs' deadline, never given up at SUBMIT_MAX_ATTEMPTS; this is when the current
+-- spell of such refusals began (NULL: the last try did not end so). services/batch-submission.ts.
+ALTER TABLE batches ADD COLUMN submit_operator_since TEXT;

@@ -47,6 +47,8 @@ export interface Batch {
   last_chunk_at?: string | null;
   /** The runs stream's cursor of the last chunk Parallel accepted: a lost answer is looked for from there. */
   run_cursor?: string | null;
+  /** Since when Parallel has refused the current chunk for taskrelay's credentials or credit (401/402); migration 0022. */
+  submit_operator_since?: string | null;
 }
 
 type BatchRow = Omit<Batch, "template" | "callback_per_run" | "status_counts"> & {
@@ -361,16 +363,18 @@ export async function chunkRuns(
   batchId: string,
   from: number,
   end: number,
-): Promise<Array<{ id: string; batch_index: number; input: string; metadata: string | null }>> {
+): Promise<
+  Array<{ id: string; batch_index: number; input: string; metadata: string | null; created_at: string }>
+> {
   const { results } = await db
     .prepare(
-      `SELECT id, batch_index, input, metadata FROM runs
+      `SELECT id, batch_index, input, metadata, created_at FROM runs
        WHERE batch_id = ? AND batch_index >= ? AND batch_index < ? AND status = 'submitting'
          AND parallel_run_id IS NULL
        ORDER BY batch_index`,
     )
     .bind(batchId, from, end)
-    .all<{ id: string; batch_index: number; input: string; metadata: string | null }>();
+    .all<{ id: string; batch_index: number; input: string; metadata: string | null; created_at: string }>();
   return results;
 }
 
