@@ -3,6 +3,7 @@
 // submission and bulk result fetch have got to.
 
 import { pageStatement } from "./page";
+import { TIMELINE_INLINE_MAX, timelineAppendSql, timelineSet } from "./run-events";
 import { recordAcceptedBatchSpend } from "./spend";
 
 export const BATCH_STATUSES = ["open", "submitting", "running", "completed", "cancelled"] as const;
@@ -20,6 +21,11 @@ export interface Batch {
   callback_per_run: boolean;
   taskgroup_id: string | null;
   input_count: number;
+  /**
+   * Runs by status, kept on the row (migration 0022): the inserts count their inputs as `submitting`,
+   * a trigger on runs counts every later change. Statuses with no run are absent.
+   */
+  status_counts: Record<string, number>;
   results_event_id: string | null;
   idempotency_key: string | null;
   request_hash: string | null;
@@ -41,16 +47,29 @@ export interface Batch {
   last_chunk_at?: string | null;
   /** The runs stream's cursor of the last chunk Parallel accepted: a lost answer is looked for from there. */
   run_cursor?: string | null;
+  /** Since when Parallel has refused the current chunk for taskrelay's credentials or credit (401/402); migration 0022. */
+  submit_operator_since?: string | null;
 }
 
-type BatchRow = Omit<Batch, "template" | "callback_per_run"> & { template: string; callback_per_run: number };
+type BatchRow = Omit<Batch, "template" | "callback_per_run" | "status_counts"> & {
+  template: string;
+  callback_per_run: number;
+  status_counts: string;
+};
 
 export function rowToBatch(row: BatchRow): Batch {
   return {
     ...row,
     template: JSON.parse(row.template) as Record<string, unknown>,
     callback_per_run: row.callback_per_run === 1,
+    status_counts: parseStatusCounts(row.status_counts),
   };
+}
+
+/** The status_counts column: statuses a run left (counted down to 0) are dropped. */
+export function parseStatusCounts(text: string): Record<string, number> {
+  const counts = JSON.parse(text) as Record<string, number>;
+  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0));
 }
 
 /** The batch, if it exists and (when `apiKeyId` is given) belongs to that key. */
@@ -64,23 +83,19 @@ export async function findBatch(db: D1Database, id: string, apiKeyId?: string): 
   return row ? rowToBatch(row) : null;
 }
 
-/** How many of a batch's runs are in each status (statuses with no run are absent). */
-export async function batchStatusCounts(db: D1Database, batchId: string): Promise<Record<string, number>> {
-  const { results } = await db
-    .prepare("SELECT status, COUNT(*) AS n FROM runs WHERE batch_id = ? GROUP BY status")
-    .bind(batchId)
-    .all<{ status: string; n: number }>();
-  return Object.fromEntries(results.map((r) => [r.status, r.n]));
-}
-
 // Statements of the batch API and its submission (services/batches.ts, services/batch-submission.ts).
 
+/**
+ * The batch row, its `input_count` inputs counted as `submitting`: it must be in the same D1 batch
+ * as the insert of those runs (insertBatchRuns), so both happen or neither.
+ */
 export function insertBatch(db: D1Database, batch: Batch): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO batches (id, api_key_id, name, status, template, callback_url, callback_per_run, input_count,
-         idempotency_key, request_hash, created_at, updated_at, closed_at, next_sweep_at, lease_until)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         idempotency_key, request_hash, created_at, updated_at, closed_at, next_sweep_at, lease_until, status_counts)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+         CASE WHEN ?8 > 0 THEN json_object('submitting', ?8) ELSE '{}' END)`,
     )
     .bind(
       batch.id,
@@ -164,6 +179,10 @@ export interface BatchRunRow {
  */
 export const INSERT_ROWS_MAX_UNITS = 600_000;
 
+/** A batch run's timeline as stored: its `stored` event, in the row as every run's (db/run-events.ts). */
+const STORED_TIMELINE =
+  "json_array(json_object('at', ?, 'kind', 'stored', 'detail', json_object('batch_id', ?, 'batch_index', json_extract(value, '$[3]'))))";
+
 /**
  * Batch runs are stored `submitting` with nothing due (next_sweep_at NULL): the batch submits them,
  * a chunk at a time through its Task Group, never the resubmit_runs job one by one.
@@ -192,9 +211,11 @@ export function insertBatchRuns(
         .prepare(
           `INSERT INTO runs (id, api_key_id, status, processor, input, task_spec, metadata, source_policy,
              previous_interaction_id, enable_events, mcp_servers, callback_url, relay_warnings, created_at,
-             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index, cost_micro_usd, spend_month)
+             updated_at, attempts, next_sweep_at, lease_until, batch_id, batch_index, cost_micro_usd, spend_month,
+             timeline, timeline_count)
            SELECT json_extract(value, '$[0]'), ?, 'submitting', ?, json_extract(value, '$[1]'), ?,
-             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]'), ?, ?
+             json_extract(value, '$[2]'), ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, json_extract(value, '$[3]'), ?, ?,
+             ${STORED_TIMELINE}, 1
            FROM json_each(?) ${guard.sql}`,
         )
         .bind(
@@ -212,6 +233,8 @@ export function insertBatchRuns(
           shared.batchId,
           shared.costMicroUsd,
           shared.spendMonth,
+          shared.at,
+          shared.batchId,
           `[${part.join(",")}]`,
           ...guard.params,
         ),
@@ -229,32 +252,6 @@ export function insertBatchRuns(
   return statements;
 }
 
-/**
- * The `stored` timeline event of each of these runs, if it was inserted: one statement per insert's
- * worth of run ids (a JSON array joined to the runs by primary key).
- */
-export function insertBatchStoredEvents(
-  db: D1Database,
-  rows: BatchRunRow[],
-  at: string,
-): D1PreparedStatement[] {
-  const statements: D1PreparedStatement[] = [];
-  const perStatement = Math.floor(INSERT_ROWS_MAX_UNITS / 40);
-  for (let i = 0; i < rows.length; i += perStatement) {
-    const ids = JSON.stringify(rows.slice(i, i + perStatement).map((r) => r.id));
-    statements.push(
-      db
-        .prepare(
-          `INSERT INTO run_events (run_id, at, kind, detail)
-           SELECT runs.id, ?, 'stored', json_object('batch_id', runs.batch_id, 'batch_index', runs.batch_index)
-           FROM json_each(?) AS j JOIN runs ON runs.id = j.value`,
-        )
-        .bind(at, ids),
-    );
-  }
-  return statements;
-}
-
 /** No more inputs: still sending (inputs not yet at Parallel) → submitting, else running. */
 export function closeBatchStatement(db: D1Database, id: string, at: string): D1PreparedStatement {
   return db
@@ -266,7 +263,10 @@ export function closeBatchStatement(db: D1Database, id: string, at: string): D1P
     .bind(at, at, at, id);
 }
 
-/** Inputs added to an open batch: its count moves on, guarded by the count the rows were numbered from. */
+/**
+ * Inputs added to an open batch: its count moves on (and its `submitting` count with it), guarded by
+ * the count the rows were numbered from, as their insert is (insertBatchRuns `whileOpenWithCount`).
+ */
 export function addBatchInputsStatement(
   db: D1Database,
   batch: Pick<Batch, "id" | "input_count">,
@@ -275,11 +275,12 @@ export function addBatchInputsStatement(
 ): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE batches SET input_count = input_count + ?, updated_at = ?,
-         next_sweep_at = CASE WHEN next_sweep_at IS NULL OR next_sweep_at > ? THEN ? ELSE next_sweep_at END
-       WHERE id = ? AND status = 'open' AND input_count = ? RETURNING *`,
+      `UPDATE batches SET input_count = input_count + ?1, updated_at = ?2,
+         status_counts = json_set(status_counts, '$.submitting', COALESCE(json_extract(status_counts, '$.submitting'), 0) + ?1),
+         next_sweep_at = CASE WHEN next_sweep_at IS NULL OR next_sweep_at > ?2 THEN ?2 ELSE next_sweep_at END
+       WHERE id = ?3 AND status = 'open' AND input_count = ?4 RETURNING *`,
     )
-    .bind(added, at, at, at, batch.id, batch.input_count);
+    .bind(added, at, batch.id, batch.input_count);
 }
 
 /** Applies `changes` to the batch when `guard` holds; the batch afterwards, or null. */
@@ -362,16 +363,18 @@ export async function chunkRuns(
   batchId: string,
   from: number,
   end: number,
-): Promise<Array<{ id: string; batch_index: number; input: string; metadata: string | null }>> {
+): Promise<
+  Array<{ id: string; batch_index: number; input: string; metadata: string | null; created_at: string }>
+> {
   const { results } = await db
     .prepare(
-      `SELECT id, batch_index, input, metadata FROM runs
+      `SELECT id, batch_index, input, metadata, created_at FROM runs
        WHERE batch_id = ? AND batch_index >= ? AND batch_index < ? AND status = 'submitting'
          AND parallel_run_id IS NULL
        ORDER BY batch_index`,
     )
     .bind(batchId, from, end)
-    .all<{ id: string; batch_index: number; input: string; metadata: string | null }>();
+    .all<{ id: string; batch_index: number; input: string; metadata: string | null; created_at: string }>();
   return results;
 }
 
@@ -399,19 +402,24 @@ export function acceptBatchRunsStatements(
   const idAt = "json_extract(?1, '$[' || CAST(batch_index - ?2 AS INTEGER) || ']')";
   const range = "batch_id = ?3 AND batch_index >= ?2 AND batch_index < ?4";
   const json = JSON.stringify(ids);
+  const submitted = `json_object('at', ?5, 'kind', 'submitted', 'detail', json_patch(?8, json_object('parallel_run_id', ${idAt})))`;
   return [
+    // The `submitted` event goes into each run's timeline in the same write (db/run-events.ts).
     db
       .prepare(
         `UPDATE runs SET parallel_run_id = ${idAt}, interaction_id = ${idAt}, status = 'queued', submitted_at = ?5,
-           deadline_at = ?6, next_sweep_at = ?7, attempts = 0, lease_until = NULL, updated_at = ?5
+           deadline_at = ?6, next_sweep_at = ?7, attempts = 0, lease_until = NULL, updated_at = ?5,
+           ${timelineAppendSql(submitted)}
          WHERE ${range} AND status = 'submitting' AND ${idAt} IS NOT NULL`,
       )
-      .bind(json, from, batchId, end, at, deadlineAt, firstPollAt),
+      .bind(json, from, batchId, end, at, deadlineAt, firstPollAt, JSON.stringify(detail)),
+    // A run whose timeline was full: its event as a run_events row (none in the usual case).
     db
       .prepare(
         `INSERT INTO run_events (run_id, at, kind, detail)
          SELECT id, ?5, 'submitted', json_patch(?6, json_object('parallel_run_id', parallel_run_id))
-         FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}`,
+         FROM runs WHERE ${range} AND submitted_at = ?5 AND parallel_run_id = ${idAt}
+           AND timeline_count > ${TIMELINE_INLINE_MAX}`,
       )
       .bind(json, from, batchId, end, at, JSON.stringify(detail)),
     // Only the runs this update accepted (submitted_at = at): a run a webhook gave its id first was
@@ -442,7 +450,11 @@ export function endUnsubmittedRunsStatements(
   const from =
     range.from === "unsent" ? "(SELECT COALESCE(chunk_end, submit_next) FROM batches WHERE id = ?)" : "?";
   const fromParam = range.from === "unsent" ? batchId : range.from;
-  const where = `batch_id = ? AND batch_index >= ${from} AND batch_index < ? AND status = 'submitting' AND parallel_run_id IS NULL`;
+  const inRange = `batch_id = ? AND batch_index >= ${from} AND batch_index < ?`;
+  const where = `${inRange} AND status = 'submitting' AND parallel_run_id IS NULL`;
+  // The runs the update below ended (after it): those of the range it gave this status at `at`.
+  const ended = `${inRange} AND parallel_run_id IS NULL AND status = ? AND finished_at = ?`;
+  const timeline = timelineSet([{ at, kind: event.kind, detail: event.detail }]);
   return [
     // Their reservations given back (as releaseRefusedRunSpend does for a single run), before the
     // update ends them: the runs reserved against the key's current budget month.
@@ -453,18 +465,30 @@ export function endUnsubmittedRunsStatements(
          WHERE id = (SELECT api_key_id FROM batches WHERE id = ?)`,
       )
       .bind(batchId, fromParam, end, batchId),
-    // The events first: the rows they name are still `submitting` until the update below.
-    db
-      .prepare(
-        `INSERT INTO run_events (run_id, at, kind, detail) SELECT id, ?, ?, ? FROM runs WHERE ${where}`,
-      )
-      .bind(at, event.kind, JSON.stringify(event.detail), batchId, fromParam, end),
+    // The event goes into each run's timeline in the same write (db/run-events.ts).
     db
       .prepare(
         `UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ?, lease_until = NULL,
-           next_sweep_at = CASE WHEN callback_url IS NOT NULL THEN ? ELSE NULL END
+           next_sweep_at = CASE WHEN callback_url IS NOT NULL THEN ? ELSE NULL END, ${timeline.sql}
          WHERE ${where}`,
       )
-      .bind(outcome.status, JSON.stringify(outcome.error), at, at, finishDueAt, batchId, fromParam, end),
+      .bind(
+        outcome.status,
+        JSON.stringify(outcome.error),
+        at,
+        at,
+        finishDueAt,
+        ...timeline.params,
+        batchId,
+        fromParam,
+        end,
+      ),
+    // A run whose timeline was full: its event as a run_events row (none in the usual case).
+    db
+      .prepare(
+        `INSERT INTO run_events (run_id, at, kind, detail) SELECT id, ?, ?, ? FROM runs
+         WHERE ${ended} AND timeline_count > ${TIMELINE_INLINE_MAX}`,
+      )
+      .bind(at, event.kind, JSON.stringify(event.detail), batchId, fromParam, end, outcome.status, at),
   ];
 }

@@ -1,6 +1,7 @@
 // overview_hours: the dashboard overview's hourly rollup (migration 0017), kept by triggers on runs and
 // deliveries; and the few small reads the overview makes besides it (next schedule runs, open batches).
 // Every read here is bounded by the window and the number of keys, never by the history stored.
+import { parseStatusCounts } from "./batches";
 import { TERMINAL_STATUSES } from "./run-states";
 
 /**
@@ -113,6 +114,8 @@ export interface OpenBatch {
   status: string;
   input_count: number;
   created_at: string;
+  /** Runs by status (db/batches.ts Batch.status_counts). */
+  counts: Record<string, number>;
 }
 
 /** How far back the overview looks for open batches: the newest this many batches (of a key, or all). */
@@ -130,17 +133,21 @@ export async function listOpenBatches(
     query.apiKeyId === null
       ? db
           .prepare(
-            `SELECT id, api_key_id, name, status, input_count, created_at FROM
+            `SELECT id, api_key_id, name, status, input_count, created_at, status_counts FROM
                (SELECT * FROM batches ORDER BY id DESC LIMIT ?)
              WHERE status NOT IN ('completed', 'cancelled') LIMIT ?`,
           )
           .bind(OPEN_BATCH_LOOKBACK, query.limit)
       : db
           .prepare(
-            `SELECT id, api_key_id, name, status, input_count, created_at FROM
+            `SELECT id, api_key_id, name, status, input_count, created_at, status_counts FROM
                (SELECT * FROM batches WHERE api_key_id = ? ORDER BY id DESC LIMIT ?)
              WHERE status NOT IN ('completed', 'cancelled') LIMIT ?`,
           )
           .bind(query.apiKeyId, OPEN_BATCH_LOOKBACK, query.limit);
-  return (await recent.all<OpenBatch>()).results;
+  const { results } = await recent.all<Omit<OpenBatch, "counts"> & { status_counts: string }>();
+  return results.map(({ status_counts, ...batch }) => ({
+    ...batch,
+    counts: parseStatusCounts(status_counts),
+  }));
 }

@@ -58,6 +58,21 @@ export function timelineSet(events: readonly RunEvent[]): { sql: string; params:
 }
 
 /**
+ * The SET part of a runs UPDATE that appends one event built per row in SQL: `eventSql` is a
+ * json_object(…) over the row's columns and bound values (a bulk UPDATE whose runs' events differ, or
+ * whose run is chosen in SQL). As timelineSet, the event goes into the row while the run has room;
+ * past TIMELINE_INLINE_MAX it is only counted, and the statement's caller inserts it as a run_events
+ * row for the runs where `timeline_count > TIMELINE_INLINE_MAX` afterwards.
+ */
+export function timelineAppendSql(eventSql: string): string {
+  return (
+    `timeline = CASE WHEN timeline_count + 1 <= ${TIMELINE_INLINE_MAX} ` +
+    `THEN json_insert(COALESCE(timeline, '[]'), '$[#]', ${eventSql}) ELSE timeline END, ` +
+    "timeline_count = timeline_count + 1"
+  );
+}
+
+/**
  * Right after the UPDATE that counted `events`: inserts them as run_events rows when they did not
  * fit in the row (and only if that UPDATE changed the run). Writes nothing for a run under the limit.
  */
@@ -199,7 +214,7 @@ export async function listRunEvents(
       own.push(...attempt.events);
     }
   }
-  // run_events holds the overflow and rows other code inserts directly (db/batches.ts: a batch run's
+  // run_events holds the overflow (and, for runs stored before migration 0022's code, a batch run's
   // stored and submitted events): merged with the row's events by time, the row's first on a tie.
   const merged: RunEvent[] = [];
   let i = 0;

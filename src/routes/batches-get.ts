@@ -31,7 +31,7 @@ export function registerBatchGet(app: App) {
   app.openapi(getBatchRoute, async (c) => {
     const ctx = c.var.services;
     const batch = await getOwnedBatch(ctx, c.var.apiKey.id, c.req.valid("param").id);
-    const [view, spend] = await Promise.all([batchView(ctx, batch), getScopeSpend(ctx, batch)]);
-    return c.json({ ...view, cost_usd: spend.cost_usd }, 200);
+    const spend = await getScopeSpend(ctx, batch);
+    return c.json({ ...batchView(ctx, batch), cost_usd: spend.cost_usd }, 200);
   });
 }

@@ -13,8 +13,8 @@ import { PROGRESS_RETRY_MS } from "./runs-progress";
 const POLL_MS = 2000;
 /** A comment line at least this often, so idle proxies keep the connection. */
 const KEEP_ALIVE_MS = 15_000;
-/** The reads one pass costs (the batch and its counts), reserved before it starts. */
-const PASS_QUERIES = 2;
+/** The reads one pass costs (the batch's row, its counts on it), reserved before it starts. */
+const PASS_QUERIES = 1;
 
 const SSE_EXAMPLE = [
   "retry: 2000",
@@ -38,7 +38,7 @@ export const batchProgressRoute = createRoute({
     "- `batch`: the batch with its counts; first, and again whenever its status or counts change (read every 2 s).",
     "- `end`: the batch, closed with every run finished (or cancelled with every run at Parallel finished). The last event.",
     "",
-    "One connection is served for as long as the Worker's per-invocation budget allows (two reads a pass); a stream " +
+    "One connection is served for as long as the Worker's per-invocation budget allows (one read a pass); a stream " +
       "that ends without `end` should be opened again (EventSource does so by itself after the `retry` delay).",
   ].join("\n"),
   security: API_KEY_SECURITY,
@@ -69,7 +69,7 @@ export function registerBatchProgress(app: App) {
         let first = true;
         try {
           while (!stream.aborted) {
-            const view = await batchView(ctx, batch);
+            const view = batchView(ctx, batch);
             const { updated_at: _changesOften, eta_at: _moves, ...shown } = view;
             const text = JSON.stringify(shown);
             const ended =

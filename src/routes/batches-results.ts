@@ -48,7 +48,12 @@ export const getBatchResultsRoute = createRoute({
     "index, run_id, status, input, one column per output field — nested fields joined with `.`, arrays as JSON — " +
     "citations as space-separated URLs, and the error's message). The CSV's output columns come from the template's JSON " +
     "output schema, else from the first runs' outputs. Streamed as it is read, whatever the batch's size; a run not " +
-    "finished yet has its status and empty output. A key sees its own batches, the admin token every key's.",
+    "finished yet has its status and empty output. A key sees its own batches, the admin token every key's.\n\n" +
+    "**Resuming.** One request reads at most the Worker's per-invocation budget of D1 pages (a page is up to 5,000 " +
+    "runs or about 8 MB of inputs and inline outputs). An export that needs more is cut short, and then its last line " +
+    'is not a result: in JSONL `{"cut":{"after":<index>,"next":"<path>"}}`, in CSV a record whose first cell is ' +
+    "`#cut`, then `<index>`, then `<path>`. Request `next` (the same URL with `after=<index>`) for the rest: it " +
+    "starts at the input after `<index>` (a CSV part has its own header row). A file without that line is complete.",
   security: [...API_KEY_SECURITY, ...ADMIN_SECURITY],
   middleware: [requireKeyOrAdmin()] as const,
   request: {
@@ -58,6 +63,11 @@ export const getBatchResultsRoute = createRoute({
         .enum(EXPORT_FORMATS)
         .default("jsonl")
         .openapi({ description: "jsonl (the default) or csv.", example: "csv" }),
+      after: z.coerce.number().int().min(-1).default(-1).openapi({
+        description:
+          "Only the inputs after this index: to resume an export that was cut short (its last line gives the index).",
+        example: 24999,
+      }),
     }),
   },
   responses: {
@@ -93,6 +103,7 @@ export function registerBatchResults(app: App) {
       viewer,
       c.req.valid("param").id,
       c.req.valid("query").format,
+      c.req.valid("query").after,
     );
     const response = c.body(exported.body, 200, {
       "content-type": exported.contentType,

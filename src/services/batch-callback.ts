@@ -1,6 +1,6 @@
 // What a batch.completed callback says: the batch, its counts, where to take its results. Read by
 // every attempt (services/deliveries.ts), so a retry days later still says where the results are.
-import { batchStatusCounts, findBatch } from "../db/batches";
+import { type Batch, findBatch } from "../db/batches";
 import type { Delivery } from "../db/deliveries";
 import { type Config, requireSetting } from "../env";
 import type { ServiceContext } from "./context";
@@ -12,11 +12,10 @@ export function batchResultsUrls(config: Config, batchId: string) {
   return { jsonl: `${url}?format=jsonl`, csv: `${url}?format=csv` };
 }
 
-/** The counts of a batch's runs: every status (0 when none) and the total. */
-export async function batchCounts(ctx: ServiceContext, batchId: string): Promise<Record<string, number>> {
-  const counts = await batchStatusCounts(ctx.db, batchId);
-  const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
-  return { total, ...counts };
+/** The counts of a batch's runs, from its row: the statuses its runs are in, and the total. */
+export function batchCounts(batch: Pick<Batch, "status_counts">): Record<string, number> {
+  const total = Object.values(batch.status_counts).reduce((sum, n) => sum + n, 0);
+  return { total, ...batch.status_counts };
 }
 
 /**
@@ -25,10 +24,7 @@ export async function batchCounts(ctx: ServiceContext, batchId: string): Promise
  */
 export async function batchCallbackBody(ctx: ServiceContext, delivery: Delivery) {
   if (!delivery.batch_id) return null;
-  const [batch, counts] = await Promise.all([
-    findBatch(ctx.db, delivery.batch_id),
-    batchCounts(ctx, delivery.batch_id),
-  ]);
+  const batch = await findBatch(ctx.db, delivery.batch_id);
   if (!batch) return null;
   return {
     type: delivery.event,
@@ -38,7 +34,7 @@ export async function batchCallbackBody(ctx: ServiceContext, delivery: Delivery)
         id: batch.id,
         name: batch.name,
         status: batch.status,
-        counts,
+        counts: batchCounts(batch),
         created_at: batch.created_at,
         closed_at: batch.closed_at,
         cancelled_at: batch.cancelled_at,

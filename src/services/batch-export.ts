@@ -6,7 +6,8 @@
 //
 // JSONL: {"index", "run_id", "status", "input", "output", "citations", "error"} per line; `output`
 // is the output as GET /v1/runs/:id/result returns it ({type, content, basis, …}), `citations` the
-// basis's citation URLs (each once, in order), `error` the run's error or null.
+// basis's citation URLs (each once, in order; null for an output in R2 whose basis is over
+// BASIS_MAX_BYTES), `error` the run's error or null.
 //
 // CSV (RFC 4180: CRLF, fields with a quote, comma or line break quoted, quotes doubled; a UTF-8 BOM
 // so spreadsheets read it as UTF-8): index, run_id, status, input, one column per output field,
@@ -16,10 +17,10 @@
 // flattened) when it has one, else the fields of the first page's outputs in the order first seen;
 // a field outside them is in the JSONL only. A text output is one `output` column. A cell that
 // would start a spreadsheet formula (=, +, -, @ and not a number) is prefixed with `'`.
-import { JSONParser } from "@streamparser/json";
 import { type Batch, findBatch } from "../db/batches";
 import type { RunError, RunStatus } from "../db/runs";
 import { ApiError } from "../errors";
+import { JsonObjectSplitter } from "../json-split";
 import { describeError } from "../log";
 import type { ServiceContext } from "./context";
 import type { Viewer } from "./viewer";
@@ -60,10 +61,12 @@ export async function exportBatchResults(
   viewer: Viewer,
   batchId: string,
   format: ExportFormat,
+  /** Resuming a cut export: only the inputs after this batch_index (-1: from the first). */
+  after = -1,
 ): Promise<BatchExport> {
   const batch = await findBatch(ctx.db, batchId, viewer.kind === "key" ? viewer.apiKeyId : undefined);
   if (!batch) throw new ApiError("not_found", `No batch ${batchId}.`);
-  const lines = format === "csv" ? csvLines(ctx, batch) : jsonlLines(ctx, batch);
+  const lines = format === "csv" ? csvLines(ctx, batch, after) : jsonlLines(ctx, batch, after);
   return {
     batch,
     body: toStream(ctx, batch.id, lines),
@@ -72,17 +75,32 @@ export async function exportBatchResults(
   };
 }
 
-/** Pages of the batch's runs in input order, each one query; stops at the budget. */
-async function* pages(ctx: ServiceContext, batchId: string, budget: Budget): AsyncGenerator<ExportRow[]> {
-  let after = -1;
+/** Where an export cut short by the budget stops: the last index sent, for `?after=`. */
+interface Cut {
+  after: number | null;
+}
+
+/**
+ * Pages of the batch's runs in input order after `after`, each one query; stops at the budget, and
+ * then says in `cut` where it stopped (the caller ends the file with the resume line).
+ */
+async function* pages(
+  ctx: ServiceContext,
+  batchId: string,
+  budget: Budget,
+  from: number,
+  cut: Cut,
+): AsyncGenerator<ExportRow[]> {
+  let after = from;
   for (;;) {
     if (!budget.take()) {
       ctx.log.warn("batch.export_cut", { batch_id: batchId, after_index: after });
+      cut.after = after;
       return;
     }
     const { results } = await ctx.db
       .prepare(
-        `SELECT batch_index, id, status, input, output, output_key, error FROM (
+        `SELECT batch_index, id, status, input, output, output_key, error, own FROM (
            SELECT batch_index, id, status, input, output, output_key, error,
              SUM(length(input) + CASE WHEN output_key IS NULL THEN COALESCE(output_bytes, 0) ELSE 0 END)
                OVER (ORDER BY batch_index ROWS UNBOUNDED PRECEDING) AS running,
@@ -91,11 +109,13 @@ async function* pages(ctx: ServiceContext, batchId: string, budget: Budget): Asy
          WHERE running - own < ?4 ORDER BY batch_index`,
       )
       .bind(batchId, after, EXPORT_PAGE_ROWS, EXPORT_PAGE_BYTES)
-      .all<ExportRow>();
-    // The page after the last is empty: one query more than the pages, to know there is no more.
+      .all<ExportRow & { own: number }>();
     if (results.length === 0) return;
     yield results;
     after = results[results.length - 1]?.batch_index ?? after;
+    // A page short of both limits was the last: no empty read to learn it (nor a cut for want of one).
+    const bytes = results.reduce((sum, row) => sum + row.own, 0);
+    if (results.length < EXPORT_PAGE_ROWS && bytes < EXPORT_PAGE_BYTES) return;
   }
 }
 
@@ -119,24 +139,30 @@ const newBudget = (ctx: ServiceContext) => new Budget(ctx.config.SUBREQUEST_BUDG
 
 type Line = string | ReadableStream<Uint8Array>;
 
-async function* jsonlLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Line> {
+/** The path that continues an export cut after `after`. */
+export function resumePath(batchId: string, format: ExportFormat, after: number): string {
+  return `/v1/batches/${batchId}/results?format=${format}&after=${after}`;
+}
+
+/** The first cell of the CSV record that ends a cut export (no input's index looks like it). */
+export const CSV_CUT_MARK = "#cut";
+
+async function* jsonlLines(ctx: ServiceContext, batch: Batch, from: number): AsyncGenerator<Line> {
   const budget = newBudget(ctx);
-  for await (const page of pages(ctx, batch.id, budget)) {
+  const cut: Cut = { after: null };
+  for await (const page of pages(ctx, batch.id, budget, from, cut)) {
     for (const row of page) {
       const head = `{"index":${row.batch_index},"run_id":${JSON.stringify(row.id)},"status":${JSON.stringify(row.status)},"input":${row.input},"output":`;
       const error = row.error ?? "null";
       if (row.output_key) {
         const object = budget.takeKeeping(2) ? await ctx.outputs.get(row.output_key) : null;
         if (object) {
-          // The output streamed through as it comes; its citation URLs collected on the way.
-          const urls = new Set<string>();
-          const parser = new JSONParser({ paths: ["$.basis.*.citations.*.url"], keepStack: false });
-          parser.onValue = ({ value }) => {
-            if (typeof value === "string") urls.add(value);
-          };
+          // The output streamed through as it comes; its basis kept on the way (the content is
+          // scanned past, json-split.ts), for the citation URLs.
+          const basis = new BasisReader();
           yield head;
-          yield tap(object.body, (chunk) => parser.write(chunk));
-          yield `,"citations":${JSON.stringify([...urls])},"error":${error}}\n`;
+          yield tap(object.body, (chunk) => basis.write(chunk));
+          yield `,"citations":${JSON.stringify(basis.citations())},"error":${error}}\n`;
           continue;
         }
         // Past the invocation's budget: where to fetch it instead.
@@ -146,6 +172,40 @@ async function* jsonlLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Li
       const output = row.output ? (JSON.parse(row.output) as Record<string, unknown>) : null;
       yield `${head}${row.output ?? "null"},"citations":${JSON.stringify(citationUrls(output))},"error":${error}}\n`;
     }
+  }
+  // Cut short by the invocation's budget: the last line says where to go on (it has no "index").
+  if (cut.after !== null) {
+    yield `${JSON.stringify({ cut: { after: cut.after, next: resumePath(batch.id, "jsonl", cut.after) } })}\n`;
+  }
+}
+
+/** A basis kept (and parsed) up to this size; past it the line's citations are null. */
+export const BASIS_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The `basis` member of an output object arriving in chunks (an R2 output on its way into the line),
+ * kept by json-split's scanner while the rest of the object is scanned past: one basis's worth of
+ * memory, whatever the content's size. A basis over BASIS_MAX_BYTES, or an object json-split cannot
+ * read, gives null citations: the line still carries the output as stored.
+ */
+class BasisReader {
+  private readonly splitter = new JsonObjectSplitter({ basis: { keep: true, maxBytes: BASIS_MAX_BYTES } });
+  private failed = false;
+
+  write(chunk: Uint8Array) {
+    if (this.failed || this.splitter.settled) return;
+    try {
+      this.splitter.write(chunk);
+    } catch {
+      this.failed = true;
+    }
+  }
+
+  citations(): string[] | null {
+    if (this.failed) return null;
+    if (!this.splitter.settled && !this.splitter.ended) return null;
+    const basis = this.splitter.keptValues().get("basis");
+    return citationUrls({ basis });
   }
 }
 
@@ -162,8 +222,9 @@ export function citationUrls(output: Record<string, unknown> | null): string[] {
 
 const FIXED_COLUMNS = ["index", "run_id", "status", "input"] as const;
 
-async function* csvLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Line> {
+async function* csvLines(ctx: ServiceContext, batch: Batch, from: number): AsyncGenerator<Line> {
   const budget = newBudget(ctx);
+  const cut: Cut = { after: null };
   const fromSchema = schemaColumns(batch.template);
   let names: string[] | null = null;
   let textColumn = false;
@@ -171,7 +232,7 @@ async function* csvLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Line
     const outputColumns = textColumn ? ["output"] : (names ?? []).map(columnName);
     return `\uFEFF${[...FIXED_COLUMNS, ...outputColumns, "citations", "error"].map(csvCell).join(",")}\r\n`;
   };
-  for await (const page of pages(ctx, batch.id, budget)) {
+  for await (const page of pages(ctx, batch.id, budget, from, cut)) {
     if (names === null) {
       // Fixed before the first line: the schema's fields, else the first page's (inline outputs).
       names =
@@ -208,6 +269,14 @@ async function* csvLines(ctx: ServiceContext, batch: Batch): AsyncGenerator<Line
     names = fromSchema ?? [];
     textColumn = names.length === 0;
     yield header();
+  }
+  // Cut short by the invocation's budget: a last record `#cut,<after>,<path>` (empty cells after, to
+  // the header's width) says where to go on.
+  if (cut.after !== null) {
+    const width = FIXED_COLUMNS.length + (textColumn ? 1 : names.length) + 2;
+    const cells = [CSV_CUT_MARK, String(cut.after), resumePath(batch.id, "csv", cut.after)];
+    while (cells.length < width) cells.push("");
+    yield `${cells.map(csvCell).join(",")}\r\n`;
   }
 }
 

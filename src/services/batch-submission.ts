@@ -25,9 +25,14 @@ import {
 import type { CreateRunBody, ParallelFailure } from "../parallel/client";
 import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import type { ServiceContext } from "./context";
-import { noteOperatorProblem, resolveOperatorProblem } from "./operator-alerts";
+import {
+  noteOperatorProblem,
+  type OperatorFailure,
+  operatorReason,
+  resolveOperatorProblem,
+} from "./operator-alerts";
 import { parallelCreateBody } from "./runs";
-import { addMs, deadlineAt, LEASE_MS, retryAt } from "./timing";
+import { addMs, deadlineAt, LEASE_MS, notAfter, retryAt } from "./timing";
 
 /** Parallel's most inputs in one add-runs call. */
 export const CHUNK_SIZE = 1000;
@@ -102,18 +107,23 @@ async function nextStep(ctx: ServiceContext, batch: Batch, now: Date): Promise<S
   const from = batch.submit_next ?? 0;
   if (from >= batch.input_count) return { done: await release(ctx, batch, ["finished"]) };
   const end = Math.min(from + CHUNK_SIZE, batch.input_count);
-  if ((batch.submit_attempts ?? 0) >= ctx.config.SUBMIT_MAX_ATTEMPTS) return giveUp(ctx, batch, end);
-  if (!batch.taskgroup_id) return createGroup(ctx, batch);
+  // A chunk waiting for the operator (401/402) is not given up by attempts, only at its deadline.
+  const attempts = batch.submit_attempts ?? 0;
+  if (!batch.submit_operator_since && attempts >= ctx.config.SUBMIT_MAX_ATTEMPTS)
+    return giveUp(ctx, batch, end);
+  if (!batch.taskgroup_id) return createGroup(ctx, batch, end);
   return sendChunk(ctx, batch, end, now);
 }
 
-async function createGroup(ctx: ServiceContext, batch: Batch): Promise<Step> {
+async function createGroup(ctx: ServiceContext, batch: Batch, end: number): Promise<Step> {
   // Parallel's metadata keys are at most 16 characters.
   const group = await ctx.parallel.createTaskGroup({ taskrelay_batch: batch.id });
   // A lost answer leaves an empty group at Parallel, which costs nothing; the next try makes another.
   if (!group.ok) {
     // Refused outright: no input of the batch can be submitted now.
     if (group.kind === "rejected") return endChunk(ctx, batch, batch.input_count, "rejected", group);
+    // The first inputs were stored with the batch: their deadline bounds the wait.
+    if (group.kind === "operator") return waitForOperator(ctx, batch, group, end, batch.created_at);
     return { done: await retryLater(ctx, batch, group, null) };
   }
   const at = ctx.now().toISOString();
@@ -187,6 +197,10 @@ async function sendChunk(ctx: ServiceContext, batch: Batch, end: number, now: Da
   }
   if (outcome.kind === "rejected" || outcome.kind === "not_found" || outcome.kind === "still_active") {
     return endChunk(ctx, marked, end, "rejected", outcome);
+  }
+  // The chunk's runs are in input order: the first was stored first, so its deadline comes first.
+  if (outcome.kind === "operator") {
+    return waitForOperator(ctx, marked, outcome, end, rows[0]?.created_at ?? marked.created_at);
   }
   // 429: refused before anything was made, so nothing is in doubt. Anything else may have made runs.
   const inDoubt = !(outcome.kind === "transient" && outcome.status === 429);
@@ -282,6 +296,7 @@ async function advance(
         submit_next: end,
         chunk_end: null,
         submit_attempts: 0,
+        submit_operator_since: null,
         updated_at: at,
         ...(pairs.length > 0 ? { last_chunk_at: at, run_cursor: runCursor ?? batch.run_cursor ?? null } : {}),
       },
@@ -302,16 +317,18 @@ async function endChunk(
   end: number,
   status: "rejected" | "failed" | "cancelled",
   failure: ParallelFailure | null,
+  why?: string,
 ): Promise<Step> {
   const now = ctx.now();
   const at = now.toISOString();
   const from = batch.submit_next ?? 0;
   const message =
-    status === "rejected" && failure
+    why ??
+    (status === "rejected" && failure
       ? `Parallel refused the batch's ${batch.taskgroup_id ? "add-runs call" : "Task Group"} (HTTP ${failure.status}): ${failure.message}`
       : status === "failed"
         ? `Parallel did not accept this input's chunk after ${batch.submit_attempts ?? 0} attempts.`
-        : "The batch was cancelled before this input was sent to Parallel.";
+        : "The batch was cancelled before this input was sent to Parallel.");
   const code =
     status === "rejected" ? "parallel_rejected" : status === "failed" ? "submit_failed" : "batch_cancelled";
   const kind = status === "rejected" ? "rejected" : status === "failed" ? "submit_failed" : "status_changed";
@@ -328,7 +345,7 @@ async function endChunk(
     updateBatchStatement(
       ctx.db,
       batch.id,
-      { submit_next: end, chunk_end: null, submit_attempts: 0, updated_at: at },
+      { submit_next: end, chunk_end: null, submit_attempts: 0, submit_operator_since: null, updated_at: at },
       leaseGuard(batch),
     ),
   ]);
@@ -341,6 +358,58 @@ async function endChunk(
 async function giveUp(ctx: ServiceContext, batch: Batch, end: number): Promise<Step> {
   ctx.log.error("batch.submit_failed", { batch_id: batch.id, attempts: batch.submit_attempts });
   return endChunk(ctx, batch, end, "failed", null);
+}
+
+/**
+ * Parallel refused taskrelay's own key or account (401, 402) for this chunk, as it can refuse a single
+ * run's create (services/runs.ts waitForOperator): not the inputs' fault. Nothing was made, so nothing
+ * is in doubt. The chunk is tried again with backoff until its runs' deadline (from `storedAt`, when
+ * its first run was stored), never given up at SUBMIT_MAX_ATTEMPTS; a try failing so at the deadline
+ * ends the chunk's runs `failed`. /healthz reports `degraded` meanwhile (the alert noted here).
+ */
+async function waitForOperator(
+  ctx: ServiceContext,
+  batch: Batch,
+  failure: OperatorFailure,
+  end: number,
+  storedAt: string,
+): Promise<Step> {
+  const now = ctx.now();
+  const at = now.toISOString();
+  const deadline = deadlineAt(ctx.config, String(batch.template.processor), new Date(storedAt)).toISOString();
+  const alert = noteOperatorProblem(ctx, failure, "create");
+  const reason = operatorReason(failure);
+  if (at >= deadline) {
+    if (alert.length > 0) await ctx.db.batch(alert);
+    const message = `Parallel refused taskrelay's credentials until the runs' deadline (${deadline}); the last error: ${reason}`;
+    return endChunk(ctx, batch, end, "failed", failure, message);
+  }
+  const attempts = (batch.submit_attempts ?? 0) + 1;
+  const next = notAfter(retryAt(ctx.config, attempts, now), deadline);
+  const results = await ctx.db.batch([
+    updateBatchStatement(
+      ctx.db,
+      batch.id,
+      {
+        chunk_end: null,
+        submit_attempts: attempts,
+        submit_operator_since: batch.submit_operator_since ?? at,
+        next_sweep_at: next,
+        lease_until: null,
+        updated_at: at,
+      },
+      leaseGuard(batch),
+    ),
+    ...alert,
+  ]);
+  ctx.log.warn("batch.submit_waiting_for_operator", {
+    batch_id: batch.id,
+    attempt: attempts,
+    parallel_status: failure.status,
+    next_attempt_at: next,
+    deadline,
+  });
+  return { done: { outcomes: [returnedBatch(results[0]) ? "retrying" : "lease_lost"] } };
 }
 
 /**
@@ -365,6 +434,7 @@ async function retryLater(
       {
         chunk_end: inDoubtEnd,
         submit_attempts: attempts,
+        submit_operator_since: null,
         next_sweep_at: next,
         lease_until: null,
         updated_at: now.toISOString(),

@@ -1,7 +1,6 @@
 // The dashboard's overview: how a key's runs, callbacks, schedules, batches and spend are doing over the
 // last 24 hours or 7 days. Every figure comes from the hourly rollup (db/overview.ts, migration 0017)
 // and a few bounded reads, so the page costs the same whatever the history holds.
-import { batchStatusCounts } from "../db/batches";
 import {
   DELIVERY_OUTCOMES,
   type DeliveryOutcome,
@@ -41,7 +40,7 @@ export interface Overview {
   /** Per hour, null where no callback succeeded. */
   latency: Array<LatencyPoint | null>;
   upcoming: Array<{ schedule_id: string; api_key_id: string; name: string; at: string; timezone: string }>;
-  batches: Array<OpenBatch & { counts: Record<string, number> }>;
+  batches: OpenBatch[];
   /** Null until spend is recorded (services/overview-spend.ts). */
   spend: SpendReport;
 }
@@ -116,10 +115,7 @@ export async function getOverview(
     const p95 = histogramQuantile(h.latency, 0.95);
     return p50 === null || p95 === null ? null : { count, p50_ms: p50, p95_ms: p95 };
   });
-  const batches = await Promise.all(
-    open.map(async (batch) => ({ ...batch, counts: await batchStatusCounts(ctx.db, batch.id) })),
-  );
-  return { range: query.range, hours, latency, upcoming: upcomingRuns(schedules, now), batches, spend };
+  return { range: query.range, hours, latency, upcoming: upcomingRuns(schedules, now), batches: open, spend };
 }
 
 /** The next UPCOMING_RUNS fire times across the schedules that fire soonest, in time order. */

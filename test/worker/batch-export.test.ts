@@ -1,11 +1,14 @@
 // GET /v1/batches/:id/results: one line per input in input order, JSONL or CSV, streamed; read back
 // with a real CSV parser (csv-parse), paged over D1 across the page bound, R2 outputs streamed in.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { parse } from "csv-parse/browser/esm/sync";
 import { describe, expect, it } from "vitest";
+import worker from "../../src/index";
+import { CSV_CUT_MARK } from "../../src/services/batch-export";
 import { outputKey } from "../../src/services/outputs";
 import { insertBatch, insertFinishedRuns } from "./batch-results-harness";
-import { ADMIN, api, createTenant, expectJson } from "./harness";
+import { ADMIN, api, createTenant, expectJson, RELAY } from "./harness";
 
 const SPEC = {
   output_schema: {
@@ -219,6 +222,63 @@ describe("GET /v1/batches/:id/results", { timeout: 60_000 }, () => {
     );
     expect(bad.error.code).toBe("validation_failed");
     expect((await api(`/v1/batches/${batch.id}/results`)).status).toBe(401);
+  });
+
+  it("cut short by the call budget, ends with where to resume; ?after= gives the rest, nothing twice", async () => {
+    const tenant = await createTenant();
+    const batch = await insertBatch({ apiKeyId: tenant.id, inputs: [], template: { processor: "lite" } });
+    await insertFinishedRuns(batch.id, tenant.id, 12_000);
+    // A budget of 6 calls leaves the export 2 pages (4 are kept back): 10,000 of the 12,000 rows.
+    const get = async (path: string) => {
+      const ctx = createExecutionContext();
+      const response = await worker.fetch(
+        new Request(`${RELAY}${path}`, { headers: tenant.auth }),
+        { ...env, SUBREQUEST_BUDGET: "6" },
+        ctx,
+      );
+      const text = await response.text();
+      await waitOnExecutionContext(ctx);
+      expect(response.status).toBe(200);
+      return text;
+    };
+    const first = (await get(`/v1/batches/${batch.id}/results`))
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(first).toHaveLength(10_001);
+    const cut = first.at(-1);
+    expect(cut).toEqual({
+      cut: { after: 9_999, next: `/v1/batches/${batch.id}/results?format=jsonl&after=9999` },
+    });
+    const rest = (await get(cut.cut.next))
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    // The last part ends without a cut line: the file is complete.
+    expect(rest.every((l) => typeof l.index === "number")).toBe(true);
+    const indexes = [...first.slice(0, -1), ...rest].map((l) => l.index);
+    expect(indexes).toEqual(Array.from({ length: 12_000 }, (_, i) => i));
+
+    // CSV: the same, the cut as a last record whose first cell is #cut; each part has its header.
+    const csv = parse(await get(`/v1/batches/${batch.id}/results?format=csv`), {
+      bom: true,
+      columns: true,
+    }) as Array<Record<string, string>>;
+    expect(csv).toHaveLength(10_001);
+    const mark = csv.at(-1) ?? {};
+    expect(Object.values(mark).slice(0, 3)).toEqual([
+      CSV_CUT_MARK,
+      "9999",
+      `/v1/batches/${batch.id}/results?format=csv&after=9999`,
+    ]);
+    const csvRest = parse(await get(Object.values(mark)[2] ?? ""), { bom: true, columns: true }) as Array<
+      Record<string, string>
+    >;
+    expect(csvRest.map((r) => r.index)).toEqual(Array.from({ length: 2_000 }, (_, i) => String(10_000 + i)));
+    expect(csvRest.at(-1)?.company).toBe("Company 11999");
+    // A bad cursor is a 422.
+    const bad = await api(`/v1/batches/${batch.id}/results?after=-5`, { headers: tenant.auth });
+    expect(bad.status).toBe(422);
   });
 
   it("is in the OpenAPI document", async () => {

@@ -37,8 +37,8 @@ export async function insertBatch(options: BatchOptions): Promise<TestBatch> {
   const template = options.template ?? { processor: "lite" };
   await env.DB.prepare(
     `INSERT INTO batches (id, api_key_id, name, status, template, callback_url, callback_per_run, taskgroup_id,
-       input_count, created_at, updated_at, closed_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       input_count, created_at, updated_at, closed_at, status_counts)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, json_object('submitting', ?9))`,
   )
     .bind(
       id,
@@ -196,7 +196,12 @@ export async function insertFinishedRuns(batchId: string, apiKeyId: string, coun
   )
     .bind(from, count, batchId, apiKeyId, at)
     .run();
-  await env.DB.prepare("UPDATE batches SET input_count = input_count + ? WHERE id = ?")
+  // Counted as the batch API and the status trigger would have (migration 0022).
+  await env.DB.prepare(
+    `UPDATE batches SET input_count = input_count + ?1,
+       status_counts = json_set(status_counts, '$.completed', COALESCE(json_extract(status_counts, '$.completed'), 0) + ?1)
+     WHERE id = ?2`,
+  )
     .bind(count, batchId)
     .run();
 }

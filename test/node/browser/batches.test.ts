@@ -45,6 +45,9 @@ function batchSql(apiKeyId: string): string {
      VALUES ('${BATCH}', '${apiKeyId}', 'Enrich 8 companies', 'running', '{"processor":"lite"}', 8, '${created}', '${now}', '${created}');`,
     `INSERT INTO runs (id, api_key_id, status, processor, input, output, error, created_at, updated_at, result_stored_at, attempts, batch_id, batch_index)
      VALUES ${runs.join(",\n")};`,
+    // Its counts, as the batch API and the runs trigger keep them (migration 0022).
+    `UPDATE batches SET status_counts = (SELECT json_group_object(status, n) FROM
+         (SELECT status, COUNT(*) AS n FROM runs WHERE runs.batch_id = batches.id GROUP BY status)) WHERE id = '${BATCH}';`,
   ].join("\n");
 }
 

@@ -161,7 +161,10 @@ describe("the overview in Chromium", () => {
        VALUES ('bat_seed0000000000000000000001', '${apiKeyId}', 'Q4 supplier checks', 'running', '{}', 120,
                strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-3 hours'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
        UPDATE runs SET batch_id = 'bat_seed0000000000000000000001', batch_index = CAST(substr(id, 9) AS INTEGER)
-       WHERE id LIKE 'run_seed%' AND CAST(substr(id, 9) AS INTEGER) <= 80`,
+       WHERE id LIKE 'run_seed%' AND CAST(substr(id, 9) AS INTEGER) <= 80;
+       UPDATE batches SET status_counts = (SELECT json_group_object(status, n) FROM
+         (SELECT status, COUNT(*) AS n FROM runs WHERE runs.batch_id = batches.id GROUP BY status))
+       WHERE id = 'bat_seed0000000000000000000001'`,
     );
   }
 
