@@ -3,7 +3,9 @@
 // benchmark all start it through here, so they run exactly what a newcomer runs.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "..");
@@ -72,6 +74,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * wrangler dev's devtools port: without this, each wrangler probes 9229, 9230, … and takes the
+ * first free one, so two started at the same moment (parallel suites) can pick the same port and
+ * the later one exits 1 ("Address already in use (socket "direct:1:default")"). Port 0: the system
+ * gives each its own.
+ */
+const INSPECTOR_ANY_PORT = ["--inspector-port", "0"];
+
+/** The last lines each child printed, for the error when it exits before it is ready. */
+const outputTails = new WeakMap<ChildProcess, string[]>();
+const TAIL_LINES = 30;
+
 function spawnChild(
   name: string,
   args: string[],
@@ -85,13 +99,19 @@ function spawnChild(
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  const tail: string[] = [];
+  outputTails.set(child, tail);
   for (const stream of [child.stdout, child.stderr]) {
     let buffered = "";
     stream?.on("data", (chunk: Buffer) => {
       buffered += chunk.toString("utf8");
       const lines = buffered.split("\n");
       buffered = lines.pop() ?? "";
-      for (const line of lines) onOutput?.(`[${name}] ${line}`);
+      for (const line of lines) {
+        tail.push(line);
+        if (tail.length > TAIL_LINES) tail.shift();
+        onOutput?.(`[${name}] ${line}`);
+      }
     });
   }
   return child;
@@ -123,8 +143,12 @@ async function waitForHttp(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null)
-      throw new Error(`${what} exited with code ${child.exitCode} before it was ready.`);
+    if (child.exitCode !== null) {
+      const said = (outputTails.get(child) ?? []).join("\n").trim();
+      throw new Error(
+        `${what} exited with code ${child.exitCode} before it was ready.${said ? ` Its last output:\n${said}` : ""}`,
+      );
+    }
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       if (response.ok) return;
@@ -204,6 +228,7 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     "--persist-to",
     options.persistDir,
     "--test-scheduled",
+    ...INSPECTOR_ANY_PORT,
     "--show-interactive-dev-session=false",
     "--live-reload=false",
     ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
@@ -313,6 +338,9 @@ export async function startWranglerDev(
   onOutput?: (line: string) => void,
 ): Promise<{ url: string; processGroup: number | null; stop(): Promise<void> }> {
   await assertPortFree(port, "port");
+  // Its own local state: two of these in one checkout would otherwise share .wrangler/state (seen
+  // as SQLITE_BUSY at startup).
+  const persistDir = await mkdtemp(join(tmpdir(), "taskrelay-bare-"));
   const child = spawnChild(
     "bare",
     [
@@ -324,14 +352,26 @@ export async function startWranglerDev(
       "127.0.0.1",
       "--port",
       String(port),
+      "--persist-to",
+      persistDir,
+      ...INSPECTOR_ANY_PORT,
       "--show-interactive-dev-session=false",
     ],
     { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
     onOutput,
   );
   const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(url, child, "The bare Worker");
-  return { url, processGroup: child.pid ?? null, stop: () => stopChild(child) };
+  const stop = async () => {
+    await stopChild(child);
+    await rm(persistDir, { recursive: true, force: true });
+  };
+  try {
+    await waitForHttp(url, child, "The bare Worker");
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, processGroup: child.pid ?? null, stop };
 }
 
 /** Mints an API key through the admin API. */

@@ -16,9 +16,10 @@ export interface GroupCpu {
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-/** CPU milliseconds used so far by the processes of one process group, by role. */
-export function groupCpuMs(pgid: number): GroupCpu {
-  const cpu: GroupCpu = { worker: 0, proxy: 0, wrangler: 0 };
+type Role = keyof GroupCpu;
+
+/** Calls `visit` for each live process of a process group, with its role and its /proc/<pid>/stat fields. */
+function eachGroupProcess(pgid: number, visit: (pid: string, role: Role, fields: string[]) => void): void {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let stat: string;
@@ -32,12 +33,59 @@ export function groupCpuMs(pgid: number): GroupCpu {
     // Fields after "(comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     if (Number(fields[2]) !== pgid) continue;
-    const ms = (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-    if (!cmdline.includes("workerd")) cpu.wrangler += ms;
-    else if (cmdline.includes("--inspector-addr")) cpu.worker += ms;
-    else cpu.proxy += ms;
+    const role: Role = !cmdline.includes("workerd")
+      ? "wrangler"
+      : cmdline.includes("--inspector-addr")
+        ? "worker"
+        : "proxy";
+    visit(entry, role, fields);
   }
+}
+
+/** CPU milliseconds used so far by the processes of one process group, by role. */
+export function groupCpuMs(pgid: number): GroupCpu {
+  const cpu: GroupCpu = { worker: 0, proxy: 0, wrangler: 0 };
+  eachGroupProcess(pgid, (_pid, role, fields) => {
+    cpu[role] += (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+  });
   return cpu;
+}
+
+/** Time on a CPU and time runnable but waiting for one (the run queue), in ms, of some threads. */
+export interface Scheduled {
+  runMs: number;
+  waitMs: number;
+}
+
+/**
+ * What the scheduler did for a process group's threads so far, by role: from each thread's
+ * /proc/<pid>/task/<tid>/schedstat (ns on a CPU, ns waiting on a run queue, timeslices). On a machine
+ * with more runnable threads than cores, `waitMs` is the time a request spent ready but not running.
+ */
+export function groupScheduledMs(pgid: number): Record<Role, Scheduled> {
+  const scheduled: Record<Role, Scheduled> = {
+    worker: { runMs: 0, waitMs: 0 },
+    proxy: { runMs: 0, waitMs: 0 },
+    wrangler: { runMs: 0, waitMs: 0 },
+  };
+  eachGroupProcess(pgid, (pid, role) => {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    for (const task of tasks) {
+      try {
+        const [run, wait] = readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ");
+        scheduled[role].runMs += Number(run) / 1e6;
+        scheduled[role].waitMs += Number(wait) / 1e6;
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  });
+  return scheduled;
 }
 
 /** CPU milliseconds used so far by a whole process group (the simulator's Node process). */

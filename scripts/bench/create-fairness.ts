@@ -12,6 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { createApiKey, freePort, startLocalStack } from "../local-stack.ts";
+import { groupScheduledMs, type Scheduled } from "./cpu.ts";
 import { closedLoop, percentile, sleep, steadyRate } from "./load.ts";
 
 export const FAIRNESS_LIMIT = Number(process.env.BENCH_FAIRNESS_LIMIT ?? 300);
@@ -36,6 +37,12 @@ export interface CreateFairness {
   create_to_submitted_ms: Spread;
   /** The same single runs with no burst: what the (loaded) machine takes by itself. */
   create_to_submitted_alone_ms: Spread;
+  /** Where the single runs' time went beside the burst, and alone. */
+  breakdown: CreateBreakdown;
+  breakdown_alone: CreateBreakdown;
+  /** What Linux's scheduler did for the relay and the simulator while the single runs were sent. */
+  scheduler: SchedulerShare;
+  scheduler_alone: SchedulerShare;
   /** The wait the limiter gave each single run beside the burst (0: a slot at once). */
   limiter_wait_ms: Spread;
   /** Single runs beside the burst the limiter had no slot for within its hold (sent by the sweeper). */
@@ -47,6 +54,49 @@ export interface CreateFairness {
   burst_submitted: number;
   limiter_ms: { p50: number; p99: number; samples: number };
   limiter_added_ms: { p50: number; p99: number };
+}
+
+/** A create's steps as the relay logged them: its request's start (epoch ms), then ms after the row's created_at. */
+interface CreateSteps {
+  requestInMs: number;
+  sentAfterMs: number;
+  parallelCreatedAfterMs: number;
+  answeredAfterMs: number;
+  updatedAfterMs: number;
+}
+
+/** Where each single run's create-to-submitted time went, step by step (p50/p99/max of each). */
+export interface CreateBreakdown {
+  /** The POST leaving the load generator → the relay's request handler starting. */
+  post_to_request_in: Spread;
+  /** Request in → the run's row made (auth, the budget reservation). */
+  request_in_to_row: Spread;
+  /** The row made → the create sent to Parallel (the insert and the limiter ask side by side, then its wait). */
+  row_to_sent: Spread;
+  /** Sent → the run made at Parallel (its created_at): the request's way there and its queue. */
+  sent_to_parallel_created: Spread;
+  /** Made at Parallel → the answer back in the relay (submitted_at). */
+  parallel_created_to_answered: Spread;
+  /** The answer → the row updated (not part of create → submitted). */
+  answered_to_row_updated: Spread;
+  /** The POST's own response at the load generator (202). */
+  post_answered: Spread;
+  samples: number;
+}
+
+const spread = (values: number[]): Spread => ({
+  p50: Math.round(percentile(values, 50)),
+  p99: Math.round(percentile(values, 99)),
+  max: Math.round(Math.max(...values)),
+});
+
+/** Per process, over a window: time on a CPU and time runnable but waiting for one (cpu.ts). */
+interface SchedulerShare {
+  window_s: number;
+  load_average: number;
+  relay_worker: { on_cpu_s: number; waiting_for_cpu_s: number };
+  relay_proxy: { on_cpu_s: number; waiting_for_cpu_s: number };
+  simulator: { on_cpu_s: number; waiting_for_cpu_s: number };
 }
 
 interface Stack {
@@ -88,6 +138,8 @@ export async function createFairnessPart(options: {
     limiter_added_ms: number;
     limiter_wait_ms: number;
   }> = [];
+  /** Per run, the relay's timestamps (epoch ms) of its create's steps, from its request's log line. */
+  const createSteps = new Map<string, CreateSteps>();
   const stack = await startLocalStack({
     port: await freePort(),
     simPort: await freePort(),
@@ -102,17 +154,38 @@ export async function createFairnessPart(options: {
       if (!line.startsWith("[relay] {")) return;
       try {
         const event = JSON.parse(line.slice("[relay] ".length)) as {
+          event?: string;
+          time?: string;
+          background_ms?: number;
           steps?: Array<{
             step: string;
             run_id: string;
             limiter_ms?: number;
             limiter_added_ms?: number;
             limiter_wait_ms?: number;
+            created_at_ms?: number;
+            sent_after_ms?: number;
+            parallel_created_after_ms?: number;
+            answered_after_ms?: number;
+            updated_after_ms?: number;
           }>;
         };
+        const requestInMs =
+          event.event === "http.request" && event.time && event.background_ms !== undefined
+            ? Date.parse(event.time) - event.background_ms
+            : null;
         // A create's own request logs its limiter figures (a resubmission's does not: no D1 insert beside it).
         for (const step of event.steps ?? []) {
           if (step.step !== "run.submitted" || step.limiter_ms === undefined) continue;
+          if (requestInMs !== null && step.sent_after_ms !== undefined) {
+            createSteps.set(step.run_id, {
+              requestInMs,
+              sentAfterMs: step.sent_after_ms,
+              parallelCreatedAfterMs: step.parallel_created_after_ms ?? Number.NaN,
+              answeredAfterMs: step.answered_after_ms ?? Number.NaN,
+              updatedAfterMs: step.updated_after_ms ?? Number.NaN,
+            });
+          }
           limiterSteps.push({
             run_id: step.run_id,
             limiter_ms: step.limiter_ms,
@@ -152,6 +225,8 @@ export async function createFairnessPart(options: {
     /** SINGLE_RUNS single runs at 1 a second; each one's create-to-submitted delay once all are at Parallel. */
     const singles = async (label: string) => {
       const postedAt = new Map<string, number>();
+      const rows = new Map<string, { createdMs: number; answeredMs: number }>();
+      const scheduledBefore = scheduledNow();
       await steadyRate(SINGLE_RUNS, 1, async (i) => {
         const at = Date.now();
         const response = await fetch(`${stack.relayUrl}/v1/runs`, {
@@ -159,10 +234,12 @@ export async function createFairnessPart(options: {
           headers: light,
           body: JSON.stringify({ processor: "lite", input: `Single ${label} ${i}` }),
         });
-        const run = (await response.json()) as { id: string };
+        const run = (await response.json()) as { id: string; created_at: string };
         if (response.status !== 202) throw new Error(`single create answered ${response.status}`);
         postedAt.set(run.id, at);
+        rows.set(run.id, { createdMs: Date.parse(run.created_at), answeredMs: Date.now() - at });
       });
+      const scheduler = scheduledSince(scheduledBefore);
       const delays = new Map<string, number>();
       // Up to SINGLES_MAX_MS for the last of them: one whose create met a transient error (a
       // timeout on a loaded machine) is the sweeper's, behind the burst's resubmissions.
@@ -178,12 +255,68 @@ export async function createFairnessPart(options: {
         await sleep(500);
       }
       const steps = limiterSteps.filter((step) => postedAt.has(step.run_id));
+      const parts: Record<Exclude<keyof CreateBreakdown, "samples">, number[]> = {
+        post_to_request_in: [],
+        request_in_to_row: [],
+        row_to_sent: [],
+        sent_to_parallel_created: [],
+        parallel_created_to_answered: [],
+        answered_to_row_updated: [],
+        post_answered: [],
+      };
+      for (const [id, at] of postedAt) {
+        const row = rows.get(id);
+        const logged = createSteps.get(id);
+        if (!row || !logged) continue;
+        parts.post_to_request_in.push(logged.requestInMs - at);
+        parts.request_in_to_row.push(row.createdMs - logged.requestInMs);
+        parts.row_to_sent.push(logged.sentAfterMs);
+        parts.sent_to_parallel_created.push(logged.parallelCreatedAfterMs - logged.sentAfterMs);
+        parts.parallel_created_to_answered.push(logged.answeredAfterMs - logged.parallelCreatedAfterMs);
+        parts.answered_to_row_updated.push(logged.updatedAfterMs - logged.answeredAfterMs);
+        parts.post_answered.push(row.answeredMs);
+      }
+      const breakdown = {
+        ...(Object.fromEntries(Object.entries(parts).map(([name, values]) => [name, spread(values)])) as Omit<
+          CreateBreakdown,
+          "samples"
+        >),
+        samples: parts.post_answered.length,
+      };
       // A single run the limiter deferred to the sweeper has no such step: counted apart.
       return {
+        breakdown,
+        scheduler,
         delays: [...delays.values()],
         waits: steps.map((step) => step.limiter_wait_ms),
         deferred: postedAt.size - steps.length,
         unsubmitted: postedAt.size - delays.size,
+      };
+    };
+
+    /** The scheduler's figures of the relay's and the simulator's processes so far. */
+    const scheduledNow = () => {
+      const groups = stack.processGroups();
+      return {
+        relay: groups.relay ? groupScheduledMs(groups.relay) : null,
+        sim: groups.sim ? groupScheduledMs(groups.sim) : null,
+        at: Date.now(),
+      };
+    };
+    /** Over the single runs' sending: each process's time on a CPU and time waiting for one, in s. */
+    const scheduledSince = (before: ReturnType<typeof scheduledNow>): SchedulerShare => {
+      const after = scheduledNow();
+      const seconds = (ms: number) => Math.round(ms / 100) / 10;
+      const of = (a: Scheduled | undefined, b: Scheduled | undefined) => ({
+        on_cpu_s: seconds((b?.runMs ?? 0) - (a?.runMs ?? 0)),
+        waiting_for_cpu_s: seconds((b?.waitMs ?? 0) - (a?.waitMs ?? 0)),
+      });
+      return {
+        window_s: seconds(after.at - before.at),
+        load_average: Math.round((os.loadavg()[0] ?? 0) * 10) / 10,
+        relay_worker: of(before.relay?.worker, after.relay?.worker),
+        relay_proxy: of(before.relay?.proxy, after.relay?.proxy),
+        simulator: of(before.sim?.wrangler, after.sim?.wrangler),
       };
     };
 
@@ -215,17 +348,16 @@ export async function createFairnessPart(options: {
     };
     const limiterMs = limiterSteps.map((s) => s.limiter_ms);
     const addedMs = limiterSteps.map((s) => s.limiter_added_ms);
-    const spread = (values: number[]) => ({
-      p50: Math.round(percentile(values, 50)),
-      p99: Math.round(percentile(values, 99)),
-      max: Math.round(Math.max(...values)),
-    });
     return {
       limit_per_minute: FAIRNESS_LIMIT,
       burst: BURST.label,
       single_runs: SINGLE_RUNS,
       create_to_submitted_ms: spread(beside.delays),
       create_to_submitted_alone_ms: spread(alone.delays),
+      breakdown: beside.breakdown,
+      breakdown_alone: alone.breakdown,
+      scheduler: beside.scheduler,
+      scheduler_alone: alone.scheduler,
       limiter_wait_ms: spread(beside.waits),
       singles_deferred: beside.deferred,
       singles_unsubmitted: beside.unsubmitted,

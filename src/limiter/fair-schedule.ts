@@ -12,10 +12,14 @@
 //    the last minute: `LIGHT_HOLD_MS` while it has used at most its share with one more key (the
 //    limit over the active keys plus one, so a newcomer always counts) and has nothing waiting;
 //    `SHARE_HOLD_MS` while it is within its share (the limit over the active keys); `HEAVY_HOLD_MS`
-//    over it. A key with a big backlog keeps the schedule filled only half a second ahead, so a
-//    lighter key's create finds a slot within about half a second however long the backlog is, and
-//    the heavy key takes every slot nobody else wants (nothing is left idle). Two keys with backlogs
-//    converge on halves: the one under its share wins the slots the other would have taken. A
+//    over it. A key with a big backlog keeps the schedule filled only half a second ahead, and it
+//    takes every slot nobody else wants (nothing is left idle). The front of the schedule is kept
+//    for light keys: every other key conforms to a burst shorter by `SHARE_HOLD_MS` and one
+//    interval (never below one create: the rate stays the same, only that burst is smaller), so a
+//    light key's create finds a slot within one interval however long the backlog is, rather than
+//    behind the backlog's hold (from 160 creates a minute; below, the whole burst is that front).
+//    Two keys with backlogs converge on halves: the one under its share wins the slots the other
+//    would have taken. A
 //    create that finds no slot within its hold is refused with a time to come back (`retryInMs`);
 //    a key's refusals are spread out at its share of the rate (`deferredUntilMs`), so a backlog does
 //    not come back all at once.
@@ -72,10 +76,13 @@ export class FairSchedule {
     const key = this.#touch(keyId, nowMs);
     const active = this.#activeKeys(nowMs);
     const hold = holdFor(key, cost, limitPerMinute / active, limitPerMinute / (active + 1), nowMs);
+    const tolerance = (burst - 1) * interval;
+    // What a key that is not light leaves at the front for light ones (see rule 2).
+    const headroom = hold === LIGHT_HOLD_MS ? 0 : Math.min(tolerance, SHARE_HOLD_MS + interval);
 
     const free = Math.max(this.#nextFreeMs, nowMs);
     // The whole cost must fit in the burst allowance: the last unit is the one that must conform.
-    const goAt = Math.max(nowMs, free + (cost - 1) * interval - (burst - 1) * interval);
+    const goAt = Math.max(nowMs, free + (cost - 1) * interval - tolerance + headroom);
     const waitMs = goAt - nowMs;
     if (waitMs <= hold) {
       this.#nextFreeMs = Math.max(goAt, free) + cost * interval;

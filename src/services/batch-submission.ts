@@ -53,14 +53,17 @@ export const BATCH_LEASE_MS = 3 * 60_000;
 export const SUBMIT_BATCH_COST = 1 + 2 + CHUNKS_PER_MESSAGE * 5 + 2;
 
 /**
- * The create limiter's `acquire` (issue 15, flow control): one slot per add-runs call, as Parallel
- * counts it. This is the one place the submission asks; until the limiter (src/limiter/) lands it
- * grants every call.
+ * The create limiter (src/limiter/): one slot per add-runs call, as Parallel counts it. This is
+ * the one place the submission asks. A slot a moment ahead (at most the limiter's hold, about a
+ * second) is waited for here; no slot: the batch is due again when the limiter says.
  */
 export async function acquireCreateSlot(
-  _ctx: ServiceContext,
-  _apiKeyId: string,
+  ctx: ServiceContext,
+  apiKeyId: string,
 ): Promise<{ ok: true } | { ok: false; retryAt: Date }> {
+  const admission = await ctx.acquireCreates(apiKeyId, 1);
+  if (!admission.granted) return { ok: false, retryAt: addMs(ctx.now(), admission.retryInMs) };
+  if (admission.waitMs > 0) await new Promise((resolve) => setTimeout(resolve, admission.waitMs));
   return { ok: true };
 }
 

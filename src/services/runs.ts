@@ -460,8 +460,10 @@ async function deferSubmission(ctx: ServiceContext, run: Run, retryInMs: number)
 
 /** The create at Parallel, its slot granted, and its outcome recorded. */
 async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<string, number>): Promise<Run> {
+  const sentMs = Date.now();
   const outcome = await ctx.parallel.createRun(parallelCreateBody(ctx, run));
   const now = ctx.now();
+  const createdMs = Date.parse(run.created_at);
   const at = now.toISOString();
   const attempt = run.attempts + 1;
 
@@ -491,6 +493,12 @@ async function createAtParallel(ctx: ServiceContext, run: Run, timing: Record<st
       schedule_id: run.schedule_id,
       attempt,
       ...timing,
+      // Where a create's time goes, from the run's row (ms after created_at): sent to Parallel,
+      // made there (Parallel's created_at), answered (submitted_at), the row updated.
+      sent_after_ms: sentMs - createdMs,
+      parallel_created_after_ms: Date.parse(outcome.value.created_at ?? "") - createdMs,
+      answered_after_ms: now.getTime() - createdMs,
+      updated_after_ms: Date.now() - createdMs,
     });
     return accepted ?? (await currentRun(ctx, run));
   }

@@ -368,6 +368,11 @@ describe("the dashboard in Chromium", () => {
     await page.waitForURL("**/dashboard/runs/*?notice=triggered");
     const runId = new URL(page.url()).pathname.split("/").at(-1) ?? "";
     expect(await page.textContent(`[data-schedule-link="${schedule.id}"]`)).toBe(name);
+    // The run's page follows its progress and reloads itself once the run has finished
+    // (progress-script.ts). A navigation begun before that reload is cut off by it (page.goto fails
+    // with net::ERR_ABORTED, or the run's page comes back in place of the runs list): leave the page
+    // only once it shows the finished run, with no live section left to reload it.
+    await page.locator("#progress").waitFor({ state: "detached" });
     await page.goto(`${e2e.stack.relayUrl}/dashboard/runs`);
     const runRow = page.locator(`tr[data-run-id="${runId}"]`);
     expect((await runRow.locator("[data-label=Schedule]").textContent())?.trim()).toBe(name);

@@ -14,9 +14,11 @@ import {
 } from "parallel-web";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SimHandle } from "../../../sim/server.ts";
+import { ADD_RUNS_SLICE } from "../../../sim/groups-api.ts";
+import { createSimulator, type SimHandle } from "../../../sim/server.ts";
 import type { TaskRun } from "../../../sim/types.ts";
 import {
+  API_KEY,
   call,
   expectRejects,
   GDP_SCHEMA,
@@ -659,6 +661,44 @@ describe("reset", () => {
       await expectRejects(api.taskGroup.retrieve(group.taskgroup_id), NotFoundError);
     } finally {
       await handle.close();
+    }
+  });
+});
+
+describe("a large add-runs call", () => {
+  it("lets the event loop turn while it checks its 1,000 inputs", async () => {
+    // In-process (no socket): what runs between the call's steps is the event loop's alone.
+    const simulator = createSimulator({ api_key: API_KEY, time_scale: 0.001 });
+    try {
+      const post = (path: string, body: unknown) =>
+        simulator.app.fetch(
+          new Request(`http://sim.test${path}`, {
+            method: "POST",
+            headers: { "x-api-key": API_KEY, "content-type": "application/json" },
+            body: JSON.stringify(body),
+          }),
+        );
+      const group = (await (await post("/v1/tasks/groups", {})).json()) as { taskgroup_id: string };
+      // Every turn of the event loop while the call is handled: the moments another request (a
+      // single create) could be answered. Held for the whole call, there are only the body's reads.
+      let turns = 0;
+      let answered = false;
+      const count = () => {
+        if (answered) return;
+        turns++;
+        setImmediate(count);
+      };
+      setImmediate(count);
+      const added = await post(`/v1/tasks/groups/${group.taskgroup_id}/runs`, {
+        inputs: inputs(1000, "big"),
+      });
+      answered = true;
+      expect(added.status).toBe(200);
+      expect(((await added.json()) as { run_ids: string[] }).run_ids).toHaveLength(1000);
+      // One turn after each slice of inputs checked but the last (it was 0: held throughout).
+      expect(turns).toBeGreaterThanOrEqual(1000 / ADD_RUNS_SLICE - 1);
+    } finally {
+      simulator.shutdown();
     }
   });
 });
