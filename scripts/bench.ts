@@ -29,7 +29,15 @@ import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
 import { type CreateFairness, createFairnessPart } from "./bench/create-fairness.ts";
 import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
-import { type PeakMemory, peakMemoryOf, workerPid } from "./bench/memory.ts";
+import {
+  type HeapPeak,
+  heapPeaksOf,
+  InspectorSession,
+  inspectorTargets,
+  type PeakMemory,
+  peakMemoryOf,
+  workerPid,
+} from "./bench/memory.ts";
 import { type UsageBench, usagePart } from "./bench/usage.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
@@ -538,22 +546,38 @@ async function stackParts(results: Record<string, unknown>) {
       // Completing a run with a 50 MB output (webhook, /result streamed into R2): the peak while it is
       // stored, on a relay that has done nothing yet, three times in a row (the first pays for every
       // heap and cache the process grows once; all three are reported).
-      const storeBig = async (i: number) => {
+      // The isolates' heaps too (the relay's is what Cloudflare's 128 MB applies to; local R2 and D1
+      // run in isolates of their own in the same process, so RSS counts them as well).
+      const targets = await inspectorTargets(stack.processGroups().relay as number);
+      const sessions = new Map<string, InspectorSession>();
+      for (const name of ["relay", "r2:bucket", "d1:db"]) {
+        const url = targets.get(name);
+        if (url) sessions.set(name, await InspectorSession.open(url));
+      }
+      if (!sessions.has("relay")) throw new Error("no inspector found for the relay's isolate");
+      const heaps: Record<string, Record<string, HeapPeak>> = {};
+      // The relay's live heap is measured after a full GC (slow: a heap snapshot); the others sampled.
+      const RELAY_ONLY = new Set(["relay"]);
+      const storeBig = async (i: number, name: string) => {
         let id = "";
         const peak = await peakMemoryOf(pid, async () => {
-          id = (JSON.parse(await (await createSized(50_000_000, i)).text()) as { id: string }).id;
-          await waitFor(
-            async () => (await listed(memoryAuth)).some((r) => r.id === id && r.result_available),
-            300_000,
-            "the 50 MB result stored",
-          );
+          heaps[name] = await heapPeaksOf(sessions, RELAY_ONLY, async () => {
+            id = (JSON.parse(await (await createSized(50_000_000, i)).text()) as { id: string }).id;
+            await waitFor(
+              async () => (await listed(memoryAuth)).some((r) => r.id === id && r.result_available),
+              300_000,
+              "the 50 MB result stored",
+            );
+          });
         });
         return { id, peak };
       };
       const coldStores: PeakMemory[] = [];
       for (let i = 0; i < 3; i++) {
         await sleep(500);
-        coldStores.push((await storeBig(i)).peak);
+        coldStores.push(
+          (await storeBig(i, `completion_storing_50mb_output_cold_${["1st", "2nd", "3rd"][i]}`)).peak,
+        );
       }
       await closedLoop(MEMORY_RUNS, 8, (i) => createSized(MEMORY_OUTPUT_BYTES, i));
       await waitFor(
@@ -589,11 +613,18 @@ async function stackParts(results: Record<string, unknown>) {
       const inlineOne = await peakOf("/v1/runs/run_benchmem00000001/result", inlineAuth);
 
       // As before this figure's first measurement (2026-12-02): after the 1 MB runs, one more.
-      const { id: bigId, peak: bigStore } = await storeBig(3);
+      const { id: bigId, peak: bigStore } = await storeBig(3, "completion_storing_50mb_output");
       const bigResult = await peakOf(`/v1/runs/${bigId}/result`, {
         ...memoryAuth,
         "accept-encoding": "identity",
       });
+      heaps.result_50mb_streamed_from_r2 = await heapPeaksOf(sessions, RELAY_ONLY, () =>
+        get(`/v1/runs/${bigId}/result`, { ...memoryAuth, "accept-encoding": "identity" }).then(
+          () => undefined,
+        ),
+      );
+      for (const session of sessions.values()) session.close();
+      results.isolate_heap = heaps;
       results.memory = {
         list_100_runs_1mb_outputs_in_r2: r2List,
         list_100_runs_1mb_outputs_inline_d1: inlineList,
@@ -1184,6 +1215,7 @@ interface BenchOutput {
   throughput?: Record<string, unknown>;
   sweep_tick?: Record<string, unknown>;
   memory?: Record<string, PeakMemory>;
+  isolate_heap?: Record<string, Record<string, HeapPeak>>;
   recovery?: Record<string, Recovery>;
   overview?: OverviewCost[];
   create_fairness?: CreateFairness;
@@ -1260,6 +1292,14 @@ function printTable(o: BenchOutput) {
   }
   for (const [name, m] of Object.entries(o.memory ?? {})) {
     rows.push([`peak RSS added by one request (MB), ${name}`, `${m.peak_added_mb} (of ${m.peak_rss_mb})`]);
+  }
+  for (const [name, isolates] of Object.entries(o.isolate_heap ?? {})) {
+    for (const [isolate, h] of Object.entries(isolates)) {
+      rows.push([
+        `isolate heap (MB, JS + ArrayBuffers), ${isolate}, ${name}: before / sampled peak / after`,
+        `${h.before.total_mb} / ${h.peak.total_mb} (${h.peak.array_buffers_mb} buffers) / ${h.after.total_mb}`,
+      ]);
+    }
   }
   if (o.usage) {
     for (const [groupBy, cost] of Object.entries(o.usage.usage_rows_read)) {

@@ -1,6 +1,7 @@
 // What one message of each job may cost at worst, in D1 calls plus outbound requests (a D1 batch is
 // one call), once its row is taken. The consumer admits a message only while the calls its
 // invocation has made plus the worst case of every message in flight stay within SUBREQUEST_BUDGET.
+import { OUTPUT_R2_CALLS } from "../services/outputs";
 
 /** Taking the rows of a whole batch, every kind together: one D1 batch of guarded UPDATE … RETURNING. */
 export const TAKE_BATCH = 1;
@@ -27,11 +28,11 @@ export const COST = {
   // The run and the signing secrets, the POST, the attempt recorded, the delayed message for a retry.
   retry_deliveries: 2 + 1 + 1 + 1,
   finish_runs: FINISH,
-  // /result with its one quick retry, a large output put in R2 (services/outputs.ts), the result
-  // stored, the run finished.
-  fetch_results: 2 + 1 + 1 + FINISH,
+  // /result with its one quick retry, a large output put in R2 (at most OUTPUT_R2_CALLS whatever its
+  // size: services/outputs.ts), the result stored, the run finished.
+  fetch_results: 2 + OUTPUT_R2_CALLS + 1 + FINISH,
   // The GET, the status recorded, a lost race's re-read, then as fetch_results.
-  poll_runs: 3 + 2 + 1 + 1 + FINISH,
+  poll_runs: 3 + 2 + OUTPUT_R2_CALLS + 1 + FINISH,
   // The key read, the submission, and up to two more asks of the create limiter while the
   // resubmission waits for a slot (services/runs.ts RESUBMIT_MAX_ASKS).
   resubmit_runs: 1 + SUBMIT + 2,

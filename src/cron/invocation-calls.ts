@@ -106,8 +106,12 @@ export function countingDatabase(db: D1Database, count: CallCount): CollectingDa
   };
 }
 
-/** `target()`'s methods, each call counted; `target` is asked for on the first call (Parallel's client needs its key). */
-function countingCalls<T extends object>(target: () => T, count: CallCount): T {
+/**
+ * `target()`'s methods, each call counted; `target` is asked for on the first call (Parallel's client
+ * needs its key). `nested` names methods whose answer is an object whose calls count too (an R2
+ * multipart upload: each part and its completion is an R2 operation).
+ */
+function countingCalls<T extends object>(target: () => T, count: CallCount, nested: string[] = []): T {
   return new Proxy({} as T, {
     get(_, property) {
       const real = target();
@@ -115,7 +119,9 @@ function countingCalls<T extends object>(target: () => T, count: CallCount): T {
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
         count.calls++;
-        return (value as (...a: unknown[]) => unknown).apply(real, args);
+        const answer = (value as (...a: unknown[]) => unknown).apply(real, args);
+        if (!nested.includes(String(property))) return answer;
+        return (answer as Promise<object>).then((inner) => countingCalls(() => inner, count));
       };
     },
   });
@@ -125,7 +131,11 @@ function countingCalls<T extends object>(target: () => T, count: CallCount): T {
 export function countedBindings(env: Env, count: CallCount) {
   const database = countingDatabase(env.DB, count);
   return {
-    env: { ...env, DB: database.db, OUTPUTS: countingCalls(() => env.OUTPUTS, count) },
+    env: {
+      ...env,
+      DB: database.db,
+      OUTPUTS: countingCalls(() => env.OUTPUTS, count, ["createMultipartUpload"]),
+    },
     // Parallel's client makes one request a call (maxRetries 0).
     parallel: countingCalls<ParallelGateway>(() => createParallelGateway(readConfig(env)), count),
     database,

@@ -28,7 +28,7 @@ import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
 import { DEFAULT_DELIVERY_RUNTIME, sendNewDelivery } from "./deliveries";
-import { type StoredResult, storeResultBody } from "./result-body";
+import { ResultBodyError, type StoredResult, storeResultBody } from "./result-body";
 import { finishingWithResult, onRunFinished } from "./run-finished";
 import {
   addMs,
@@ -38,6 +38,7 @@ import {
   LEASE_MS,
   RESULT_FAST_RETRY_MS,
   RESULT_TIMEOUT_SECONDS,
+  resultBodyIdleMs,
   retryAt,
 } from "./timing";
 
@@ -352,14 +353,20 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
   try {
     // Large or small, the output ends where it belongs (services/result-body.ts): a large one is
     // streamed into R2 as it arrives and the row keeps its key.
-    result = await storeResultBody(ctx.outputs, run.id, outcome.value);
-  } catch (error) {
-    return resultFailed(ctx, run, {
-      ok: false,
-      kind: "transient",
-      status: 200,
-      message: `Reading the result failed: ${error instanceof Error ? error.message : String(error)}`,
+    result = await storeResultBody(ctx.outputs, run.id, outcome.value, {
+      idleMs: resultBodyIdleMs(ctx.config),
     });
+  } catch (error) {
+    const message = `Reading the result failed: ${error instanceof Error ? error.message : String(error)}`;
+    // Too large to store: the next download would be refused the same way, so the run ends here.
+    if (error instanceof ResultBodyError && error.code === "result_too_large")
+      return giveUpResult(ctx, run, message, "result_too_large");
+    return resultFailed(
+      ctx,
+      run,
+      { ok: false, kind: "transient", status: 200, message },
+      error instanceof ResultBodyError ? error.code : "result_body_unreadable",
+    );
   }
   const taskRun = ParallelRunStateSchema.safeParse(result.run);
   const now = ctx.now();
@@ -412,8 +419,16 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
 
 const RESULT_PENDING = stepGuard("result");
 
-/** A failed attempt (already counted at its claim): retried with backoff, or given up. */
-async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFailure): Promise<Run | null> {
+/**
+ * A failed attempt (already counted at its claim): retried with backoff, or given up. `code` says
+ * what went wrong after a 200 (the body stalled or could not be read), in the timeline and the log.
+ */
+async function resultFailed(
+  ctx: ServiceContext,
+  run: Run,
+  outcome: ParallelFailure,
+  code?: string,
+): Promise<Run | null> {
   const now = ctx.now();
   const at = now.toISOString();
   const attempt = run.attempts;
@@ -459,6 +474,7 @@ async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFail
     attempt,
     parallel_status: outcome.status,
     kind: outcome.kind,
+    ...(code ? { code } : {}),
   });
   return changeRun(
     ctx.db,
@@ -470,6 +486,7 @@ async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFail
       detail: {
         attempt,
         parallel_status: outcome.status,
+        ...(code ? { code } : {}),
         message: outcome.message,
         next_attempt_at: next.toISOString(),
       },
@@ -478,8 +495,16 @@ async function resultFailed(ctx: ServiceContext, run: Run, outcome: ParallelFail
   );
 }
 
-/** The result fetch given up after RESULT_MAX_ATTEMPTS attempts: the run ends `failed`. */
-async function giveUpResult(ctx: ServiceContext, run: Run, message: string): Promise<Run | null> {
+/**
+ * The result fetch given up (after RESULT_MAX_ATTEMPTS attempts, or at once for an output too large
+ * to store): the run ends `failed`.
+ */
+async function giveUpResult(
+  ctx: ServiceContext,
+  run: Run,
+  message: string,
+  code: "result_unavailable" | "result_too_large" = "result_unavailable",
+): Promise<Run | null> {
   const now = ctx.now();
   const failed = await changeRun(
     ctx.db,
@@ -487,14 +512,14 @@ async function giveUpResult(ctx: ServiceContext, run: Run, message: string): Pro
     now.toISOString(),
     {
       status: "failed",
-      error: { code: "result_unavailable", message },
+      error: { code, message },
       next_sweep_at: finishDueAt(run, now),
       lease_until: null,
     },
     { kind: "status_changed", detail: { source: "result", from: "completed", to: "failed", message } },
     RESULT_PENDING,
   );
-  ctx.log.error("run.result_unavailable", { run_id: run.id, attempt: run.attempts });
+  ctx.log.error(`run.${code}`, { run_id: run.id, attempt: run.attempts });
   if (failed) await onRunFinished(ctx, failed);
   return failed;
 }

@@ -38,19 +38,46 @@ export async function placeOutput(
   return { output: null, output_key: key, output_bytes: bytes.length };
 }
 
+const MiB = 1024 * 1024;
+
 /**
- * An R2 part of a large output. R2's multipart upload wants parts of at least 5 MiB, all the same
- * size but the last; each part is one more call (a 50 MB output: 5 parts, 7 calls with the upload's
- * creation and completion), and one part is held in memory while it is filled.
+ * The smallest R2 part of a large output. R2's multipart upload wants parts of at least 5 MiB, all
+ * the same size but the last; each part is one more R2 call, and the part being filled is held in
+ * memory (as the chunks it came in) until it is sent.
  */
-export const OUTPUT_PART_BYTES = 10 * 1024 * 1024;
+export const OUTPUT_PART_BYTES = 10 * MiB;
+/**
+ * At most this many parts: with the upload's creation and its completion (or abort), the R2 calls
+ * one result fetch may make (OUTPUT_R2_CALLS), which its reservation in cron/costs.ts holds, so a
+ * fetch stays within SUBREQUEST_BUDGET whatever the output's size.
+ */
+export const OUTPUT_MAX_PARTS = 3;
+export const OUTPUT_R2_CALLS = OUTPUT_MAX_PARTS + 2;
+/** The largest part: held while it fills, a quarter of an isolate's 128 MB. */
+export const OUTPUT_PART_MAX_BYTES = 32 * MiB;
+/** The largest output taskrelay stores (96 MiB): three parts of the largest size. */
+export const OUTPUT_MAX_BYTES = OUTPUT_MAX_PARTS * OUTPUT_PART_MAX_BYTES;
+
+/**
+ * The part size for an output of about `expectedBytes` (a body's Content-Length): as small as lets
+ * it fit in OUTPUT_MAX_PARTS, in whole MiB. Unknown (no length, or a compressed one): the largest,
+ * so that any output up to OUTPUT_MAX_BYTES fits, at the price of holding up to one such part.
+ */
+export function outputPartBytes(expectedBytes: number | null): number {
+  if (expectedBytes === null) return OUTPUT_PART_MAX_BYTES;
+  const fitting = Math.ceil(expectedBytes / OUTPUT_MAX_PARTS / MiB) * MiB;
+  return Math.min(OUTPUT_PART_MAX_BYTES, Math.max(OUTPUT_PART_BYTES, fitting));
+}
+
+/** An output over what one fetch may store (OUTPUT_MAX_PARTS parts of its part size). */
+export class OutputTooLargeError extends Error {}
 
 /**
  * An output's JSON written as its bytes arrive, never whole in memory. What has arrived is held (as
  * the chunks it came in) until it makes a part: an output that ends at most INLINE_OUTPUT_MAX_BYTES
  * long is stored as placeOutput would, one that ends within the first part is put in one call, and
- * a longer one is sent as a multipart upload, a part at a time, so at most about two parts are in
- * memory (the chunks held and the part copied out of them).
+ * a longer one is sent as a multipart upload, a part at a time. A part is streamed to R2 from the
+ * chunks held (no copy of it is made), and no more is read meanwhile: at most one part is in memory.
  */
 export class OutputSink {
   private held: Uint8Array[] = [];
@@ -60,10 +87,12 @@ export class OutputSink {
   private readonly parts: R2UploadedPart[] = [];
   private readonly bucket: Env["OUTPUTS"];
   private readonly runId: string;
+  private readonly partBytes: number;
 
-  constructor(bucket: Env["OUTPUTS"], runId: string) {
+  constructor(bucket: Env["OUTPUTS"], runId: string, partBytes = OUTPUT_PART_BYTES) {
     this.bucket = bucket;
     this.runId = runId;
+    this.partBytes = partBytes;
   }
 
   /** Takes the next bytes of the output (held as given: the caller must not reuse them). */
@@ -71,21 +100,35 @@ export class OutputSink {
     this.held.push(bytes);
     this.heldBytes += bytes.length;
     this.total += bytes.length;
-    while (this.heldBytes >= OUTPUT_PART_BYTES) await this.sendPart(this.takeHeld(OUTPUT_PART_BYTES));
+    const limit = OUTPUT_MAX_PARTS * this.partBytes;
+    if (this.total > limit) {
+      throw new OutputTooLargeError(
+        `The output is over ${limit} bytes (${OUTPUT_MAX_PARTS} R2 parts of ${this.partBytes} bytes), more than one fetch may store.`,
+      );
+    }
+    while (this.heldBytes >= this.partBytes)
+      await this.sendPart(this.takeHeld(this.partBytes), this.partBytes);
   }
 
   /** Stores what was written and returns the run's columns that say where it is. */
   async finish(): Promise<Pick<RunChanges, "output" | "output_key" | "output_bytes">> {
     const key = outputKey(this.runId);
     if (!this.upload) {
-      const bytes = this.takeHeld(this.heldBytes);
-      if (bytes.length <= INLINE_OUTPUT_MAX_BYTES) {
-        const output = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+      const size = this.heldBytes;
+      const pieces = this.takeHeld(size);
+      if (size <= INLINE_OUTPUT_MAX_BYTES) {
+        const output = JSON.parse(new TextDecoder().decode(concatBytes(pieces, size))) as Record<
+          string,
+          unknown
+        >;
         return placeOutput(this.bucket, this.runId, output);
       }
-      await this.bucket.put(key, bytes, { httpMetadata: JSON_METADATA });
+      await this.bucket.put(key, streamOf(pieces, size).readable, { httpMetadata: JSON_METADATA });
     } else {
-      if (this.heldBytes > 0) await this.sendPart(this.takeHeld(this.heldBytes));
+      if (this.heldBytes > 0) {
+        const size = this.heldBytes;
+        await this.sendPart(this.takeHeld(size), size);
+      }
       await this.upload.complete(this.parts);
     }
     return { output: null, output_key: key, output_bytes: this.total };
@@ -96,28 +139,46 @@ export class OutputSink {
     await this.upload?.abort().catch(() => undefined);
   }
 
-  /** The first `size` bytes held, copied out as one array; the rest stays held. */
-  private takeHeld(size: number): Uint8Array {
-    const bytes = new Uint8Array(size);
+  /** The first `size` bytes held, as the pieces they are in (a piece cut in two at the end); the rest stays held. */
+  private takeHeld(size: number): Uint8Array[] {
+    const taken: Uint8Array[] = [];
     let at = 0;
     while (at < size) {
       const piece = this.held[0] as Uint8Array;
       const take = Math.min(piece.length, size - at);
-      bytes.set(piece.subarray(0, take), at);
+      taken.push(take === piece.length ? piece : piece.subarray(0, take));
       at += take;
       if (take === piece.length) this.held.shift();
       else this.held[0] = piece.subarray(take);
     }
     this.heldBytes -= size;
-    return bytes;
+    return taken;
   }
 
-  private async sendPart(part: Uint8Array) {
+  private async sendPart(pieces: Uint8Array[], size: number) {
     this.upload ??= await this.bucket.createMultipartUpload(outputKey(this.runId), {
       httpMetadata: JSON_METADATA,
     });
-    this.parts.push(await this.upload.uploadPart(this.parts.length + 1, part));
+    const stream = streamOf(pieces, size);
+    const [part] = await Promise.all([
+      this.upload.uploadPart(this.parts.length + 1, stream.readable),
+      stream.written,
+    ]);
+    this.parts.push(part);
   }
+}
+
+/** `pieces` (`size` bytes in all) as a stream of known length, which R2 takes as a body without a copy. */
+function streamOf(pieces: readonly Uint8Array[], size: number) {
+  const { readable, writable } = new FixedLengthStream(size);
+  const writer = writable.getWriter();
+  const written = (async () => {
+    for (const piece of pieces) await writer.write(piece);
+    await writer.close();
+  })();
+  // Should R2 refuse the body, the writes end with it: the failure is R2's, reported by its call.
+  written.catch(() => undefined);
+  return { readable, written };
 }
 
 export function concatBytes(pieces: readonly Uint8Array[], total: number): Uint8Array {

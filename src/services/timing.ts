@@ -92,6 +92,15 @@ export const FIRE_LEASE_MS = 5 * MINUTE;
 export const RESULT_TIMEOUT_SECONDS = 10;
 /** The wait before the one quick retry of a /result call that failed transiently. */
 export const RESULT_FAST_RETRY_MS = 500;
+/**
+ * A /result body that sends nothing for this long is given up (the attempt fails and is retried
+ * with backoff) instead of holding the invocation until Cloudflare ends it. The SDK's timeout ends
+ * at the headers; this covers the body (from our reads: not while a part goes to R2). Scaled, but
+ * never below 5 s: a local stack at a small scale still moves 50 MB bodies through a loaded machine.
+ */
+export function resultBodyIdleMs(config: Config): number {
+  return Math.max(5 * SECOND, 20 * SECOND * config.TIME_SCALE);
+}
 
 const DEFAULT_MAX_LATENCY_MS = 25 * MINUTE;
 const MAX_RETRY_AFTER_MS = 60 * MINUTE;

@@ -248,9 +248,9 @@ describe("results of any size", () => {
 });
 
 describe("reading /result as it arrives", () => {
-  it("streams a body with no Content-Length into R2 in parts, and serves it back byte for byte", async () => {
+  it("streams a body with no Content-Length into R2, and serves it back byte for byte", async () => {
     const tenant = await createTenant();
-    // Over one part: the multipart upload's first part is full, its last the rest.
+    // Its length unknown, the output is sent in parts of the largest size: this one fits in one, one put.
     const output = { ...outputOfSize(OUTPUT_PART_BYTES + 1_500_000), type: "json" };
     const { run } = await completeWithReply(tenant, (id) => streamedBody(resultJson(id, output)).response);
     const row = await storedRow(run.id);
@@ -258,8 +258,9 @@ describe("reading /result as it arrives", () => {
     expect(row).toMatchObject({ status: "completed", inline: 0, output_bytes: json.length });
     const object = await env.OUTPUTS.head(row?.output_key ?? "");
     expect(object?.size).toBe(json.length);
-    // A multipart object's ETag ends with its number of parts.
-    expect(object?.etag).toMatch(/-2$/);
+    // A multipart object's ETag ends with its number of parts: one put has none
+    // (large-outputs-limits.test.ts has the multipart upload).
+    expect(object?.etag).not.toMatch(/-\d+$/);
     const response = await api(`/v1/runs/${run.id}/result`, { headers: tenant.auth });
     expect(response.status).toBe(200);
     const text = await response.text();
@@ -304,7 +305,8 @@ describe("reading /result as it arrives", () => {
     let broken = true;
     const { run, parallel } = await completeWithReply(tenant, (id) => {
       const text = resultJson(id, output);
-      // Broken after the first part was sent to R2: the multipart upload is abandoned.
+      // Broken 11 MB in (its length unknown: held for one 32 MiB part, nothing sent to R2 yet; the
+      // abort of a multipart upload begun is in large-outputs-limits.test.ts).
       return streamedBody(text, broken ? { cutAt: OUTPUT_PART_BYTES + 1_000_000, cut: "error" } : {})
         .response;
     });
