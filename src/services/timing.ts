@@ -24,10 +24,11 @@ export function finishDueAt(
   return run.callback_url || run.schedule_id ? addMs(finishedAt, LEASE_MS).toISOString() : null;
 }
 /**
- * How long a row the cron tick handed to the queue stays leased to its message: longer than a
- * message waits in a busy queue, so the next tick does not send it again meanwhile. Should the message
- * be lost (or its consumer die before taking it), the row is due again after this. Scaled, so that
- * a local stack recovers a lost message in seconds, but never below LEASE_MS.
+ * How long a row the cron tick hands to the queue stays leased to its message the first time: should
+ * the message be lost (or its consumer die before taking it), the row is due again after this. Each
+ * further hand-out that no consumer took in between doubles it, up to 8 times (db/dispatch.ts), so a
+ * backlog that outlives it is not sent again every tick. Scaled, so that a local stack recovers a
+ * lost message in seconds, but never below LEASE_MS.
  */
 export function dispatchLeaseUntil(config: Config, now: Date): Date {
   return addMs(now, Math.max(LEASE_MS, 5 * MINUTE * config.TIME_SCALE));
