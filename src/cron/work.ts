@@ -42,10 +42,8 @@ export interface WorkJob<Item extends Leased = Leased> {
    * admits a message only while this fits what is left of SUBREQUEST_BUDGET.
    */
   cost: number;
-  /** How many of `cost` are callback POSTs, which the consumer charges at this worst case (costs.ts). */
-  callbackPosts: number;
-  /** `cost` and `callbackPosts` for this row, when its fields make them smaller (a run without a callback). */
-  worstCase?(item: Item): { cost: number; callbackPosts: number };
+  /** `cost` for this row, when its fields make it smaller (a run without a callback). */
+  worstCase?(item: Item): number;
   /**
    * Claims up to `limit` due rows, leased to their messages: one guarded UPDATE … RETURNING. The lease
    * is `leaseUntil`, doubled for each earlier hand-out of the row that no consumer took (runs,

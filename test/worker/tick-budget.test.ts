@@ -235,6 +235,7 @@ describe("the tick budget", () => {
     expect(worked).toBeGreaterThanOrEqual(2);
     expect(worked).toBeLessThan(CONSUMER_BATCH_SIZE);
     expectAllAccounted(batch, "poll_runs", worked);
+    expect(batch.calls).toBe(batch.cost);
     expect(await finishedRuns()).toBe(worked);
     // The sent-back messages hold the rows under the lease their take renewed: the next invocation works them.
     const rest = await consume(batch.sentBack, {
@@ -262,6 +263,30 @@ describe("the tick budget", () => {
     // Twice what reserving every message's worst case up front allowed (2).
     expect(worked).toBe(CONSUMER_BATCH_SIZE);
     expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
+    // The consumer's own count is exact, callback POSTs included (they were charged at their worst
+    // case, 2 a poll, before delivery-send took its fetch from the context): 1 take + 8 a poll.
+    expect(batch.calls).toBe(batch.cost);
+    expect(batch.cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 8);
+  });
+
+  it("does not start a fifth ordinary poll: its worst case does not fit beside four done, so the batch stays at four", async () => {
+    const tenant = await createTenant();
+    const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE + 1);
+    fakeParallel({
+      retrieve: (call) =>
+        HttpResponse.json(taskRun({ run_id: call.path.split("/")[4] ?? "", status: "completed" })),
+      result: (call) => resultReply(call.path.split("/")[4] ?? ""),
+    });
+    network.use(http.post(RECEIVER, () => new HttpResponse(null, { status: 204 })));
+    const followUps = capturingQueue();
+    const { result, cost } = await measured((counted) =>
+      consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
+    );
+    expect(result.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE, sent_back: 1 });
+    // Four done cost 33; the fifth's worst case (19) and the send-back would make 53.
+    expect(cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 8);
+    expect(cost + COST.poll_runs + SEND_BACK).toBeGreaterThan(50);
+    expect(result.calls).toBe(cost + SEND_BACK);
   });
 
   it("keeps one consumer invocation of the dearest schedules within 50 calls: refused creates, callbacks refused once", async () => {
