@@ -844,6 +844,10 @@ interface Recovery {
 
 interface ConsumerBatches {
   batches: number;
+  /** Every message the consumer was handed, stale duplicates and sent-back ones included. */
+  messages: number;
+  /** Found taken by another message, or no longer due (a stale duplicate, mostly). */
+  not_due: number;
   latency_ms_p50: number;
   latency_ms_mean: number;
   messages_per_batch: number;
@@ -869,6 +873,8 @@ function consumerBatches(lines: BatchLine[]): ConsumerBatches {
   const latencies = lines.map((l) => l.latency_ms).sort((a, b) => a - b);
   return {
     batches: lines.length,
+    messages: sum((l) => l.messages),
+    not_due: sum((l) => jobsSum(l, "not_due")),
     latency_ms_p50: latencies[Math.floor(latencies.length / 2)] ?? 0,
     latency_ms_mean: round(sum((l) => l.latency_ms) / n, 1),
     messages_per_batch: round(sum((l) => l.messages) / n),
