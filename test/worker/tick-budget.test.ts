@@ -13,11 +13,18 @@ import { COST, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
 import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
 import type { WorkMessage } from "../../src/cron/work";
 import { insertDelivery } from "../../src/db/deliveries";
+import { readConfig } from "../../src/env";
 import { newId } from "../../src/ids";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
 import { createSchedule } from "../../src/services/schedules";
-import { DELIVERY_TIMEOUT_MS, FIRE_LEASE_MS, INLINE_RETRY_MAX_WAIT_MS } from "../../src/services/timing";
+import {
+  DELIVERY_TIMEOUT_MS,
+  DISPATCH_BACKLOG_LEASES,
+  dispatchLeaseUntil,
+  FIRE_LEASE_MS,
+  INLINE_RETRY_MAX_WAIT_MS,
+} from "../../src/services/timing";
 import wranglerToml from "../../wrangler.toml?raw";
 import { RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
@@ -217,6 +224,28 @@ describe("the tick budget", () => {
     // Leased to their messages: the next tick sends none of them again.
     const next = await measuredTick(new Date());
     expect(next.summaries.poll_runs).toMatchObject({ claimed: 0 });
+  });
+
+  it("leases a tick's later pages longer, as their messages wait behind the earlier ones; a page not taken in time goes again, under twice its lease", async () => {
+    const tenant = await createTenant();
+    await storeOverdueRuns(tenant.id, 600, "b");
+    const at = new Date();
+    const { messages } = await measuredTick(at);
+    // As measuredTick's env: at its time scale the lease is LEASE_MS (30 s).
+    const config = readConfig({ ...env, POLL_TIME_SCALE: "0.001" });
+    const base = dispatchLeaseUntil(config, at).getTime() - at.getTime();
+    const leaseOf = (m: WorkMessage | undefined) => Date.parse(m?.lease ?? "") - at.getTime();
+    // Pages of 100: one lease for the first, one more for each page ahead, up to DISPATCH_BACKLOG_LEASES.
+    expect([0, 100, 200, 300, 400, 500].map((i) => leaseOf(messages[i]) / base)).toEqual([1, 2, 3, 4, 4, 4]);
+    expect(DISPATCH_BACKLOG_LEASES).toBe(4);
+    // The queue is slow: past the first page's lease, only that page is due again, doubled.
+    const later = new Date(at.getTime() + base + 1000);
+    const again = await measuredTick(later);
+    expect(again.summaries.poll_runs).toMatchObject({ claimed: 100 });
+    expect(new Set(again.messages.map((m) => m.id))).toEqual(
+      new Set(messages.slice(0, 100).map((m) => m.id)),
+    );
+    expect(Date.parse(again.messages[0]?.lease ?? "") - later.getTime()).toBe(2 * base);
   });
 
   it("keeps one consumer invocation of the dearest polls within 50 calls, sending back what it cannot afford", async () => {
