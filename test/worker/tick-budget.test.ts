@@ -293,9 +293,9 @@ describe("the tick budget", () => {
     expect(worked).toBe(CONSUMER_BATCH_SIZE);
     expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
     // The consumer's own count is exact, callback POSTs included (they were charged at their worst
-    // case, 2 a poll, before delivery-send took its fetch from the context): 1 take + 8 a poll.
+    // case, 2 a poll, before delivery-send took its fetch from the context): 1 take + 7 a poll.
     expect(batch.calls).toBe(batch.cost);
-    expect(batch.cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 8);
+    expect(batch.cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
   });
 
   it("does not start a fifth ordinary poll: its worst case does not fit beside four done, so the batch stays at four", async () => {
@@ -312,8 +312,8 @@ describe("the tick budget", () => {
       consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
     );
     expect(result.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE, sent_back: 1 });
-    // Four done cost 33; the fifth's worst case (19) and the send-back would make 53.
-    expect(cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 8);
+    // Four done cost 29; the fifth's worst case and the send-back would pass 50.
+    expect(cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
     expect(cost + COST.poll_runs + SEND_BACK).toBeGreaterThan(50);
     expect(result.calls).toBe(cost + SEND_BACK);
   });
