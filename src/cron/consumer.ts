@@ -29,7 +29,7 @@ import {
 
 /**
  * As wrangler.toml's max_batch_size: what one Free invocation affords in the ordinary case. A poll
- * that finds its run completed, reads the result and has its callback accepted costs about 9 calls
+ * that finds its run completed, reads the result and has its callback accepted costs 7 calls
  * against a worst case of 19, so four fit in 50 (test/worker/tick-budget.test.ts), twice what
  * reserving every worst case up front allowed; a fifth would not start (its worst case does not fit
  * beside four done).
