@@ -844,6 +844,12 @@ interface Recovery {
 
 interface ConsumerBatches {
   batches: number;
+  /** Every message the consumer was handed, stale duplicates and sent-back ones included. */
+  messages: number;
+  /** Found taken by another message, or no longer due (a stale duplicate, mostly). */
+  not_due: number;
+  /** Per job: messages, and how many of them were not due. */
+  by_job: Record<string, { messages: number; not_due: number }>;
   latency_ms_p50: number;
   latency_ms_mean: number;
   messages_per_batch: number;
@@ -858,7 +864,7 @@ interface BatchLine {
   latency_ms: number;
   messages: number;
   calls?: number;
-  jobs?: Record<string, { not_due?: number; sent_back?: number }>;
+  jobs?: Record<string, { messages?: number; not_due?: number; sent_back?: number }>;
 }
 
 function consumerBatches(lines: BatchLine[]): ConsumerBatches {
@@ -867,8 +873,19 @@ function consumerBatches(lines: BatchLine[]): ConsumerBatches {
   const jobsSum = (l: BatchLine, field: "not_due" | "sent_back") =>
     Object.values(l.jobs ?? {}).reduce((total, j) => total + (j[field] ?? 0), 0);
   const latencies = lines.map((l) => l.latency_ms).sort((a, b) => a - b);
+  const byJob: Record<string, { messages: number; not_due: number }> = {};
+  for (const l of lines)
+    for (const [job, j] of Object.entries(l.jobs ?? {})) {
+      const into = byJob[job] ?? { messages: 0, not_due: 0 };
+      byJob[job] = into;
+      into.messages += j.messages ?? 0;
+      into.not_due += j.not_due ?? 0;
+    }
   return {
     batches: lines.length,
+    messages: sum((l) => l.messages),
+    not_due: sum((l) => jobsSum(l, "not_due")),
+    by_job: byJob,
     latency_ms_p50: latencies[Math.floor(latencies.length / 2)] ?? 0,
     latency_ms_mean: round(sum((l) => l.latency_ms) / n, 1),
     messages_per_batch: round(sum((l) => l.messages) / n),

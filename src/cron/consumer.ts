@@ -29,9 +29,10 @@ import {
 
 /**
  * As wrangler.toml's max_batch_size: what one Free invocation affords in the ordinary case. A poll
- * that finds its run completed, reads the result and has its callback accepted costs about 10 calls
- * (2 of them callback POSTs charged at their worst case) against a worst case of 17, so four fit in
- * 50 (test/worker/tick-budget.test.ts), twice what reserving every worst case up front allowed.
+ * that finds its run completed, reads the result and has its callback accepted costs 7 calls
+ * against a worst case of 19, so four fit in 50 (test/worker/tick-budget.test.ts), twice what
+ * reserving every worst case up front allowed; a fifth would not start (its worst case does not fit
+ * beside four done).
  * The worst case is never at stake: a message starts only within SUBREQUEST_BUDGET, and one that
  * does not fit goes back to the queue.
  */
@@ -60,9 +61,8 @@ interface Taken {
   job: WorkJob;
   body: WorkMessage;
   item: Leased;
-  /** The item's worst case (costs.ts) and how much of it are callback POSTs. */
+  /** The item's worst case (costs.ts). */
   cost: number;
-  callbackPosts: number;
 }
 
 export async function consumeWork(
@@ -70,7 +70,7 @@ export async function consumeWork(
   env: Env,
   execution: Pick<ExecutionContext, "waitUntil">,
   options: ConsumeOptions = {},
-): Promise<Record<string, WorkSummary>> {
+): Promise<{ jobs: Record<string, WorkSummary>; calls: number }> {
   const jobs = new Map((options.jobs ?? WORK_JOBS).map((job) => [job.name, job]));
   const queue = options.queue ?? env.WORK_QUEUE;
   const log = createGatheringLogger({ queue: batch.queue }, readConfig(env).LOG_LEVEL);
@@ -119,8 +119,7 @@ export async function consumeWork(
       job.take(takeCtx, body.id, body.lease, takeCtx.now()).then(
         (item) => {
           if (item) {
-            const worst = job.worstCase?.(item) ?? { cost: job.cost, callbackPosts: job.callbackPosts };
-            return { message, job, body, item, ...worst };
+            return { message, job, body, item, cost: job.worstCase?.(item) ?? job.cost };
           }
           // Someone else holds it (a newer message, the fast path) or it is no longer due: done.
           summary.not_due = (summary.not_due ?? 0) + 1;
@@ -149,7 +148,12 @@ export async function consumeWork(
   const work = async (taken: Taken, calls: CallCount) => {
     const { message, job, body, item } = taken;
     const bindings = countedBindings(env, calls);
-    const ctx = createServiceContext(bindings.env, execution, { log, parallel: bindings.parallel, ...clock });
+    const ctx = createServiceContext(bindings.env, execution, {
+      log,
+      parallel: bindings.parallel,
+      fetch: bindings.fetch,
+      ...clock,
+    });
     contexts.push(ctx);
     try {
       const worked = await job.work(ctx, item, ctx.now());
@@ -184,7 +188,7 @@ export async function consumeWork(
       const calls: CallCount = { calls: 0 };
       const running: Promise<void> = work(taken, calls).finally(() => {
         inFlight.delete(running);
-        spentByFinished += calls.calls + taken.callbackPosts;
+        spentByFinished += calls.calls;
       });
       inFlight.set(running, { reserved: taken.cost, calls });
       continue;
@@ -238,7 +242,7 @@ export async function consumeWork(
       log.close();
     }),
   );
-  return report;
+  return { jobs: report, calls };
 }
 
 /** Whether less than half of the lease a row was taken with is left. */

@@ -11,8 +11,6 @@ export const SEND_BACK = 1;
 // delivery created (1), its first attempt (signing secrets, POST, record: 3), one inline retry 5 s
 // later (claim, run, secrets, POST, record: 5), the finish due time cleared (1).
 export const FINISH = 12;
-/** The callback POSTs in FINISH: the first attempt and the inline retry. */
-const FINISH_POSTS = 2;
 /** The parts of FINISH that only a run with a schedule, or with a callback, costs. */
 export const FINISH_SCHEDULE = 2;
 export const FINISH_CALLBACK = 1 + 3 + 5;
@@ -42,30 +40,12 @@ export const COST = {
 } as const;
 
 /**
- * The part of COST that the consumer cannot count as it happens: callback POSTs (services/
- * delivery-send.ts uses the global fetch). Charged at this worst case once the message is done;
- * every D1, R2, Parallel and queue call is counted as made (invocation-calls.ts).
- */
-export const CALLBACK_POSTS = {
-  fire_schedules: FINISH_POSTS,
-  retry_deliveries: 1,
-  finish_runs: FINISH_POSTS,
-  fetch_results: FINISH_POSTS,
-  poll_runs: FINISH_POSTS,
-  resubmit_runs: FINISH_POSTS,
-} as const;
-
-/**
  * A run's own worst case: FINISH without the schedule bookkeeping of a run without a schedule, or
  * the delivery of a run without a callback. The consumer knows the run once it has taken its row.
  */
 export function runWorstCase(
   cost: number,
-  callbackPosts: number,
   run: { schedule_id: string | null; callback_url: string | null },
-): { cost: number; callbackPosts: number } {
-  return {
-    cost: cost - (run.schedule_id ? 0 : FINISH_SCHEDULE) - (run.callback_url ? 0 : FINISH_CALLBACK),
-    callbackPosts: run.callback_url ? callbackPosts : 0,
-  };
+): number {
+  return cost - (run.schedule_id ? 0 : FINISH_SCHEDULE) - (run.callback_url ? 0 : FINISH_CALLBACK);
 }

@@ -75,7 +75,8 @@ export async function runScheduledTick(
   // A job's failure is also written at once, as an error.
   const report: Record<string, JobSummary> = {};
   let budget = ctx.config.SUBREQUEST_BUDGET - tasks.length;
-  const leaseUntil = dispatchLeaseUntil(ctx.config, now);
+  // Messages sent so far this tick, all jobs': a page's messages queue behind them (timing.ts).
+  let sentThisTick = 0;
 
   const state = new Map(jobs.map((job) => [job, { pages: 0, claimed: 0, sent: 0, latency: 0, done: false }]));
   const usageBefore = new Map(
@@ -98,7 +99,12 @@ export async function runScheduledTick(
       const before = { ...ctx.usage };
       try {
         const page = Math.min(PAGE_SIZE, ctx.config.SWEEP_BATCH_SIZE - s.claimed);
-        const rows = await job.claim(ctx, now, leaseUntil, page);
+        const rows = await job.claim(
+          ctx,
+          now,
+          dispatchLeaseUntil(ctx.config, now, Math.floor(sentThisTick / PAGE_SIZE)),
+          page,
+        );
         s.pages++;
         s.claimed += rows.length;
         if (rows.length < page) s.done = true;
@@ -110,6 +116,7 @@ export async function runScheduledTick(
             rows.map((row) => ({ body: { kind: job.name, id: row.id, lease: row.lease_until ?? "" } })),
           );
           s.sent += rows.length;
+          sentThisTick += rows.length;
         }
       } catch (error) {
         s.done = true;

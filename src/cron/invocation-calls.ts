@@ -1,6 +1,6 @@
 // What one consumer invocation hands its work, counting every call as Cloudflare counts it against
 // the invocation's subrequest limit: a D1 statement's run/all/first/raw, or one D1 batch (however
-// many statements); an R2 operation; a call to Parallel. The consumer admits a message only while
+// many statements); an R2 operation; a call to Parallel; a callback POST. The consumer admits a message only while
 // the calls already made plus every admitted message's worst case stay within SUBREQUEST_BUDGET.
 //
 // It also lets the consumer send statements together: between collect() and flush(), statements
@@ -138,6 +138,11 @@ export function countedBindings(env: Env, count: CallCount) {
     },
     // Parallel's client makes one request a call (maxRetries 0).
     parallel: countingCalls<ParallelGateway>(() => createParallelGateway(readConfig(env)), count),
+    // Callback POSTs (services/delivery-send.ts); redirects are not followed, so one request each.
+    fetch: ((input, init) => {
+      count.calls++;
+      return fetch(input, init);
+    }) as typeof fetch,
     database,
   };
 }

@@ -11,7 +11,6 @@ export function runJob(spec: {
   name: string;
   outcomes: readonly string[];
   cost: number;
-  callbackPosts: number;
   step: RunStep;
   work: (ctx: ServiceContext, run: Run, now: Date) => Promise<string>;
 }): WorkJob<Run> {
@@ -20,8 +19,7 @@ export function runJob(spec: {
     name: spec.name,
     outcomes: spec.outcomes,
     cost: spec.cost,
-    callbackPosts: spec.callbackPosts,
-    worstCase: (run) => runWorstCase(spec.cost, spec.callbackPosts, run),
+    worstCase: (run) => runWorstCase(spec.cost, run),
     claim: (ctx, now, leaseUntil, limit) =>
       claimDueRunRows(ctx.db, step.from, now.toISOString(), leaseUntil.toISOString(), limit, step.also),
     take: (ctx, id, lease, now) =>

@@ -42,14 +42,18 @@ export interface WorkJob<Item extends Leased = Leased> {
    * admits a message only while this fits what is left of SUBREQUEST_BUDGET.
    */
   cost: number;
-  /** How many of `cost` are callback POSTs, which the consumer charges at this worst case (costs.ts). */
-  callbackPosts: number;
-  /** `cost` and `callbackPosts` for this row, when its fields make them smaller (a run without a callback). */
-  worstCase?(item: Item): { cost: number; callbackPosts: number };
-  /** Claims up to `limit` due rows, leased until `leaseUntil`: one guarded UPDATE … RETURNING. */
+  /** `cost` for this row, when its fields make it smaller (a run without a callback). */
+  worstCase?(item: Item): number;
+  /**
+   * Claims up to `limit` due rows, leased to their messages: one guarded UPDATE … RETURNING. The lease
+   * is `leaseUntil`, doubled for each earlier hand-out of the row that no consumer took (runs,
+   * deliveries and schedules: db/dispatch.ts; a batch's two jobs, few rows, keep `leaseUntil`).
+   */
   claim(ctx: ServiceContext, now: Date, leaseUntil: Date, limit: number): Promise<Item[]>;
   /**
-   * Takes one row for its message: due and free, or still held under `lease`; renews the lease.
+   * Takes one row for its message: due and free, still held under `lease`, or still under the tick's
+   * lease (no consumer took it since: any of its messages may work it; not for a batch's jobs);
+   * renews the lease.
    * One D1 statement, started before any await: the consumer sends a batch's takes as one D1 batch.
    */
   take(ctx: ServiceContext, id: string, lease: string, now: Date): Promise<Item | null>;

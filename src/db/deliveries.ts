@@ -1,6 +1,7 @@
 // deliveries and delivery_attempts: callbacks to the user's URL, one per run and event, and every
 // attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
 // workers never send the same attempt twice.
+import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 import { appendRunEventsIfChanged, type RunEventKind, runEvent } from "./run-events";
 import { clearFinishDueSet, type Run } from "./runs";
@@ -152,7 +153,7 @@ export async function claimDueDeliveries(
 ): Promise<Delivery[]> {
   const { results } = await db
     .prepare(
-      `UPDATE deliveries SET lease_until = ?2, updated_at = ?1
+      `UPDATE deliveries SET ${dispatchClaimSet({ lease: "?2", now: "?1" })}, updated_at = ?1
        WHERE id IN (SELECT id FROM deliveries WHERE ${CLAIMABLE} ORDER BY next_attempt_at LIMIT ?3)
          AND ${CLAIMABLE}
        RETURNING *`,
@@ -163,7 +164,8 @@ export async function claimDueDeliveries(
 }
 
 /**
- * Takes the lease on one delivery: when it is due and free, or when the caller already holds the
+ * Takes the lease on one delivery: when it is due and free, or due and still the cron tick's (no
+ * consumer took it since it was handed out: db/dispatch.ts), or when the caller already holds the
  * lease (`heldLease`) and continues its own series without waiting for the clock.
  */
 export function claimDelivery(
@@ -176,8 +178,8 @@ export function claimDelivery(
   const owned = heldLease ? " OR (status = 'pending' AND lease_until = ?4)" : "";
   return db
     .prepare(
-      `UPDATE deliveries SET lease_until = ?2, updated_at = ?1
-       WHERE id = ?3 AND ((${CLAIMABLE})${owned})
+      `UPDATE deliveries SET lease_until = ?2, updated_at = ?1, ${TAKEN_SET}
+       WHERE id = ?3 AND ((${CLAIMABLE}) OR (status = 'pending' AND next_attempt_at <= ?1 AND ${DISPATCHED})${owned})
        RETURNING *`,
     )
     .bind(now, leaseUntil, id, ...(heldLease ? [heldLease] : []))

@@ -1,4 +1,5 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
+import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 import { overflowStatement, type RunEvent, type RunEventKind, runEvent, timelineSet } from "./run-events";
 import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, stepGuard, TERMINAL_STATUSES } from "./run-states";
@@ -432,7 +433,8 @@ export function claimDueRuns(
   const placeholders = statuses.map(() => "?").join(", ");
   return db
     .prepare(
-      `UPDATE runs SET lease_until = ?, updated_at = ?
+      // ?1 and ?2 are the lease and the time; SQLite numbers each later "?" from 3 on.
+      `UPDATE runs SET ${dispatchClaimSet({ lease: "?1", now: "?2" })}, updated_at = ?2
        WHERE id IN (
          SELECT id FROM runs
          WHERE status IN (${placeholders}) AND next_sweep_at <= ?
@@ -458,7 +460,8 @@ export async function claimDueRunRows(
 
 /**
  * Takes one run for the queue message that names it (cron/work.ts): still in one of the job's
- * statuses and due, and either free or still held under the lease the message carries. Renews the
+ * statuses and due, and either free, still held under the lease the message carries, or still the
+ * tick's (db/dispatch.ts: no consumer took it since, so an earlier message of it works it). Renews the
  * lease. Null: another worker holds it, or it is no longer this job's (a webhook finished it).
  */
 export async function takeDueRun(
@@ -474,9 +477,9 @@ export async function takeDueRun(
   return firstRun(
     db
       .prepare(
-        `UPDATE runs SET lease_until = ?, updated_at = ?
+        `UPDATE runs SET lease_until = ?, updated_at = ?, ${TAKEN_SET}
          WHERE id = ? AND status IN (${placeholders}) AND next_sweep_at <= ?
-           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?) AND (${also})
+           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ? OR ${DISPATCHED}) AND (${also})
          RETURNING *`,
       )
       .bind(leaseUntil, now, id, ...statuses, now, now, heldLease),

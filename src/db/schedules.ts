@@ -1,5 +1,6 @@
 // schedules and schedule_occurrences: recurring run templates, and what each occurrence came to.
 import type { RunTemplate } from "../schemas/schedules";
+import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 
 export const OVERLAP_POLICIES = ["skip", "allow"] as const;
@@ -196,11 +197,12 @@ export function claimDueSchedulesStatement(
     "enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ? AND (lease_until IS NULL OR lease_until <= ?)";
   return db
     .prepare(
-      `UPDATE schedules SET lease_until = ?
+      // ?1 and ?2 are the lease and the time; SQLite numbers each later "?" from 3 on.
+      `UPDATE schedules SET ${dispatchClaimSet({ lease: "?1", now: "?2" })}
        WHERE id IN (SELECT id FROM schedules WHERE ${due} ORDER BY next_run_at LIMIT ?) AND ${due}
        RETURNING *`,
     )
-    .bind(leaseUntil, now, now, limit, now, now);
+    .bind(leaseUntil, now, now, now, limit, now, now);
 }
 
 export function claimDueSchedules(
@@ -212,7 +214,10 @@ export function claimDueSchedules(
   return allSchedules(claimDueSchedulesStatement(db, now, leaseUntil, limit));
 }
 
-/** Takes one due schedule for the queue message that names it: free, or still held under `heldLease`. */
+/**
+ * Takes one due schedule for the queue message that names it: free, still held under `heldLease`, or
+ * still the cron tick's (no consumer took it since it was handed out: db/dispatch.ts).
+ */
 export function takeDueSchedule(
   db: D1Database,
   id: string,
@@ -223,9 +228,9 @@ export function takeDueSchedule(
   return allSchedules(
     db
       .prepare(
-        `UPDATE schedules SET lease_until = ?
+        `UPDATE schedules SET lease_until = ?, ${TAKEN_SET}
          WHERE id = ? AND enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ?
-           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ?)
+           AND (lease_until IS NULL OR lease_until <= ? OR lease_until = ? OR ${DISPATCHED})
          RETURNING *`,
       )
       .bind(leaseUntil, id, now, now, heldLease),

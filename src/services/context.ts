@@ -16,6 +16,8 @@ export interface ServiceContext {
   config: Config;
   /** Created on first use: routes that never call Parallel work without PARALLEL_API_KEY. */
   readonly parallel: ParallelGateway;
+  /** Outbound HTTP (callback POSTs): the global fetch, or one that counts its calls (cron/invocation-calls.ts). */
+  fetch: typeof fetch;
   /** The create limiter (src/limiter/): asked before every create at Parallel. */
   acquireCreates: (keyId: string, cost: number) => Promise<Admission>;
   now: () => Date;
@@ -30,6 +32,7 @@ export interface ContextOptions {
   now?: () => Date;
   log?: Logger;
   parallel?: ParallelGateway;
+  fetch?: typeof fetch;
 }
 
 export function createServiceContext(
@@ -51,6 +54,8 @@ export function createServiceContext(
       parallel ??= createParallelGateway(config);
       return parallel;
     },
+    // The global looked up per call: tests replace it (MSW) after contexts are made.
+    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
     acquireCreates: (keyId, cost) => acquireCreates(env, keyId, cost, log),
     now: options.now ?? (() => new Date()),
     log,

@@ -219,7 +219,11 @@ export async function attemptDelivery(
     activeSecrets(secrets, started),
     started,
   );
-  const result = await postCallback(request, { timeoutMs: runtime.timeoutMs, now: started });
+  const result = await postCallback(request, {
+    timeoutMs: runtime.timeoutMs,
+    now: started,
+    fetch: ctx.fetch,
+  });
   const finished = ctx.now();
   const attempt: DeliveryAttempt = {
     delivery_id: claimed.id,

@@ -30,14 +30,15 @@ export interface SendResult {
 
 export async function postCallback(
   request: CallbackRequest,
-  options: { timeoutMs: number; now: Date },
+  /** `fetch`: the service context's, so that a consumer invocation counts each POST (cron/invocation-calls.ts). */
+  options: { timeoutMs: number; now: Date; fetch: typeof fetch },
 ): Promise<SendResult> {
   // Latency is a duration on the real clock, unlike `now`, which may be a test's injected clock.
   const started = performance.now();
   const latency = () => Math.round(performance.now() - started);
   let response: Response;
   try {
-    response = await fetch(request.url, {
+    response = await options.fetch(request.url, {
       method: "POST",
       headers: request.headers,
       body: request.body,

@@ -24,14 +24,21 @@ export function finishDueAt(
   return run.callback_url || run.schedule_id ? addMs(finishedAt, LEASE_MS).toISOString() : null;
 }
 /**
- * How long a row the cron tick handed to the queue stays leased to its message: longer than a
- * message waits in a busy queue, so the next tick does not send it again meanwhile. Should the message
- * be lost (or its consumer die before taking it), the row is due again after this. Scaled, so that
- * a local stack recovers a lost message in seconds, but never below LEASE_MS.
+ * How long a row the cron tick hands to the queue stays leased to its message the first time: should
+ * the message be lost (or its consumer die before taking it), the row is due again after this. A row
+ * sent behind `pagesAhead` pages of the same tick waits behind their messages too, so each page ahead
+ * adds one lease, up to DISPATCH_BACKLOG_LEASES; each further hand-out that no consumer took in
+ * between doubles it, up to 8 times (db/dispatch.ts). So a backlog that outlives one lease is not sent
+ * again every tick. Scaled, so that a local stack recovers a lost message in seconds, but never below
+ * LEASE_MS.
  */
-export function dispatchLeaseUntil(config: Config, now: Date): Date {
-  return addMs(now, Math.max(LEASE_MS, 5 * MINUTE * config.TIME_SCALE));
+export function dispatchLeaseUntil(config: Config, now: Date, pagesAhead = 0): Date {
+  const lease = Math.max(LEASE_MS, 5 * MINUTE * config.TIME_SCALE);
+  return addMs(now, lease * Math.min(DISPATCH_BACKLOG_LEASES, 1 + pagesAhead));
 }
+
+/** The most leases the pages ahead of a row in its tick add up to: 20 min deployed, 2 min at 0.1. */
+export const DISPATCH_BACKLOG_LEASES = 4;
 
 /** Cloudflare Queues' longest message delay: a later retry is a row the cron tick finds when due. */
 export const MAX_MESSAGE_DELAY_MS = 12 * 60 * MINUTE;

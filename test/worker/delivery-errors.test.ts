@@ -71,7 +71,7 @@ describe("Cloudflare's statuses for an unreachable receiver, in words", () => {
   const send = () =>
     postCallback(
       { url: URL, headers: { "content-type": "application/json" }, body: "{}" },
-      { timeoutMs: 5_000, now: new Date() },
+      { timeoutMs: 5_000, now: new Date(), fetch: (input, init) => fetch(input, init) },
     );
 
   it.each([

@@ -55,8 +55,8 @@ export interface ConsumeOptions {
 }
 
 /**
- * One consumer invocation of `messages` (at most CONSUMER_BATCH_SIZE): what it did, what it
- * acknowledged and retried, and the messages it sent back for not affording them.
+ * One consumer invocation of `messages` (at most CONSUMER_BATCH_SIZE): what it did, the calls it
+ * counted, what it acknowledged and retried, and the messages it sent back for not affording them.
  */
 export async function consumeOnce(messages: WorkMessage[], options: ConsumeOptions = {}) {
   const sentBack = capturingQueue();
@@ -78,13 +78,13 @@ export async function consumeOnce(messages: WorkMessage[], options: ConsumeOptio
     })),
   );
   const ctx = createExecutionContext();
-  const report = await consumeWork(batch as MessageBatch<unknown>, options.env ?? env, ctx, {
+  const { jobs: report, calls } = await consumeWork(batch as MessageBatch<unknown>, options.env ?? env, ctx, {
     ...(options.now ? { now: options.now } : {}),
     queue,
   });
   const result = await getQueueResult(batch, ctx);
   await waitOnExecutionContext(ctx);
-  return { report, result, sentBack: sentBack.take().map((m) => m.body) };
+  return { report, calls, result, sentBack: sentBack.take().map((m) => m.body) };
 }
 
 /**

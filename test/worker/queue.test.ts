@@ -8,12 +8,19 @@ import { HttpResponse, http } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
 import { DEAD_LETTER_QUEUE, failedRetryDelaySeconds } from "../../src/cron/consumer";
 import { runScheduledTick } from "../../src/cron/dispatcher";
+import { pollRunsJob } from "../../src/cron/jobs/poll-runs";
 import type { WorkMessage } from "../../src/cron/work";
 import { insertDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
 import { newId } from "../../src/ids";
 import worker from "../../src/index";
-import { DELIVERY_BACKOFF_MS, DELIVERY_LEASE_MS, dispatchLeaseUntil } from "../../src/services/timing";
+import { createServiceContext } from "../../src/services/context";
+import {
+  DELIVERY_BACKOFF_MS,
+  DELIVERY_LEASE_MS,
+  dispatchLeaseUntil,
+  LEASE_MS,
+} from "../../src/services/timing";
 import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   ADMIN,
@@ -159,24 +166,70 @@ describe("the queue consumer", () => {
     expect([1, 2, 3].map(failedRetryDelaySeconds)).toEqual([10, 20, 40]);
   });
 
-  it("skips a stale duplicate: a lost message's row is due again after its lease, and only the new message works it", async () => {
+  it("works a row by whichever of its messages comes first while no consumer has taken it, then skips the rest", async () => {
     const tenant = await createTenant();
     const now = new Date();
     const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
-    const [lost] = await tickAt(now);
-    // Before the lease runs out the row is the lost message's: no tick sends it again.
+    const [first] = await tickAt(now);
+    // Before the lease runs out the row is its message's: no tick sends it again.
     expect(await tickAt(new Date(now.getTime() + 1000))).toEqual([]);
+    // The queue is behind: the lease runs out before the message is consumed, and the tick sends it again.
     const later = new Date(dispatchLeaseUntil(config, now).getTime() + 1000);
     const [again] = await tickAt(later);
     expect(again).toMatchObject({ kind: "poll_runs", id });
-    expect(again?.lease).not.toBe(lost?.lease);
+    expect(again?.lease).not.toBe(first?.lease);
     const parallel = parallelReportingRunning();
-    // The lost message turns up after all: the row is the new message's, so it does nothing.
-    const stale = await consume([lost as WorkMessage], { now: clockFrom(later) });
-    expect(stale.report.poll_runs).toMatchObject({ not_due: 1, still_active: 0 });
-    const fresh = await consume([again as WorkMessage], { now: clockFrom(later) });
-    expect(fresh.report.poll_runs).toMatchObject({ still_active: 1 });
+    // The first message turns up: no consumer took the row since, so it works it (before, it was
+    // dropped as stale and the row's work waited for the newer message at the back of the queue).
+    const early = await consume([first as WorkMessage], { now: clockFrom(later) });
+    expect(early.report.poll_runs).toMatchObject({ not_due: 0, still_active: 1 });
+    // The newer message finds the row worked: it does nothing.
+    const late = await consume([again as WorkMessage], { now: clockFrom(later) });
+    expect(late.report.poll_runs).toMatchObject({ not_due: 1, still_active: 0 });
     expect(parallel.calls).toHaveLength(1);
+  });
+
+  it("does not hand out a row every tick while its message waits: each hand-out not taken doubles the lease, up to 8 times", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
+    const base = dispatchLeaseUntil(config, now).getTime() - now.getTime();
+    const leases: number[] = [];
+    let at = now;
+    for (let handOut = 0; handOut < 5; handOut++) {
+      const [message] = await tickAt(at);
+      expect(message).toMatchObject({ kind: "poll_runs", id });
+      const until = Date.parse(message?.lease ?? "");
+      leases.push(until - at.getTime());
+      // Until this lease runs out, no tick sends the row again.
+      expect(await tickAt(new Date(until - 1000))).toEqual([]);
+      at = new Date(until + 1000);
+    }
+    expect(leases).toEqual([base, 2 * base, 4 * base, 8 * base, 8 * base]);
+    expect(await row("runs", id ?? "")).toMatchObject({ dispatches: 4 });
+  });
+
+  it("hands a row out with the first lease again once a consumer has taken it; a lost message makes it due again", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
+    const base = dispatchLeaseUntil(config, now).getTime() - now.getTime();
+    // Two messages lost: the row comes due again after each lease, the second twice as long.
+    await tickAt(now);
+    const second = new Date(now.getTime() + base + 1000);
+    await tickAt(second);
+    const third = new Date(second.getTime() + 2 * base + 1000);
+    const [message] = await tickAt(third);
+    expect(Date.parse(message?.lease ?? "") - third.getTime()).toBe(4 * base);
+    parallelReportingRunning();
+    const worked = await consume([message as WorkMessage], { now: clockFrom(third) });
+    expect(worked.report.poll_runs).toMatchObject({ still_active: 1 });
+    // Polled, its next poll due later; when it is, the tick hands it out under the first lease again.
+    const polled = await row("runs", id ?? "");
+    expect(polled).toMatchObject({ lease_until: null, dispatch_lease: null });
+    const due = new Date(Date.parse(String(polled?.next_sweep_at)) + 1000);
+    const [next] = await tickAt(due);
+    expect(Date.parse(next?.lease ?? "") - due.getTime()).toBe(base);
   });
 
   it("skips a redelivered message whose consumer died holding the row; the row is due again after that lease", async () => {
@@ -184,15 +237,17 @@ describe("the queue consumer", () => {
     const now = new Date();
     const [id] = await storeOverdueRuns(tenant, 1, new Date(now.getTime() - 1000));
     const [message] = await tickAt(now);
-    // A consumer took the row (renewing its lease) and died before working it.
-    await env.DB.prepare("UPDATE runs SET lease_until = ? WHERE id = ?")
-      .bind(new Date(now.getTime() + 30_000).toISOString(), id)
-      .run();
+    // A consumer took the row (its take renews the lease: the row is no longer the tick's) and died.
+    const ctx = createServiceContext(env, createExecutionContext(), { now: () => now });
+    expect(await pollRunsJob.take(ctx, id ?? "", message?.lease ?? "", now)).toMatchObject({ id });
     const redelivered = await consume([message as WorkMessage], { now: clockFrom(now), attempts: 2 });
     expect(redelivered.report.poll_runs).toMatchObject({ not_due: 1 });
     expect(redelivered.results[0]?.explicitAcks).toHaveLength(1);
-    const [again] = await tickAt(new Date(now.getTime() + 31_000));
+    // Due again once the consumer's lease (LEASE_MS) runs out, under the first dispatch lease.
+    const after = new Date(now.getTime() + LEASE_MS + 1000);
+    const [again] = await tickAt(after);
     expect(again).toMatchObject({ kind: "poll_runs", id });
+    expect(Date.parse(again?.lease ?? "")).toBe(dispatchLeaseUntil(config, after).getTime());
   });
 });
 

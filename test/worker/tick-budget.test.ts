@@ -13,11 +13,18 @@ import { COST, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
 import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
 import type { WorkMessage } from "../../src/cron/work";
 import { insertDelivery } from "../../src/db/deliveries";
+import { readConfig } from "../../src/env";
 import { newId } from "../../src/ids";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
 import { createSchedule } from "../../src/services/schedules";
-import { DELIVERY_TIMEOUT_MS, FIRE_LEASE_MS, INLINE_RETRY_MAX_WAIT_MS } from "../../src/services/timing";
+import {
+  DELIVERY_TIMEOUT_MS,
+  DISPATCH_BACKLOG_LEASES,
+  dispatchLeaseUntil,
+  FIRE_LEASE_MS,
+  INLINE_RETRY_MAX_WAIT_MS,
+} from "../../src/services/timing";
 import wranglerToml from "../../wrangler.toml?raw";
 import { RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
@@ -219,6 +226,28 @@ describe("the tick budget", () => {
     expect(next.summaries.poll_runs).toMatchObject({ claimed: 0 });
   });
 
+  it("leases a tick's later pages longer, as their messages wait behind the earlier ones; a page not taken in time goes again, under twice its lease", async () => {
+    const tenant = await createTenant();
+    await storeOverdueRuns(tenant.id, 600, "b");
+    const at = new Date();
+    const { messages } = await measuredTick(at);
+    // As measuredTick's env: at its time scale the lease is LEASE_MS (30 s).
+    const config = readConfig({ ...env, POLL_TIME_SCALE: "0.001" });
+    const base = dispatchLeaseUntil(config, at).getTime() - at.getTime();
+    const leaseOf = (m: WorkMessage | undefined) => Date.parse(m?.lease ?? "") - at.getTime();
+    // Pages of 100: one lease for the first, one more for each page ahead, up to DISPATCH_BACKLOG_LEASES.
+    expect([0, 100, 200, 300, 400, 500].map((i) => leaseOf(messages[i]) / base)).toEqual([1, 2, 3, 4, 4, 4]);
+    expect(DISPATCH_BACKLOG_LEASES).toBe(4);
+    // The queue is slow: past the first page's lease, only that page is due again, doubled.
+    const later = new Date(at.getTime() + base + 1000);
+    const again = await measuredTick(later);
+    expect(again.summaries.poll_runs).toMatchObject({ claimed: 100 });
+    expect(new Set(again.messages.map((m) => m.id))).toEqual(
+      new Set(messages.slice(0, 100).map((m) => m.id)),
+    );
+    expect(Date.parse(again.messages[0]?.lease ?? "") - later.getTime()).toBe(2 * base);
+  });
+
   it("keeps one consumer invocation of the dearest polls within 50 calls, sending back what it cannot afford", async () => {
     const tenant = await createTenant();
     const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE);
@@ -235,6 +264,7 @@ describe("the tick budget", () => {
     expect(worked).toBeGreaterThanOrEqual(2);
     expect(worked).toBeLessThan(CONSUMER_BATCH_SIZE);
     expectAllAccounted(batch, "poll_runs", worked);
+    expect(batch.calls).toBe(batch.cost);
     expect(await finishedRuns()).toBe(worked);
     // The sent-back messages hold the rows under the lease their take renewed: the next invocation works them.
     const rest = await consume(batch.sentBack, {
@@ -262,6 +292,30 @@ describe("the tick budget", () => {
     // Twice what reserving every message's worst case up front allowed (2).
     expect(worked).toBe(CONSUMER_BATCH_SIZE);
     expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
+    // The consumer's own count is exact, callback POSTs included (they were charged at their worst
+    // case, 2 a poll, before delivery-send took its fetch from the context): 1 take + 7 a poll.
+    expect(batch.calls).toBe(batch.cost);
+    expect(batch.cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
+  });
+
+  it("does not start a fifth ordinary poll: its worst case does not fit beside four done, so the batch stays at four", async () => {
+    const tenant = await createTenant();
+    const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE + 1);
+    fakeParallel({
+      retrieve: (call) =>
+        HttpResponse.json(taskRun({ run_id: call.path.split("/")[4] ?? "", status: "completed" })),
+      result: (call) => resultReply(call.path.split("/")[4] ?? ""),
+    });
+    network.use(http.post(RECEIVER, () => new HttpResponse(null, { status: 204 })));
+    const followUps = capturingQueue();
+    const { result, cost } = await measured((counted) =>
+      consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
+    );
+    expect(result.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE, sent_back: 1 });
+    // Four done cost 29; the fifth's worst case and the send-back would pass 50.
+    expect(cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
+    expect(cost + COST.poll_runs + SEND_BACK).toBeGreaterThan(50);
+    expect(result.calls).toBe(cost + SEND_BACK);
   });
 
   it("keeps one consumer invocation of the dearest schedules within 50 calls: refused creates, callbacks refused once", async () => {

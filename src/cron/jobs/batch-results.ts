@@ -15,7 +15,6 @@ export const batchResultsJob: WorkJob<BatchResultsItem> = {
   outcomes: ["stored", "finished", "completed", "left_to_result", "stream_failed"],
   cost: COST.batch_results,
   // A batch.completed callback: its first attempt and inline retry.
-  callbackPosts: 2,
   claim: (ctx, now, leaseUntil, limit) =>
     claimDueBatchResults(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>

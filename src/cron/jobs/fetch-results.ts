@@ -1,14 +1,13 @@
 // Completed runs whose result is not stored yet (the webhook path's fetch failed, was throttled, or
 // its worker died): fetch again, with backoff.
 import { fetchAndStoreResult } from "../../services/completion";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import { runJob } from "../run-job";
 
 export const fetchResultsJob = runJob({
   name: "fetch_results",
   outcomes: ["stored", "failed", "not_yet"],
   cost: COST.fetch_results,
-  callbackPosts: CALLBACK_POSTS.fetch_results,
   step: "result",
   work: async (ctx, run) => {
     const after = await fetchAndStoreResult(ctx, run);

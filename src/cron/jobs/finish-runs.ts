@@ -2,14 +2,13 @@
 // creating the delivery, or updating the schedule): finish them again. Rare; the fast path clears a
 // run's due time as soon as it has finished it.
 import { onRunFinished } from "../../services/run-finished";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import { runJob } from "../run-job";
 
 export const finishRunsJob = runJob({
   name: "finish_runs",
   outcomes: ["finished"],
   cost: COST.finish_runs,
-  callbackPosts: CALLBACK_POSTS.finish_runs,
   step: "finish",
   work: async (ctx, run) => {
     await onRunFinished(ctx, run);

@@ -4,14 +4,13 @@
 import { claimDueSchedules, type Schedule, takeDueSchedule } from "../../db/schedules";
 import { fireSchedule } from "../../services/schedule-firing";
 import { addMs, FIRE_LEASE_MS } from "../../services/timing";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import type { WorkJob } from "../work";
 
 export const fireSchedulesJob: WorkJob<Schedule> = {
   name: "fire_schedules",
   outcomes: ["fired", "skipped_overlap", "skipped_missed", "failed"],
   cost: COST.fire_schedules,
-  callbackPosts: CALLBACK_POSTS.fire_schedules,
   claim: (ctx, now, leaseUntil, limit) =>
     claimDueSchedules(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>

@@ -1,13 +1,12 @@
 // Active runs whose webhook is overdue (and the expiry check), polled by services/run-poll.ts.
 import { pollRun } from "../../services/run-poll";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import { runJob } from "../run-job";
 
 export const pollRunsJob = runJob({
   name: "poll_runs",
   outcomes: ["finished", "still_active", "expired", "failed", "retry", "lost_race"],
   cost: COST.poll_runs,
-  callbackPosts: CALLBACK_POSTS.poll_runs,
   step: "poll",
   work: (ctx, run, now) => pollRun(ctx, run, now),
 });

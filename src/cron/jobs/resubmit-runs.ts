@@ -2,14 +2,13 @@
 // worker died mid-request): create them at Parallel again, with backoff (not for a revoked key:
 // services/runs.ts resubmitRun).
 import { resubmitRun } from "../../services/runs";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import { runJob } from "../run-job";
 
 export const resubmitRunsJob = runJob({
   name: "resubmit_runs",
   outcomes: ["accepted", "retrying", "rejected", "failed"],
   cost: COST.resubmit_runs,
-  callbackPosts: CALLBACK_POSTS.resubmit_runs,
   step: "submit",
   work: async (ctx, run) => {
     const after = await resubmitRun(ctx, run);

@@ -7,7 +7,7 @@
 import { claimDelivery, claimDueDeliveries, type Delivery } from "../../db/deliveries";
 import { attemptDelivery, DEFAULT_DELIVERY_RUNTIME, type DeliveryRuntime } from "../../services/deliveries";
 import { addMs, DELIVERY_LEASE_MS, MAX_MESSAGE_DELAY_MS } from "../../services/timing";
-import { CALLBACK_POSTS, COST } from "../costs";
+import { COST } from "../costs";
 import type { WorkJob } from "../work";
 
 export function retryDeliveriesJob(
@@ -19,7 +19,6 @@ export function retryDeliveriesJob(
     name: "retry_deliveries",
     outcomes: ["succeeded", "retrying", "dead", "lease_lost"],
     cost: COST.retry_deliveries,
-    callbackPosts: CALLBACK_POSTS.retry_deliveries,
     claim: (ctx, now, leaseUntil, limit) =>
       claimDueDeliveries(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
     take: (ctx, id, lease, now) =>

@@ -12,7 +12,6 @@ export const submitBatchesJob: WorkJob<Batch> = {
   name: SUBMIT_BATCHES_JOB,
   outcomes: ["chunk_submitted", "chunk_recovered", "chunk_rejected", "retrying", "finished"],
   cost: SUBMIT_BATCH_COST,
-  callbackPosts: 0,
   claim: (ctx, now, leaseUntil, limit) =>
     claimDueBatches(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>
