@@ -10,6 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { peakMemoryOf, workerPid } from "./bench/memory.ts";
+import { BENCH_WEBHOOK_SECRET } from "./bench/webhooks.ts";
 import { createApiKey, executeLocalSql, freePort, startLocalStack } from "./local-stack.ts";
 
 const ROWS = Number(process.env.BENCH_EXPORT_ROWS ?? 100_000);
@@ -30,7 +31,7 @@ async function main() {
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
-    webhookSecret: "bench-webhook-secret",
+    webhookSecret: BENCH_WEBHOOK_SECRET,
     timeScale: 0.01,
     persistDir,
     simEnv: {},

@@ -12,8 +12,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
-import { Webhook } from "standardwebhooks";
 import { closedLoop, percentile, sleep, waitFor } from "./bench/load.ts";
+import { BENCH_WEBHOOK_SECRET, signedParallelWebhook } from "./bench/webhooks.ts";
 import { createApiKey, freePort, startLocalStack } from "./local-stack.ts";
 
 const COUNT = Math.min(10_000, Number(process.env.BURST_WEBHOOKS ?? 3_000));
@@ -21,7 +21,6 @@ const CONCURRENCY = Math.min(COUNT, Number(process.env.BURST_CONCURRENCY ?? COUN
 const MAX_MS = Number(process.env.BURST_MAX_S ?? 300) * 1000;
 const REQUEST_TIMEOUT_MS = 60_000;
 const ADMIN_TOKEN = "bench-admin-token";
-const WEBHOOK_SECRET = "bench-webhook-secret";
 const TIME_SCALE = 0.1;
 
 interface RequestLine {
@@ -50,7 +49,7 @@ async function main() {
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
-    webhookSecret: WEBHOOK_SECRET,
+    webhookSecret: BENCH_WEBHOOK_SECRET,
     timeScale: TIME_SCALE,
     persistDir,
     // The runs are held at the simulator: the only completions are the ones this script sends.
@@ -108,7 +107,6 @@ async function main() {
         runs: Array<{ run: Record<string, unknown> }>;
       }
     ).runs;
-    const signer = new Webhook(WEBHOOK_SECRET, { format: "raw" });
     const now = new Date().toISOString();
     const webhooks = views.map(({ run }, i) => {
       const body = JSON.stringify({
@@ -117,16 +115,7 @@ async function main() {
         data: { ...run, status: "completed", is_active: false, modified_at: now },
       });
       const id = `whevent_burst${i}`;
-      const timestamp = Math.floor(Date.now() / 1000);
-      return {
-        body,
-        headers: {
-          "content-type": "application/json",
-          "webhook-id": id,
-          "webhook-timestamp": String(timestamp),
-          "webhook-signature": signer.sign(id, new Date(timestamp * 1000), body),
-        },
-      };
+      return signedParallelWebhook(id, body);
     });
 
     // /healthz one at a time through the burst: a stalled relay shows as one long answer.

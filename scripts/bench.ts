@@ -25,7 +25,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import Parallel from "parallel-web";
-import { Webhook } from "standardwebhooks";
 import { type GroupCpu, groupCpuMs, ownCpuMs, totalCpuMs } from "./bench/cpu.ts";
 import { type CreateFairness, createFairnessPart } from "./bench/create-fairness.ts";
 import { closedLoop, type LoadResult, percentile, sleep, steadyRate, waitFor } from "./bench/load.ts";
@@ -39,6 +38,7 @@ import {
   workerPid,
 } from "./bench/memory.ts";
 import { type UsageBench, usagePart } from "./bench/usage.ts";
+import { BENCH_WEBHOOK_SECRET, signedParallelWebhook } from "./bench/webhooks.ts";
 import { startCallbackReceiver } from "./callback-receiver.ts";
 import {
   createApiKey,
@@ -72,7 +72,6 @@ const RECOVERY_ITEMS = Number(process.env.BENCH_RECOVERY_ITEMS ?? 1000);
 /** Part 6 stops waiting after this long and reports what it recovered (the old design needs ~17 min). */
 const RECOVERY_MAX_MS = Number(process.env.BENCH_RECOVERY_MAX_S ?? 300) * 1000;
 const RECOVERY_TICK_MS = 2_000;
-const WEBHOOK_SECRET = "bench-webhook-secret";
 /** D1 rows written per completed run with one delivery, issue 13's target (Free plan: 100,000 a day). */
 const ROWS_WRITTEN_TARGET = 20;
 const ADMIN_TOKEN = "bench-admin-token";
@@ -124,7 +123,7 @@ async function main() {
   if (PARTS.has("8")) {
     results.create_fairness = await createFairnessPart({
       adminToken: ADMIN_TOKEN,
-      webhookSecret: WEBHOOK_SECRET,
+      webhookSecret: BENCH_WEBHOOK_SECRET,
       timeScale: TIME_SCALE,
     });
   }
@@ -158,7 +157,7 @@ async function stackParts(results: Record<string, unknown>) {
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
-    webhookSecret: WEBHOOK_SECRET,
+    webhookSecret: BENCH_WEBHOOK_SECRET,
     timeScale: TIME_SCALE,
     persistDir,
     simEnv: { SIM_SEED: "42" },
@@ -390,7 +389,6 @@ async function stackParts(results: Record<string, unknown>) {
         "the simulator finishing the throughput runs",
       );
       const taskRuns = new Map((await sim.runs()).map((r) => [r.run.run_id, r.run]));
-      const signer = new Webhook(WEBHOOK_SECRET, { format: "raw" });
       const webhooks = created.map((run, i) => {
         const body = JSON.stringify({
           timestamp: new Date().toISOString(),
@@ -398,16 +396,7 @@ async function stackParts(results: Record<string, unknown>) {
           data: taskRuns.get(run.parallel_run_id),
         });
         const id = `whevent_bench${i}`;
-        const timestamp = Math.floor(Date.now() / 1000);
-        return {
-          body,
-          headers: {
-            "content-type": "application/json",
-            "webhook-id": id,
-            "webhook-timestamp": String(timestamp),
-            "webhook-signature": signer.sign(id, new Date(timestamp * 1000), body),
-          },
-        };
+        return signedParallelWebhook(id, body);
       });
       const relayIngest = await cpu(relayGroup)(() =>
         closedLoop(webhooks.length, CONCURRENCY, (i) =>
@@ -942,7 +931,7 @@ async function recoveryPart(): Promise<{
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
-    webhookSecret: WEBHOOK_SECRET,
+    webhookSecret: BENCH_WEBHOOK_SECRET,
     timeScale: TIME_SCALE,
     persistDir,
     simEnv: { SIM_SEED: "42" },
@@ -1092,7 +1081,7 @@ async function overviewPart(): Promise<OverviewCost[]> {
     port: await freePort(),
     simPort: await freePort(),
     adminToken: ADMIN_TOKEN,
-    webhookSecret: WEBHOOK_SECRET,
+    webhookSecret: BENCH_WEBHOOK_SECRET,
     timeScale: TIME_SCALE,
     persistDir,
     onOutput: collect,
