@@ -6,12 +6,11 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeEach, describe, expect, it } from "vitest";
-import worker from "../../src/index";
 import { completeBatch } from "../../src/services/batch-completion";
 import { createServiceContext } from "../../src/services/context";
 import { insertBatch, simulatorAtParallel, submitToGroup, type TestBatch } from "./batch-results-harness";
 import { fakeReceiver, RECEIVER } from "./delivery-harness";
-import { createTenant, emptyBackgroundWork, RELAY, signWebhook, webhookBody } from "./harness";
+import { completionWebhook, createTenant, emptyBackgroundWork } from "./harness";
 import { consume, tickAndWork } from "./queue-harness";
 
 const SPEC = {
@@ -260,19 +259,3 @@ describe("a batch's results in bulk", { timeout: 60_000 }, () => {
     expect((await batchRow(batch.id))?.completed_at).toBeTruthy();
   });
 });
-
-/** Parallel's webhook that a run completed, through the Worker, its background work awaited. */
-async function completionWebhook(parallelRunId: string) {
-  const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
-  const execution = createExecutionContext();
-  await worker.fetch(
-    new Request(`${RELAY}/webhooks/parallel`, {
-      method: "POST",
-      headers: signWebhook(webhook),
-      body: webhook,
-    }),
-    env,
-    execution,
-  );
-  await waitOnExecutionContext(execution);
-}

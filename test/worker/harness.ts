@@ -1,9 +1,12 @@
 // Shared by the workerd tests: call the Worker through its real fetch handler, mint a fresh tenant
 // per test, and stand in for Parallel at the HTTP boundary with MSW, recording every call.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { Webhook } from "standardwebhooks";
 import { expect } from "vitest";
+import type { Env } from "../../src/env";
+import worker from "../../src/index";
 import { network } from "./setup";
 
 export const RELAY = "https://relay.test";
@@ -217,4 +220,25 @@ export async function emptyBackgroundWork(): Promise<void> {
       "batches",
     ].map((table) => env.DB.prepare(`DELETE FROM ${table}`)),
   );
+}
+
+/**
+ * Parallel's completion webhook for `parallelRunId`, signed, through the Worker's fetch handler with
+ * `bindings` (the test env unless given); the relay must answer 200. Its background work (the result
+ * fetch, the first delivery) is awaited unless `background: "left_running"` (an invocation that never
+ * finishes it).
+ */
+export async function completionWebhook(
+  parallelRunId: string,
+  options: { bindings?: Env; background?: "awaited" | "left_running" } = {},
+): Promise<void> {
+  const body = webhookBody({ run_id: parallelRunId, status: "completed" });
+  const execution = createExecutionContext();
+  const response = await worker.fetch(
+    new Request(`${RELAY}/webhooks/parallel`, { method: "POST", headers: signWebhook(body), body }),
+    options.bindings ?? env,
+    execution,
+  );
+  expect(response.status).toBe(200);
+  if (options.background !== "left_running") await waitOnExecutionContext(execution);
 }

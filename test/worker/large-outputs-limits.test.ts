@@ -1,13 +1,8 @@
-// A large /result within Cloudflare's limits: the output is passed on to R2 as it arrives (never
-// held whole), a body that stalls ends its attempt, and however large the output, its fetch makes at
-// most OUTPUT_R2_CALLS R2 calls, which its reservation in the consumer holds (issue 13).
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { COST } from "../../src/cron/costs";
 import type { Env } from "../../src/env";
 import { readConfig } from "../../src/env";
-import worker from "../../src/index";
 import {
   OUTPUT_MAX_BYTES,
   OUTPUT_MAX_PARTS,
@@ -21,16 +16,14 @@ import {
 import { resultBodyIdleMs } from "../../src/services/timing";
 import {
   api,
+  completionWebhook,
   createTenant,
   emptyBackgroundWork,
   expectJson,
   fakeParallel,
   postJson,
-  RELAY,
-  signWebhook,
   TEXT_RUN,
   taskRun,
-  webhookBody,
 } from "./harness";
 import { tickAndWork } from "./queue-harness";
 
@@ -116,23 +109,6 @@ async function createRun(tenant: Awaited<ReturnType<typeof createTenant>>) {
   );
 }
 
-/** Parallel's completion webhook through the Worker with `bindings`, its background work awaited. */
-async function completionWebhook(parallelRunId: string, bindings: Env) {
-  const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
-  const execution = createExecutionContext();
-  const response = await worker.fetch(
-    new Request(`${RELAY}/webhooks/parallel`, {
-      method: "POST",
-      headers: signWebhook(webhook),
-      body: webhook,
-    }),
-    bindings,
-    execution,
-  );
-  expect(response.status).toBe(200);
-  await waitOnExecutionContext(execution);
-}
-
 const storedRow = (id: string) =>
   env.DB.prepare("SELECT status, output_key, output_bytes, attempts, error FROM runs WHERE id = ?")
     .bind(id)
@@ -199,7 +175,9 @@ describe("a large /result within the isolate's memory and the invocation's calls
     const run = await createRun(tenant);
     const pulled = () => (body as ReturnType<typeof countedBody> | null)?.state.pulled ?? 0;
     const recorded = recordingBucket(env.OUTPUTS, pulled);
-    const webhook = completionWebhook(run.parallel_run_id, { ...env, OUTPUTS: recorded.bucket });
+    const webhook = completionWebhook(run.parallel_run_id, {
+      bindings: { ...env, OUTPUTS: recorded.bucket },
+    });
     await vi.waitFor(() => expect(recorded.parts).toHaveLength(2), { timeout: 30_000, interval: 50 });
     expect(pulled()).toBeLessThan(bytes.length);
     (body as ReturnType<typeof countedBody> | null)?.release();
@@ -239,7 +217,7 @@ describe("a large /result within the isolate's memory and the invocation's calls
     const run = await createRun(tenant);
     const scaled = { ...env, POLL_TIME_SCALE: "0.001" } as Env;
     const started = Date.now();
-    await completionWebhook(run.parallel_run_id, scaled);
+    await completionWebhook(run.parallel_run_id, { bindings: scaled });
     expect(Date.now() - started).toBeGreaterThanOrEqual(resultBodyIdleMs(readConfig(scaled)));
     expect(await storedRow(run.id)).toMatchObject({ status: "completed", attempts: 1, output_key: null });
     expect(await env.OUTPUTS.head(outputKey(run.id))).toBeNull();
@@ -274,7 +252,7 @@ describe("a large /result within the isolate's memory and the invocation's calls
       },
     });
     const run = await createRun(tenant);
-    await completionWebhook(run.parallel_run_id, env);
+    await completionWebhook(run.parallel_run_id);
     available = true;
     const body = { pulled: 0 };
     const recorded = recordingBucket(env.OUTPUTS, () => body.pulled);
@@ -319,7 +297,7 @@ describe("a large /result within the isolate's memory and the invocation's calls
       },
     });
     const run = await createRun(tenant);
-    await completionWebhook(run.parallel_run_id, env);
+    await completionWebhook(run.parallel_run_id);
     const row = await storedRow(run.id);
     expect(row?.status).toBe("failed");
     expect(JSON.parse(row?.error ?? "{}")).toMatchObject({

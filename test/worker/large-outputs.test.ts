@@ -5,13 +5,13 @@ import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { runScheduledTick } from "../../src/cron/dispatcher";
-import worker from "../../src/index";
 import { RESULT_MAX_ATTEMPTS } from "../../src/services/completion";
 import { INLINE_OUTPUT_MAX_BYTES, OUTPUT_PART_BYTES, outputKey } from "../../src/services/outputs";
 import { signedIn } from "./dashboard-harness";
 import { eventually, fakeReceiver, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   api,
+  completionWebhook,
   createTenant,
   emptyBackgroundWork,
   expectJson,
@@ -19,11 +19,9 @@ import {
   postJson,
   RELAY,
   resultReply,
-  signWebhook,
   TEXT_RUN,
   type Tenant,
   taskRun,
-  webhookBody,
 } from "./harness";
 import { capturingQueue, clockFrom, consume, tickAndWork } from "./queue-harness";
 
@@ -61,28 +59,8 @@ async function completeWithReply(
     await postJson("/v1/runs", body, tenant.auth),
     202,
   );
-  await completionWebhook(run.parallel_run_id, options.background);
+  await completionWebhook(run.parallel_run_id, { background: options.background });
   return { run, parallel };
-}
-
-/**
- * Parallel's webhook that the run completed, through the Worker, its background work (the result
- * fetch) awaited unless `background: "left_running"` (an invocation that never finishes it).
- */
-async function completionWebhook(parallelRunId: string, background: "awaited" | "left_running" = "awaited") {
-  const webhook = webhookBody({ run_id: parallelRunId, status: "completed" });
-  const execution = createExecutionContext();
-  const response = await worker.fetch(
-    new Request(`${RELAY}/webhooks/parallel`, {
-      method: "POST",
-      headers: signWebhook(webhook),
-      body: webhook,
-    }),
-    env,
-    execution,
-  );
-  expect(response.status).toBe(200);
-  if (background === "awaited") await waitOnExecutionContext(execution);
 }
 
 const encoder = new TextEncoder();

@@ -16,15 +16,13 @@ import { createSchedule, triggerSchedule, updateSchedule } from "../../src/servi
 import {
   ADMIN,
   api,
+  completionWebhook,
   createTenant,
   expectJson,
   fakeParallel,
   parallelError,
-  RELAY,
   resultReply,
-  signWebhook,
   type Tenant,
-  webhookBody,
 } from "./harness";
 import { capturingQueue, clockFrom, consume, runFireSchedules } from "./queue-harness";
 import { network } from "./setup";
@@ -503,19 +501,6 @@ describe("notify: on_change", () => {
 });
 
 describe("through the completion pipeline", () => {
-  /** Parallel's completion webhook for a run, through the Worker, waiting for its background work. */
-  async function completionWebhook(parallelRunId: string) {
-    const body = webhookBody({ run_id: parallelRunId, status: "completed" });
-    const execution = createExecutionContext();
-    const response = await worker.fetch(
-      new Request(`${RELAY}/webhooks/parallel`, { method: "POST", headers: signWebhook(body), body }),
-      env,
-      execution,
-    );
-    await waitOnExecutionContext(execution);
-    expect(response.status).toBe(200);
-  }
-
   it("a completed scheduled run reports output_changed and, on_change, is delivered only when it changed", async () => {
     const tenant = await createTenant();
     const contents = [{ price: "$10" }, { price: "$10" }, { price: "$12" }];
