@@ -14,12 +14,14 @@ import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
+import { addMs, deadLetterHoldUntil } from "../services/timing";
 import { SEND_BACK } from "./costs";
 import { WORK_JOBS } from "./dispatcher";
 import { type CallCount, countedBindings } from "./invocation-calls";
 import {
   count,
   emptySummary,
+  type HeldRow,
   type Leased,
   type WorkJob,
   type WorkMessage,
@@ -43,6 +45,12 @@ export const CONNECTIONS = 6;
 
 /** As in wrangler.toml: the queue whose messages kept failing. */
 export const DEAD_LETTER_QUEUE = "taskrelay-work-dead";
+
+/** As wrangler.toml's max_retries: a message whose try number MAX_RETRIES + 1 fails is dead-lettered. */
+export const MAX_RETRIES = 3;
+
+/** Giving a failed message's row back for its retry: one D1 statement (WorkJob.release). */
+export const RELEASE = 1;
 
 /** The wait before a failed message's next try: 10 s, 20 s, 40 s… (Queues' delays are in seconds). */
 export function failedRetryDelaySeconds(attempts: number): number {
@@ -87,7 +95,8 @@ export async function consumeWork(
   const shared = countedBindings(env, own);
   const takeCtx = createServiceContext(shared.env, execution, { log, parallel: shared.parallel, ...clock });
   const contexts: ServiceContext[] = [takeCtx];
-  const failed = (message: Message<unknown>, job: WorkJob, id: string, error: unknown) => {
+  /** Retries the message with backoff; returns when its row is due again (the retry, or after a dead letter). */
+  const failed = (message: Message<unknown>, job: WorkJob, id: string, error: unknown): Date => {
     const summary = summaryOf(job);
     summary.errors = (summary.errors ?? 0) + 1;
     summary.retried = (summary.retried ?? 0) + 1;
@@ -97,7 +106,23 @@ export async function consumeWork(
       attempts: message.attempts,
       error: describeError(error),
     });
-    message.retry({ delaySeconds: failedRetryDelaySeconds(message.attempts) });
+    const now = takeCtx.now();
+    const delaySeconds = failedRetryDelaySeconds(message.attempts);
+    message.retry({ delaySeconds });
+    // The last try goes to the dead-letter queue: the row waits out the hold before the tick sends it again.
+    return message.attempts > MAX_RETRIES
+      ? deadLetterHoldUntil(takeCtx.config, now)
+      : addMs(now, delaySeconds * 1000);
+  };
+  /** Gives rows back (WorkJob.release), due at `at`; should that fail, their leases run out as before. */
+  const release = async (ctx: ServiceContext, job: WorkJob, held: HeldRow[], at: Date) => {
+    try {
+      const released = await job.release(ctx, held, at, ctx.now());
+      const summary = summaryOf(job);
+      summary.released = (summary.released ?? 0) + released;
+    } catch (error) {
+      log.error("queue.release_failed", { job: job.name, rows: held.length, error: describeError(error) });
+    }
   };
 
   // 1. Every message's row taken back in one D1 batch (one call), whatever the kinds.
@@ -169,7 +194,15 @@ export async function consumeWork(
       }
       message.ack();
     } catch (error) {
-      failed(message, job, body.id, error);
+      const at = failed(message, job, body.id, error);
+      // Its row back under the lease this take gave it, due for the retry: without this the retry
+      // found the row held by the take's (or its work's) renewed lease and was acknowledged as not
+      // due, and the row waited for the lease. Only while that lease is still ours (it has not run
+      // out) and the call fits: within the message's own worst case, or in what is left of the budget.
+      const lease = item.lease_until;
+      const ours = lease !== null && Date.parse(lease) > ctx.now().getTime();
+      const fits = calls.calls + RELEASE <= taken.cost || committed() + RELEASE + SEND_BACK <= budget;
+      if (ours && fits) await release(ctx, job, [{ id: body.id, lease }], at);
     }
     // Done once what it left for after it (its callback's attempts) is done too.
     await ctx.settled();
@@ -214,9 +247,20 @@ export async function consumeWork(
         t.message.ack();
       }
     } catch (error) {
-      // Not sent: Queues delivers the messages again (this counts as a retry; the rows stay leased).
+      // Not sent: Queues delivers the messages again (this counts as a retry), and their rows are
+      // given back, due now, so the redelivered messages take them (any of a row's messages may) or
+      // else the next tick sends them: one statement a job, when it fits what is left of the budget.
       log.error("queue.send_back_failed", { messages: sendBack.length, error: describeError(error) });
       for (const t of sendBack) t.message.retry({ delaySeconds: 0 });
+      const byJob = new Map<WorkJob, HeldRow[]>();
+      for (const t of sendBack) {
+        if (!t.item.lease_until) continue;
+        byJob.set(t.job, [...(byJob.get(t.job) ?? []), { id: t.body.id, lease: t.item.lease_until }]);
+      }
+      for (const [job, held] of byJob) {
+        if (committed() + RELEASE > budget) break;
+        await release(takeCtx, job, held, takeCtx.now());
+      }
     }
   }
 

@@ -17,7 +17,7 @@ import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
 import { resubmitRunsJob } from "./jobs/resubmit-runs";
 import { retryDeliveriesJob } from "./jobs/retry-deliveries";
 import { submitBatchesJob } from "./jobs/submit-batches";
-import type { JobSummary, WorkJob, WorkMessage } from "./work";
+import type { JobSummary, Leased, WorkJob, WorkMessage } from "./work";
 
 export type { JobSummary } from "./work";
 
@@ -97,9 +97,10 @@ export async function runScheduledTick(
       budget -= PAGE_COST;
       const started = Date.now();
       const before = { ...ctx.usage };
+      let rows: Leased[] = [];
       try {
         const page = Math.min(PAGE_SIZE, ctx.config.SWEEP_BATCH_SIZE - s.claimed);
-        const rows = await job.claim(
+        rows = await job.claim(
           ctx,
           now,
           dispatchLeaseUntil(ctx.config, now, Math.floor(sentThisTick / PAGE_SIZE)),
@@ -111,7 +112,6 @@ export async function runScheduledTick(
         if (rows.length > 0) {
           if (!queue)
             throw new Error("the WORK_QUEUE binding is missing (wrangler.toml [[queues.producers]])");
-          // The claimed rows stay leased: if this send fails, they are due again after the lease.
           await queue.sendBatch(
             rows.map((row) => ({ body: { kind: job.name, id: row.id, lease: row.lease_until ?? "" } })),
           );
@@ -122,6 +122,18 @@ export async function runScheduledTick(
         s.done = true;
         failed.set(job, describeError(error));
         log.error("cron.job_failed", { job: job.name, error: describeError(error) });
+        // The page was claimed but not sent: its rows are given back, due at the next tick, rather
+        // than left leased for the whole dispatch lease (one statement, a call of the budget's).
+        const held = rows.flatMap((row) => (row.lease_until ? [{ id: row.id, lease: row.lease_until }] : []));
+        if (held.length > 0 && budget >= 1) {
+          budget -= 1;
+          try {
+            await job.release(ctx, held, now, ctx.now());
+          } catch (releaseError) {
+            // Their leases run out as before.
+            log.error("cron.release_failed", { job: job.name, error: describeError(releaseError) });
+          }
+        }
       }
       s.latency += Date.now() - started;
       const spent = usageSince(ctx.usage, before);

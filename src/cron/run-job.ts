@@ -1,7 +1,7 @@
 // A job over runs: its rows are the due runs its step may change (db/run-states.ts: the states and
 // what else must hold), claimed through the partial index `runs_due`. The work is the job's own.
 import { RUN_STEPS, type RunStep } from "../db/run-states";
-import { claimDueRunRows, type Run, type RunStatus, takeDueRun } from "../db/runs";
+import { claimDueRunRows, type Run, type RunStatus, releaseRuns, takeDueRun } from "../db/runs";
 import type { ServiceContext } from "../services/context";
 import { addMs, LEASE_MS } from "../services/timing";
 import { runWorstCase } from "./costs";
@@ -33,5 +33,7 @@ export function runJob(spec: {
         step.also,
       ),
     work: async (ctx, run, now): Promise<Worked> => ({ outcomes: [await spec.work(ctx, run, now)] }),
+    release: (ctx, held, at, now) =>
+      releaseRuns(ctx.db, held, at.toISOString(), addMs(now, LEASE_MS).toISOString()),
   };
 }

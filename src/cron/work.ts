@@ -4,6 +4,7 @@
 // its claim on, so a message that is lost, or a consumer that dies, leaves a row that is due again
 // once its lease runs out.
 import { z } from "zod";
+import type { HeldRow } from "../db/dispatch";
 import { describeError } from "../log";
 import type { ServiceContext } from "../services/context";
 
@@ -14,6 +15,7 @@ export const WorkMessageSchema = z.object({
   lease: z.string(),
 });
 export type WorkMessage = z.infer<typeof WorkMessageSchema>;
+export type { HeldRow } from "../db/dispatch";
 
 /** A row a job works: a run, a delivery or a schedule, each with its lease column. */
 export interface Leased {
@@ -58,6 +60,14 @@ export interface WorkJob<Item extends Leased = Leased> {
    */
   take(ctx: ServiceContext, id: string, lease: string, now: Date): Promise<Item | null>;
   work(ctx: ServiceContext, item: Item, now: Date): Promise<Worked>;
+  /**
+   * Gives rows back, due again at `at`, in one statement (db/dispatch.ts releaseSql): the row of a
+   * message whose work threw, for its retry (or, should its step have changed, the tick after `at`),
+   * and the rows of a sendBatch that failed, due at the next tick. Only rows still held under the
+   * lease named, or under a renewal of it by the holder's own work no later than a take at `now`
+   * would give. How many were given back.
+   */
+  release(ctx: ServiceContext, held: readonly HeldRow[], at: Date, now: Date): Promise<number>;
 }
 
 export type JobSummary = Record<string, number | string>;

@@ -1,6 +1,7 @@
 // batches' bulk-result columns (migration 0019): results_sweep_at says when the batch_results job
 // should next read the batch's runs stream, results_lease_until who holds that pass. Separate from
 // next_sweep_at / lease_until, which belong to the batch's submission.
+import { type HeldRow, releaseHeld } from "./dispatch";
 import { TERMINAL_STATUSES } from "./run-states";
 import { type Run, rowToRun } from "./runs";
 
@@ -68,6 +69,20 @@ export async function takeBatchResults(
     .bind(now, leaseUntil, id, heldLease, safetyAt)
     .first<Row>();
   return toItem(row);
+}
+
+/**
+ * Gives batches' results passes back, due again at `at` (db/dispatch.ts releaseSql): the take moved
+ * the due time on to its safety time, so it is brought back.
+ */
+export function releaseBatchResults(db: D1Database, held: readonly HeldRow[], at: string, latest: string) {
+  return releaseHeld(
+    db,
+    { table: "batches", lease: "results_lease_until", due: "results_sweep_at", dispatch: false },
+    held,
+    at,
+    latest,
+  );
 }
 
 /**

@@ -2,6 +2,7 @@
 // (runs.batch_id, runs.batch_index); the batch row holds what the list shares and where its
 // submission and bulk result fetch have got to.
 
+import { type HeldRow, releaseHeld } from "./dispatch";
 import { pageStatement } from "./page";
 import { TIMELINE_INLINE_MAX, timelineAppendSql, timelineSet } from "./run-events";
 import { recordAcceptedBatchSpend } from "./spend";
@@ -355,6 +356,11 @@ export async function takeDueBatch(
     .bind(leaseUntil, id, now, now, heldLease)
     .first<BatchRow>();
   return row ? rowToBatch(row) : null;
+}
+
+/** Gives batches back, due again at `at` (db/dispatch.ts releaseSql). */
+export function releaseBatches(db: D1Database, held: readonly HeldRow[], at: string, latest: string) {
+  return releaseHeld(db, { table: "batches", due: "next_sweep_at", dispatch: false }, held, at, latest);
 }
 
 /** A chunk's runs still to be sent: in input order from `from`, those Parallel has not accepted. */

@@ -1,7 +1,7 @@
 // deliveries and delivery_attempts: callbacks to the user's URL, one per run and event, and every
 // attempt at sending one. Changes are conditional updates (a lease, a status) so that racing
 // workers never send the same attempt twice.
-import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
+import { DISPATCHED, dispatchClaimSet, type HeldRow, releaseHeld, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 import { appendRunEventsIfChanged, type RunEventKind, runEvent } from "./run-events";
 import { clearFinishDueSet, type Run } from "./runs";
@@ -184,6 +184,14 @@ export function claimDelivery(
     )
     .bind(now, leaseUntil, id, ...(heldLease ? [heldLease] : []))
     .first<Delivery>();
+}
+
+/**
+ * Gives deliveries back, free from `at` (db/dispatch.ts releaseSql). Their attempt time stays: a
+ * delivery whose attempt was recorded is held for its own next attempt, not given back.
+ */
+export function releaseDeliveries(db: D1Database, held: readonly HeldRow[], at: string, latest: string) {
+  return releaseHeld(db, { table: "deliveries", dispatch: true }, held, at, latest);
 }
 
 export type AttemptOutcome = Pick<

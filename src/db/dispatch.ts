@@ -31,3 +31,59 @@ export const DISPATCHED = "lease_until = dispatch_lease";
 
 /** The take's SET clause: the lease is a consumer's from now on. */
 export const TAKEN_SET = "dispatch_lease = NULL";
+
+/** A row its holder gives back (cron/work.ts release): its id and the lease it was claimed or taken with. */
+export interface HeldRow {
+  id: string;
+  lease: string;
+}
+
+/**
+ * The one statement that gives rows back, due again at ?2 (a failed message's retry time, or at once
+ * for rows whose sendBatch failed). ?1: the rows as JSON [{id, lease}, …], one bound parameter for a
+ * page of 100. ?3: the latest lease a take at the time of the release gives.
+ *
+ * A row is given back only while it is still held under the lease named, or under a later one up to
+ * ?3 that is no tick's: a renewal by the holder's own work (a poll that recorded its run completed
+ * claimed the result fetch, with a new lease). Its lease then ends at ?2 and, where the table has the
+ * dispatch columns, is also its dispatch lease (with `dispatches` from 0: the row was taken), so any of
+ * its messages may take it (DISPATCHED) and a tick that claims it after ?2 counts one hand-out not
+ * taken. `due`: the row's due column, brought forward to ?2 when later (a run's or a batch's sweep
+ * time; not a delivery's attempt time or a schedule's occurrence, which are their own schedule).
+ */
+export interface ReleaseSpec {
+  table: "runs" | "deliveries" | "schedules" | "batches";
+  /** The lease column, when not `lease_until` (a batch's results pass). */
+  lease?: string;
+  due?: string;
+  /** Whether the table has `dispatch_lease` and `dispatches` (runs, deliveries, schedules). */
+  dispatch: boolean;
+}
+
+export function releaseSql(spec: ReleaseSpec): string {
+  const lease = spec.lease ?? "lease_until";
+  const held = "json_extract(held.value, '$.lease')";
+  const set = [
+    `${lease} = ?2`,
+    ...(spec.dispatch ? ["dispatch_lease = ?2", "dispatches = 0"] : []),
+    ...(spec.due ? [`${spec.due} = MIN(${spec.due}, ?2)`] : []),
+  ].join(", ");
+  const renewed = `${lease} > ${held} AND ${lease} <= ?3${spec.dispatch ? " AND dispatch_lease IS NULL" : ""}`;
+  return `UPDATE ${spec.table} SET ${set}
+    FROM json_each(?1) AS held
+    WHERE ${spec.table}.id = json_extract(held.value, '$.id')
+      AND (${lease} = ${held} OR (${renewed}))`;
+}
+
+/** Runs releaseSql for `held`, due again at `at`; `latest` as its ?3. How many rows were given back. */
+export async function releaseHeld(
+  db: D1Database,
+  spec: ReleaseSpec,
+  held: readonly HeldRow[],
+  at: string,
+  latest: string,
+): Promise<number> {
+  if (held.length === 0) return 0;
+  const result = await db.prepare(releaseSql(spec)).bind(JSON.stringify(held), at, latest).run();
+  return result.meta.changes ?? 0;
+}

@@ -1,5 +1,5 @@
 // runs: every run a key asked for, from `submitting` to its terminal state and stored result.
-import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
+import { DISPATCHED, dispatchClaimSet, type HeldRow, releaseHeld, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 import { overflowStatement, type RunEvent, type RunEventKind, runEvent, timelineSet } from "./run-events";
 import { ACTIVE_STATUSES, RUN_STATUSES, RUN_STEPS, stepGuard, TERMINAL_STATUSES } from "./run-states";
@@ -484,6 +484,15 @@ export async function takeDueRun(
       )
       .bind(leaseUntil, now, id, ...statuses, now, now, heldLease),
   );
+}
+
+/**
+ * Gives runs back, due again at `at` (db/dispatch.ts releaseSql): a failed message's run for its retry,
+ * whatever its step is by then (a poll that recorded the run completed leaves it due for its result
+ * fetch), or runs whose sendBatch failed.
+ */
+export function releaseRuns(db: D1Database, held: readonly HeldRow[], at: string, latest: string) {
+  return releaseHeld(db, { table: "runs", due: "next_sweep_at", dispatch: true }, held, at, latest);
 }
 
 const READY_TO_FINISH_SQL = RUN_STEPS.finish.also;

@@ -1,6 +1,6 @@
 // schedules and schedule_occurrences: recurring run templates, and what each occurrence came to.
 import type { RunTemplate } from "../schemas/schedules";
-import { DISPATCHED, dispatchClaimSet, TAKEN_SET } from "./dispatch";
+import { DISPATCHED, dispatchClaimSet, type HeldRow, releaseHeld, TAKEN_SET } from "./dispatch";
 import { pageStatement } from "./page";
 
 export const OVERLAP_POLICIES = ["skip", "allow"] as const;
@@ -235,6 +235,14 @@ export function takeDueSchedule(
       )
       .bind(leaseUntil, id, now, now, heldLease),
   ).then((rows) => rows[0] ?? null);
+}
+
+/**
+ * Gives schedules back, free from `at` (db/dispatch.ts releaseSql). `next_run_at` is the schedule's
+ * own occurrence and stays: a schedule moved on before its firing failed fires at its next occurrence.
+ */
+export function releaseSchedules(db: D1Database, held: readonly HeldRow[], at: string, latest: string) {
+  return releaseHeld(db, { table: "schedules", dispatch: true }, held, at, latest);
 }
 
 export interface OccurrenceRecord {

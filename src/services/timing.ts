@@ -40,6 +40,17 @@ export function dispatchLeaseUntil(config: Config, now: Date, pagesAhead = 0): D
 /** The most leases the pages ahead of a row in its tick add up to: 20 min deployed, 2 min at 0.1. */
 export const DISPATCH_BACKLOG_LEASES = 4;
 
+/**
+ * A row whose message goes to the dead-letter queue (its work threw on every try) is held this long
+ * before the tick sends it again: a row that always throws costs one round of tries (4 messages, one
+ * dead letter counted) an hour, 6 min at TIME_SCALE 0.1, instead of a round every 2½ minutes.
+ * Replaying its dead letter takes it at once (a run, delivery or schedule: the row is free for any of
+ * its messages). Scaled, never below LEASE_MS.
+ */
+export function deadLetterHoldUntil(config: Config, now: Date): Date {
+  return addMs(now, Math.max(LEASE_MS, HOUR * config.TIME_SCALE));
+}
+
 /** Cloudflare Queues' longest message delay: a later retry is a row the cron tick finds when due. */
 export const MAX_MESSAGE_DELAY_MS = 12 * 60 * MINUTE;
 

@@ -3,7 +3,7 @@
 // read comes back at once as a follow-up message under the same lease.
 
 import type { BatchResultsItem } from "../../db/batch-results";
-import { claimDueBatchResults, takeBatchResults } from "../../db/batch-results";
+import { claimDueBatchResults, releaseBatchResults, takeBatchResults } from "../../db/batch-results";
 import { runBatchResultsPass } from "../../services/batch-results";
 import { BATCH_RESULTS_LEASE_MS, batchResultsSafetyAt } from "../../services/batch-timing";
 import { addMs } from "../../services/timing";
@@ -26,6 +26,8 @@ export const batchResultsJob: WorkJob<BatchResultsItem> = {
       lease,
       batchResultsSafetyAt(ctx.config, now).toISOString(),
     ),
+  release: (ctx, held, at, now) =>
+    releaseBatchResults(ctx.db, held, at.toISOString(), addMs(now, BATCH_RESULTS_LEASE_MS).toISOString()),
   work: async (ctx, item) => {
     const pass = await runBatchResultsPass(ctx, item, COST.batch_results);
     return {

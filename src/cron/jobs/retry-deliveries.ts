@@ -4,7 +4,7 @@
 // the lease and is a delayed message, so the backoff schedule (5 s, 5 min, 30 min, 2 h, …) is kept
 // to the second; a longer wait (a receiver's Retry-After is capped at an hour, so none today) would
 // be left to the cron tick.
-import { claimDelivery, claimDueDeliveries, type Delivery } from "../../db/deliveries";
+import { claimDelivery, claimDueDeliveries, type Delivery, releaseDeliveries } from "../../db/deliveries";
 import { attemptDelivery, DEFAULT_DELIVERY_RUNTIME, type DeliveryRuntime } from "../../services/deliveries";
 import { addMs, DELIVERY_LEASE_MS, MAX_MESSAGE_DELAY_MS } from "../../services/timing";
 import { COST } from "../costs";
@@ -23,6 +23,8 @@ export function retryDeliveriesJob(
       claimDueDeliveries(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
     take: (ctx, id, lease, now) =>
       claimDelivery(ctx.db, id, now.toISOString(), addMs(now, DELIVERY_LEASE_MS).toISOString(), lease),
+    release: (ctx, held, at, now) =>
+      releaseDeliveries(ctx.db, held, at.toISOString(), addMs(now, DELIVERY_LEASE_MS).toISOString()),
     work: async (ctx, delivery) => {
       const recorded = await attemptDelivery(ctx, delivery, runtime, { holdUpToMs });
       if (!recorded) return { outcomes: ["lease_lost"] };

@@ -2,7 +2,7 @@
 // batch to its Task Group (services/batch-submission.ts) and, with more to send, continues in a
 // follow-up message under the same lease. A batch whose worker died is due again when its lease
 // ends; a chunk in flight then is reconciled with the group's runs before anything is sent again.
-import { type Batch, claimDueBatches, takeDueBatch } from "../../db/batches";
+import { type Batch, claimDueBatches, releaseBatches, takeDueBatch } from "../../db/batches";
 import { BATCH_LEASE_MS, SUBMIT_BATCH_COST, submitBatch } from "../../services/batch-submission";
 import { SUBMIT_BATCHES_JOB } from "../../services/batches";
 import { addMs } from "../../services/timing";
@@ -16,5 +16,7 @@ export const submitBatchesJob: WorkJob<Batch> = {
     claimDueBatches(ctx.db, now.toISOString(), leaseUntil.toISOString(), limit),
   take: (ctx, id, lease, now) =>
     takeDueBatch(ctx.db, id, now.toISOString(), addMs(now, BATCH_LEASE_MS).toISOString(), lease),
+  release: (ctx, held, at, now) =>
+    releaseBatches(ctx.db, held, at.toISOString(), addMs(now, BATCH_LEASE_MS).toISOString()),
   work: (ctx, batch, now) => submitBatch(ctx, batch, now),
 };
