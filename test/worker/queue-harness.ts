@@ -143,3 +143,55 @@ export const runFireSchedules = (ctx: ServiceContext, now: Date, limit: number) 
 /** The retry_deliveries job claimed and worked in one invocation, its retries left to the cron tick. */
 export const runRetryDeliveries = (ctx: ServiceContext, now: Date, limit: number, runtime: DeliveryRuntime) =>
   workDueNow(ctx, retryDeliveriesJob(runtime, 0), now, addMs(now, DELIVERY_LEASE_MS), limit);
+
+/**
+ * The test env with its D1 answering an error, as D1 does when its database is busy, for the next
+ * `times` runs of a statement whose SQL matches (alone or in a batch): a real failure at the D1
+ * boundary for the code under test, which runs unchanged.
+ */
+export function failingD1(matches: RegExp, times = Number.POSITIVE_INFINITY, base: Env = env) {
+  const db = base.DB;
+  let left = times;
+  let failed = 0;
+  const sqlOf = new WeakMap<object, string>();
+  const originals = new WeakMap<object, D1PreparedStatement>();
+  const fail = (sql: string | undefined) => {
+    if (sql === undefined || !matches.test(sql) || left <= 0) return;
+    left--;
+    failed++;
+    throw new Error("D1_ERROR: database is locked: SQLITE_BUSY");
+  };
+  const wrap = (statement: D1PreparedStatement, sql: string): D1PreparedStatement => {
+    const run = <T>(direct: () => Promise<T>) => {
+      try {
+        fail(sql);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return direct();
+    };
+    const wrapped = {
+      bind: (...values: unknown[]) => wrap(statement.bind(...values), sql),
+      first: (column?: string) =>
+        run(() => (column === undefined ? statement.first() : statement.first(column))),
+      all: () => run(() => statement.all()),
+      run: () => run(() => statement.run()),
+      raw: (options?: { columnNames?: boolean }) =>
+        run(() => (options?.columnNames ? statement.raw({ columnNames: true }) : statement.raw())),
+    };
+    sqlOf.set(wrapped, sql);
+    originals.set(wrapped, statement);
+    return wrapped as unknown as D1PreparedStatement;
+  };
+  const database = {
+    prepare: (query: string) => wrap(db.prepare(query), query),
+    batch: async <T = unknown>(statements: D1PreparedStatement[]) => {
+      for (const s of statements) fail(sqlOf.get(s));
+      return db.batch<T>(statements.map((s) => originals.get(s) ?? s));
+    },
+    exec: (query: string) => db.exec(query),
+    withSession: (constraint?: D1SessionBookmark | D1SessionConstraint) => db.withSession(constraint),
+    dump: () => db.dump(),
+  };
+  return { env: { ...base, DB: database as unknown as D1Database } as Env, failures: () => failed };
+}

@@ -6,7 +6,13 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { beforeEach, describe, expect, it } from "vitest";
-import { DEAD_LETTER_QUEUE, failedRetryDelaySeconds } from "../../src/cron/consumer";
+import {
+  consumeWork,
+  DEAD_LETTER_QUEUE,
+  failedRetryDelaySeconds,
+  MAX_RETRIES,
+} from "../../src/cron/consumer";
+import { COST, runWorstCase } from "../../src/cron/costs";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import { pollRunsJob } from "../../src/cron/jobs/poll-runs";
 import type { WorkMessage } from "../../src/cron/work";
@@ -18,6 +24,7 @@ import { createServiceContext } from "../../src/services/context";
 import {
   DELIVERY_BACKOFF_MS,
   DELIVERY_LEASE_MS,
+  deadLetterHoldUntil,
   dispatchLeaseUntil,
   LEASE_MS,
 } from "../../src/services/timing";
@@ -29,10 +36,11 @@ import {
   emptyBackgroundWork,
   expectJson,
   fakeParallel,
+  resultReply,
   type Tenant,
   taskRun,
 } from "./harness";
-import { capturingQueue, clockFrom, consume } from "./queue-harness";
+import { capturingQueue, clockFrom, consume, consumeOnce, failingD1, tickAndWork } from "./queue-harness";
 import { network } from "./setup";
 
 const config = readConfig(env);
@@ -248,6 +256,161 @@ describe("the queue consumer", () => {
     const [again] = await tickAt(after);
     expect(again).toMatchObject({ kind: "poll_runs", id });
     expect(Date.parse(again?.lease ?? "")).toBe(dispatchLeaseUntil(config, after).getTime());
+  });
+});
+
+/** The statement that records a poll's outcome for a run still active (services/run-poll.ts). */
+const POLL_RECORDED = /^UPDATE runs SET status = \?, attempts = \?/;
+/** The statement that stores a fetched result (services/completion.ts). */
+const RESULT_STORED = /result_stored_at = \?/;
+
+const seconds = (at: Date, s: number) => new Date(at.getTime() + s * 1000);
+
+describe("a message whose work throws", () => {
+  it("has its row given back, due at its retry's time, and the retry works it", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, seconds(now, -1));
+    const [message] = await tickAt(now);
+    const parallel = parallelReportingRunning();
+    // D1 is busy once, as the poll records what Parallel said: the work throws.
+    const busy = failingD1(POLL_RECORDED, 1);
+    const first = await consumeOnce([message as WorkMessage], { now: clockFrom(now), env: busy.env });
+    expect(busy.failures()).toBe(1);
+    expect(first.result.retryMessages).toHaveLength(1);
+    // Due for the retry in 10 s, free from then for any of its messages; not held for the take's 30 s.
+    const given = await row("runs", id ?? "");
+    const until = Date.parse(String(given?.lease_until));
+    expect(until).toBeGreaterThanOrEqual(seconds(now, failedRetryDelaySeconds(1)).getTime());
+    expect(until).toBeLessThan(now.getTime() + LEASE_MS);
+    expect(given?.dispatch_lease).toBe(given?.lease_until);
+    // The retry (the same message, delayed) takes the row and works it.
+    const retry = await consumeOnce([message as WorkMessage], {
+      now: clockFrom(new Date(until + 1000)),
+      env: busy.env,
+      attempts: 2,
+    });
+    expect(retry.report.poll_runs).toMatchObject({ not_due: 0, still_active: 1 });
+    expect(retry.result.explicitAcks).toHaveLength(1);
+    expect(parallel.calls.filter((c) => c.method === "GET")).toHaveLength(2);
+    expect(await row("runs", id ?? "")).toMatchObject({ status: "running", attempts: 1, lease_until: null });
+  });
+
+  it("after recording the run completed has its result fetched by the tick after the retry's time, not after the lease", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, seconds(now, -1));
+    const [message] = await tickAt(now);
+    const parallel = fakeParallel({
+      retrieve: (call) =>
+        HttpResponse.json(
+          taskRun({ run_id: call.path.split("/")[4] ?? "", status: "completed", is_active: false }),
+        ),
+      result: (call) => resultReply(call.path.split("/")[4] ?? ""),
+    });
+    // The poll records the run completed and fetches its result; storing it meets a busy D1.
+    const busy = failingD1(RESULT_STORED, 1);
+    const polled = await consumeOnce([message as WorkMessage], { now: clockFrom(now), env: busy.env });
+    expect(busy.failures()).toBe(1);
+    expect(polled.result.retryMessages).toHaveLength(1);
+    expect(await row("runs", id ?? "")).toMatchObject({ status: "completed", result_stored_at: null });
+    const retryAt = seconds(now, failedRetryDelaySeconds(1) + 1);
+    // The poll's retry finds no poll to do (the run's step is now its result fetch) …
+    const retry = await consumeOnce([message as WorkMessage], { now: clockFrom(retryAt), attempts: 2 });
+    expect(retry.report.poll_runs).toMatchObject({ not_due: 1 });
+    // … and the first tick after the retry's time hands the run to fetch_results (before, it waited
+    // for the result fetch's lease of LEASE_MS and its backoff).
+    expect(retryAt.getTime()).toBeLessThan(now.getTime() + LEASE_MS);
+    const tick = await tickAndWork(retryAt);
+    expect(tick.messages).toEqual([expect.objectContaining({ kind: "fetch_results", id })]);
+    expect(tick.summaries.fetch_results).toMatchObject({ stored: 1 });
+    expect(await row("runs", id ?? "")).toMatchObject({ status: "completed", lease_until: null });
+    expect((await row("runs", id ?? ""))?.result_stored_at).not.toBeNull();
+    expect(parallel.calls.filter((c) => c.path.endsWith("/result"))).toHaveLength(2);
+  });
+
+  it("on every try reaches the dead-letter queue after max_retries, and its row is then held, not looped", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [id] = await storeOverdueRuns(tenant, 1, seconds(now, -1));
+    const [message] = await tickAt(now);
+    parallelReportingRunning();
+    const busy = failingD1(POLL_RECORDED);
+    // Each try takes the row and throws; each is retried (before, the second was acknowledged as
+    // not due and the message never reached the dead-letter queue).
+    let at = now;
+    for (let attempt = 1; attempt <= MAX_RETRIES + 1; attempt++) {
+      const tried = await consumeOnce([message as WorkMessage], {
+        now: clockFrom(at),
+        env: busy.env,
+        attempts: attempt,
+      });
+      expect(tried.report.poll_runs).toMatchObject({ not_due: 0, errors: 1 });
+      expect(tried.result.retryMessages).toHaveLength(1);
+      if (attempt <= MAX_RETRIES) at = seconds(at, failedRetryDelaySeconds(attempt) + 1);
+    }
+    expect(busy.failures()).toBe(MAX_RETRIES + 1);
+    // Queues moves a message whose try max_retries + 1 failed to the dead-letter queue.
+    await deliverToWorker(DEAD_LETTER_QUEUE, [message]);
+    const letters = await env.DB.prepare("SELECT kind, item_id, messages FROM dead_letters").all();
+    expect(letters.results).toEqual([{ kind: "poll_runs", item_id: id, messages: 1 }]);
+    expect((await expectJson<{ dead_letters: number }>(await api("/healthz"), 200)).dead_letters).toBe(1);
+    // The row is held for the dead-letter hold: no tick sends it meanwhile; after it, one does.
+    const hold = deadLetterHoldUntil(config, at).getTime();
+    expect(Date.parse(String((await row("runs", id ?? ""))?.lease_until))).toBeGreaterThanOrEqual(hold);
+    expect(await tickAt(new Date(hold - 60_000))).toEqual([]);
+    expect(await tickAt(new Date(hold + 60_000))).toEqual([
+      expect.objectContaining({ kind: "poll_runs", id }),
+    ]);
+  });
+});
+
+describe("a failed sendBatch", () => {
+  it("of the tick gives its claimed page back, due at the next tick", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const ids = await storeOverdueRuns(tenant, 3, seconds(now, -1));
+    const refusing = {
+      sendBatch: async () => {
+        throw new Error("Too Many Requests");
+      },
+    } as unknown as Queue<WorkMessage>;
+    const summaries = await runScheduledTick(env, createExecutionContext(), now, { queue: refusing });
+    expect(summaries.poll_runs).toEqual({ error: expect.stringContaining("Too Many Requests") });
+    // A minute later, well within the dispatch lease, the next tick sends the page.
+    const next = await tickAt(seconds(now, 60));
+    expect(next.map((m) => m.id).sort()).toEqual([...ids].sort());
+  });
+
+  it("of the consumer's send-back gives the rows back, so their redelivered messages take them", async () => {
+    const tenant = await createTenant();
+    const now = new Date();
+    const [a, b] = await storeOverdueRuns(tenant, 2, seconds(now, -1));
+    const messages = await tickAt(now);
+    parallelReportingRunning();
+    // A budget for one poll at a time: the take, one poll's worst case (no callback, no schedule), the send-back.
+    const worst = runWorstCase(COST.poll_runs, { schedule_id: null, callback_url: null });
+    const small = { ...env, SUBREQUEST_BUDGET: String(worst + 2) };
+    const refusing = {
+      send: async () => undefined,
+      sendBatch: async () => {
+        throw new Error("Too Many Requests");
+      },
+    } as unknown as Queue<WorkMessage>;
+    const batch = batchOf("taskrelay-work", messages);
+    const ctx = createExecutionContext();
+    const { jobs } = await consumeWork(batch as MessageBatch<unknown>, small, ctx, {
+      now: clockFrom(now),
+      queue: refusing,
+    });
+    const result = await getQueueResult(batch, ctx);
+    expect(jobs.poll_runs).toMatchObject({ still_active: 1, sent_back: 0 });
+    expect(result.retryMessages).toHaveLength(1);
+    const back = messages[batch.messages.findIndex((m) => m.id === result.retryMessages[0]?.msgId)];
+    expect([a, b]).toContain(back?.id);
+    // Redelivered at once: it takes its row (given back) and works it, rather than finding it held.
+    const again = await consumeOnce([back as WorkMessage], { now: clockFrom(seconds(now, 1)), attempts: 2 });
+    expect(again.report.poll_runs).toMatchObject({ not_due: 0, still_active: 1 });
   });
 });
 
