@@ -12,6 +12,8 @@ export interface Env {
   OUTPUTS: R2Bucket;
   /** Background work (src/cron/): the cron tick sends, this Worker's queue() handler consumes. */
   WORK_QUEUE?: Queue<WorkMessage>;
+  /** Callback delivery retries on a queue of their own (src/cron/work.ts queueBinding). */
+  DELIVERY_QUEUE?: Queue<WorkMessage>;
   /** The create limiter (src/limiter/): one instance counts every create at Parallel. */
   CREATE_LIMITER: DurableObjectNamespace<CreateLimiter>;
   PARALLEL_API_KEY?: string;

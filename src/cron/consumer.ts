@@ -1,5 +1,5 @@
-// The queue consumer: takes the rows of a batch's messages back in one D1 batch, works them
-// concurrently (at most CONNECTIONS at once), acknowledges each on its own, and retries it with
+// The queue consumer, for both queues (work and deliveries: work.ts): takes the rows of a batch's
+// messages back in one D1 batch, works them concurrently (at most CONNECTIONS at once), acknowledges each on its own, and retries it with
 // backoff when its work throws; after the queue's max_retries such a message goes to the dead-letter
 // queue, whose consumer records it (`dead_letters`, counted by GET /healthz).
 //
@@ -8,7 +8,8 @@
 // fit; every call is counted as it is made (invocation-calls.ts), so a message that costs less than
 // its worst case makes room for the next. What does not fit goes back to the queue as new messages
 // (one sendBatch) and is acknowledged: a message.retry() would count toward max_retries and
-// dead-letter work that never failed.
+// dead-letter work that never failed. Every message it sends (a delayed follow-up, a sent-back
+// one) goes to its job's queue.
 import { recordDeadLetter } from "../db/dead-letters";
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
@@ -23,6 +24,7 @@ import {
   emptySummary,
   type HeldRow,
   type Leased,
+  queueBinding,
   type WorkJob,
   type WorkMessage,
   WorkMessageSchema,
@@ -43,7 +45,7 @@ export const CONSUMER_BATCH_SIZE = 4;
 /** Cloudflare's simultaneous open connections per invocation: at most this many messages work at once. */
 export const CONNECTIONS = 6;
 
-/** As in wrangler.toml: the queue whose messages kept failing. */
+/** As in wrangler.toml: the queue whose messages kept failing, the work queue's and the deliveries'. */
 export const DEAD_LETTER_QUEUE = "taskrelay-work-dead";
 
 /** As wrangler.toml's max_retries: a message whose try number MAX_RETRIES + 1 fails is dead-lettered. */
@@ -51,6 +53,13 @@ export const MAX_RETRIES = 3;
 
 /** Giving a failed message's row back for its retry: one D1 statement (WorkJob.release). */
 export const RELEASE = 1;
+
+/**
+ * As wrangler.toml's max_batch_size of the deliveries queue: a delivery retry costs at most
+ * COST.retry_deliveries (5), so nine fit a Free invocation at their worst case beside the take and
+ * a send-back (1 + 9 × 5 + 1 = 47): none is ever sent back (test/worker/queue-split.test.ts).
+ */
+export const DELIVERY_BATCH_SIZE = 9;
 
 /** The wait before a failed message's next try: 10 s, 20 s, 40 s… (Queues' delays are in seconds). */
 export function failedRetryDelaySeconds(attempts: number): number {
@@ -60,7 +69,7 @@ export function failedRetryDelaySeconds(attempts: number): number {
 export interface ConsumeOptions {
   now?: () => Date;
   jobs?: ReadonlyArray<WorkJob>;
-  /** Where follow-up and sent-back messages go: the WORK_QUEUE binding unless a test captures them. */
+  /** Where follow-up and sent-back messages go: their job's queue's binding unless a test captures them. */
   queue?: Pick<Queue<WorkMessage>, "send" | "sendBatch">;
 }
 
@@ -80,7 +89,6 @@ export async function consumeWork(
   options: ConsumeOptions = {},
 ): Promise<{ jobs: Record<string, WorkSummary>; calls: number }> {
   const jobs = new Map((options.jobs ?? WORK_JOBS).map((job) => [job.name, job]));
-  const queue = options.queue ?? env.WORK_QUEUE;
   const log = createGatheringLogger({ queue: batch.queue }, readConfig(env).LOG_LEVEL);
   const startedAt = Date.now();
   const clock = options.now ? { now: options.now } : {};
@@ -184,7 +192,7 @@ export async function consumeWork(
       const worked = await job.work(ctx, item, ctx.now());
       count(summaryOf(job), worked.outcomes);
       if (worked.later) {
-        if (!queue) throw new Error("the WORK_QUEUE binding is missing");
+        const queue = options.queue ?? queueBinding(env, job.queue);
         const delaySeconds = Math.max(
           0,
           Math.ceil((Date.parse(worked.later.at) - ctx.now().getTime()) / 1000),
@@ -236,11 +244,18 @@ export async function consumeWork(
   // 3. What did not fit goes back as new messages, under the lease its take renewed.
   if (sendBack.length > 0) {
     try {
-      if (!queue) throw new Error("the WORK_QUEUE binding is missing");
-      own.calls++;
-      await queue.sendBatch(
-        sendBack.map((t) => ({ body: { kind: t.job.name, id: t.body.id, lease: t.item.lease_until ?? "" } })),
-      );
+      // One sendBatch a queue: a batch's messages are all of its queue's jobs (one call), unless
+      // it was sent before deliveries had a queue of their own.
+      for (const name of new Set(sendBack.map((t) => t.job.queue))) {
+        const queue = options.queue ?? queueBinding(env, name);
+        const messages = sendBack.filter((t) => t.job.queue === name);
+        own.calls++;
+        await queue.sendBatch(
+          messages.map((t) => ({
+            body: { kind: t.job.name, id: t.body.id, lease: t.item.lease_until ?? "" },
+          })),
+        );
+      }
       for (const t of sendBack) {
         const summary = summaryOf(t.job);
         summary.sent_back = (summary.sent_back ?? 0) + 1;

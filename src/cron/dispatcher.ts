@@ -17,7 +17,14 @@ import { runPruneWebhookEvents } from "./jobs/prune-webhook-events";
 import { resubmitRunsJob } from "./jobs/resubmit-runs";
 import { retryDeliveriesJob } from "./jobs/retry-deliveries";
 import { submitBatchesJob } from "./jobs/submit-batches";
-import type { JobSummary, Leased, WorkJob, WorkMessage } from "./work";
+import {
+  type JobSummary,
+  type Leased,
+  queueBinding,
+  type WorkJob,
+  type WorkMessage,
+  type WorkQueueName,
+} from "./work";
 
 export type { JobSummary } from "./work";
 
@@ -40,6 +47,11 @@ export const WORK_JOBS: ReadonlyArray<WorkJob> = [
   batchResultsJob,
 ] as ReadonlyArray<WorkJob>;
 
+/** The queue a kind of message goes to: its job's; the work queue for a kind no job has. */
+export function queueOfKind(kind: string): WorkQueueName {
+  return WORK_JOBS.find((job) => job.name === kind)?.queue ?? "work";
+}
+
 export const TICK_TASKS: ReadonlyArray<TickTask> = [
   { name: "prune_webhook_events", run: runPruneWebhookEvents },
 ];
@@ -52,7 +64,7 @@ const PAGE_COST = 2;
 export interface TickOptions {
   jobs?: ReadonlyArray<WorkJob>;
   tasks?: ReadonlyArray<TickTask>;
-  /** Where messages go: the WORK_QUEUE binding unless a test captures them. */
+  /** Where every job's messages go, whichever its queue: its queue's binding unless a test captures them. */
   queue?: Pick<Queue<WorkMessage>, "sendBatch">;
 }
 
@@ -64,7 +76,6 @@ export async function runScheduledTick(
 ): Promise<Record<string, JobSummary>> {
   const jobs = options.jobs ?? WORK_JOBS;
   const tasks = options.tasks ?? TICK_TASKS;
-  const queue = options.queue ?? env.WORK_QUEUE;
   const log = createGatheringLogger({ tick: now.toISOString() }, readConfig(env).LOG_LEVEL);
   // The tick's clock starts at its scheduled time (injectable in tests) and runs on in real time.
   const startedAt = Date.now();
@@ -110,8 +121,7 @@ export async function runScheduledTick(
         s.claimed += rows.length;
         if (rows.length < page) s.done = true;
         if (rows.length > 0) {
-          if (!queue)
-            throw new Error("the WORK_QUEUE binding is missing (wrangler.toml [[queues.producers]])");
+          const queue = options.queue ?? queueBinding(env, job.queue);
           await queue.sendBatch(
             rows.map((row) => ({ body: { kind: job.name, id: row.id, lease: row.lease_until ?? "" } })),
           );

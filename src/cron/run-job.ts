@@ -5,10 +5,11 @@ import { claimDueRunRows, type Run, type RunStatus, releaseRuns, takeDueRun } fr
 import type { ServiceContext } from "../services/context";
 import { addMs, LEASE_MS } from "../services/timing";
 import { runWorstCase } from "./costs";
-import type { Worked, WorkJob } from "./work";
+import type { Worked, WorkJob, WorkQueueName } from "./work";
 
 export function runJob(spec: {
   name: string;
+  queue: WorkQueueName;
   outcomes: readonly string[];
   cost: number;
   step: RunStep;
@@ -17,6 +18,7 @@ export function runJob(spec: {
   const step: { from: readonly RunStatus[]; also?: string } = RUN_STEPS[spec.step];
   return {
     name: spec.name,
+    queue: spec.queue,
     outcomes: spec.outcomes,
     cost: spec.cost,
     worstCase: (run) => runWorstCase(spec.cost, run),

@@ -3,8 +3,14 @@
 // and the queue consumer (consumer.ts) takes each row back and works it. Every row is leased from
 // its claim on, so a message that is lost, or a consumer that dies, leaves a row that is due again
 // once its lease runs out.
+//
+// Two queues (wrangler.toml): callback deliveries have their own, so a user's callback never waits
+// behind a backlog of polls, and its batch size fits a delivery's cost, not a poll's; every other job
+// goes to the work queue. A job names its queue; every send of its messages goes there.
 import { z } from "zod";
 import type { HeldRow } from "../db/dispatch";
+import type { Env } from "../env";
+import { ApiError } from "../errors";
 import { describeError } from "../log";
 import type { ServiceContext } from "../services/context";
 
@@ -16,6 +22,22 @@ export const WorkMessageSchema = z.object({
 });
 export type WorkMessage = z.infer<typeof WorkMessageSchema>;
 export type { HeldRow } from "../db/dispatch";
+
+/** Which queue a job's messages go to: `deliveries` (callback retries) or `work` (everything else). */
+export type WorkQueueName = "work" | "deliveries";
+
+/** The producer binding of a queue (wrangler.toml [[queues.producers]]); throws when it is not bound. */
+export function queueBinding(env: Env, name: WorkQueueName): Queue<WorkMessage> {
+  const [binding, queue] =
+    name === "deliveries" ? ["DELIVERY_QUEUE", env.DELIVERY_QUEUE] : ["WORK_QUEUE", env.WORK_QUEUE];
+  if (!queue) {
+    throw new ApiError(
+      "configuration_error",
+      `taskrelay is misconfigured: the ${binding} binding is missing (wrangler.toml [[queues.producers]]).`,
+    );
+  }
+  return queue;
+}
 
 /** A row a job works: a run, a delivery or a schedule, each with its lease column. */
 export interface Leased {
@@ -36,6 +58,8 @@ export interface Worked {
 export interface WorkJob<Item extends Leased = Leased> {
   /** The job's name: its messages' `kind` and its key in the tick's and the consumer's log lines. */
   name: string;
+  /** The queue its messages go to: the tick's, the consumer's delayed and sent-back ones, a replay's. */
+  queue: WorkQueueName;
   /** Outcomes a summary always shows, at 0 when none happened. */
   outcomes: readonly string[];
   /**

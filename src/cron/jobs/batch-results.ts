@@ -12,6 +12,7 @@ import type { WorkJob } from "../work";
 
 export const batchResultsJob: WorkJob<BatchResultsItem> = {
   name: "batch_results",
+  queue: "work",
   outcomes: ["stored", "finished", "completed", "left_to_result", "stream_failed"],
   cost: COST.batch_results,
   // A batch.completed callback: its first attempt and inline retry.

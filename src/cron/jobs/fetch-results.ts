@@ -6,6 +6,7 @@ import { runJob } from "../run-job";
 
 export const fetchResultsJob = runJob({
   name: "fetch_results",
+  queue: "work",
   outcomes: ["stored", "failed", "not_yet"],
   cost: COST.fetch_results,
   step: "result",

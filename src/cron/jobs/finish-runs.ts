@@ -7,6 +7,7 @@ import { runJob } from "../run-job";
 
 export const finishRunsJob = runJob({
   name: "finish_runs",
+  queue: "work",
   outcomes: ["finished"],
   cost: COST.finish_runs,
   step: "finish",

@@ -9,6 +9,7 @@ import type { WorkJob } from "../work";
 
 export const fireSchedulesJob: WorkJob<Schedule> = {
   name: "fire_schedules",
+  queue: "work",
   outcomes: ["fired", "skipped_overlap", "skipped_missed", "failed"],
   cost: COST.fire_schedules,
   claim: (ctx, now, leaseUntil, limit) =>

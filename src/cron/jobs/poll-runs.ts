@@ -5,6 +5,7 @@ import { runJob } from "../run-job";
 
 export const pollRunsJob = runJob({
   name: "poll_runs",
+  queue: "work",
   outcomes: ["finished", "still_active", "expired", "failed", "retry", "lost_race"],
   cost: COST.poll_runs,
   step: "poll",

@@ -7,6 +7,7 @@ import { runJob } from "../run-job";
 
 export const resubmitRunsJob = runJob({
   name: "resubmit_runs",
+  queue: "work",
   outcomes: ["accepted", "retrying", "rejected", "failed"],
   cost: COST.resubmit_runs,
   step: "submit",

@@ -17,6 +17,7 @@ export function retryDeliveriesJob(
 ): WorkJob<Delivery> {
   return {
     name: "retry_deliveries",
+    queue: "deliveries",
     outcomes: ["succeeded", "retrying", "dead", "lease_lost"],
     cost: COST.retry_deliveries,
     claim: (ctx, now, leaseUntil, limit) =>

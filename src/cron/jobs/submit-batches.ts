@@ -10,6 +10,7 @@ import type { WorkJob } from "../work";
 
 export const submitBatchesJob: WorkJob<Batch> = {
   name: SUBMIT_BATCHES_JOB,
+  queue: "work",
   outcomes: ["chunk_submitted", "chunk_recovered", "chunk_rejected", "retrying", "finished"],
   cost: SUBMIT_BATCH_COST,
   claim: (ctx, now, leaseUntil, limit) =>
