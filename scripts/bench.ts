@@ -10,7 +10,8 @@
 //      yet, one after the rest), of GET /v1/runs?limit=100 over 100 runs with 1 MB outputs (in R2, and stored
 //      inline as rows from before migration 0011 hold them), and of GET /result for a 50 MB output.
 //   6. Recovery at the Free plan's budget (a stack of its own, SUBREQUEST_BUDGET 50, a tick every 2 s):
-//      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down.
+//      1,000 runs whose webhooks were all dropped, and 1,000 deliveries owed to a receiver that was down;
+//      then both at once (mixed): does either backlog wait behind the other?
 //   8. Create fairness under the create limiter (a stack of its own at 300 creates a minute,
 //      bench/create-fairness.ts): one key's burst far over the limit, another's single runs at 1/s.
 //   9. D1 rows read by the dashboard's overview (/dashboard, 24 hours and 7 days) with 10,000
@@ -839,6 +840,8 @@ interface ConsumerBatches {
   not_due: number;
   /** Per job: messages, and how many of them were not due. */
   by_job: Record<string, { messages: number; not_due: number }>;
+  /** Per queue: batches and messages. */
+  by_queue: Record<string, { batches: number; messages: number }>;
   latency_ms_p50: number;
   latency_ms_mean: number;
   messages_per_batch: number;
@@ -850,6 +853,8 @@ interface ConsumerBatches {
 
 interface BatchLine {
   at: number;
+  /** The queue the batch came from (the consumer's log context). */
+  queue?: string;
   latency_ms: number;
   messages: number;
   calls?: number;
@@ -870,11 +875,19 @@ function consumerBatches(lines: BatchLine[]): ConsumerBatches {
       into.messages += j.messages ?? 0;
       into.not_due += j.not_due ?? 0;
     }
+  const byQueue: Record<string, { batches: number; messages: number }> = {};
+  for (const l of lines) {
+    const into = byQueue[l.queue ?? "?"] ?? { batches: 0, messages: 0 };
+    byQueue[l.queue ?? "?"] = into;
+    into.batches++;
+    into.messages += l.messages;
+  }
   return {
     batches: lines.length,
     messages: sum((l) => l.messages),
     not_due: sum((l) => jobsSum(l, "not_due")),
     by_job: byJob,
+    by_queue: byQueue,
     latency_ms_p50: latencies[Math.floor(latencies.length / 2)] ?? 0,
     latency_ms_mean: round(sum((l) => l.latency_ms) / n, 1),
     messages_per_batch: round(sum((l) => l.messages) / n),
@@ -907,6 +920,8 @@ async function executeWhileBusy(persistDir: string, sql: string): Promise<void> 
 async function recoveryPart(): Promise<{
   runs_webhooks_dropped: Recovery;
   deliveries_receiver_back: Recovery;
+  mixed_owed_deliveries: Recovery;
+  mixed_runs_webhooks_dropped: Recovery;
 }> {
   console.log(
     `6/6 recovery at SUBREQUEST_BUDGET 50, a tick every 2 s (${RECOVERY_ITEMS} runs, ${RECOVERY_ITEMS} deliveries)…`,
@@ -1028,28 +1043,55 @@ async function recoveryPart(): Promise<{
     const progress = setInterval(() => console.log(`    ${owedProgress}`), 15_000);
     // Each owed delivery has had its first attempt refused (and mostly its inline retry 0.5 s later);
     // then all are made due at once, whatever retry they were waiting for.
-    await waitFor(
-      async () => {
-        const tries = new Map<string, number>();
-        for (const d of receiver.deliveries.slice(owedFrom))
-          if (owedRuns.has(d.body?.data.run.id ?? ""))
-            tries.set(d.webhookId, (tries.get(d.webhookId) ?? 0) + 1);
-        owedProgress = `${tries.size} deliveries seen, ${[...tries.values()].filter((n) => n >= 2).length} refused twice`;
-        return tries.size >= RECOVERY_ITEMS;
-      },
-      600_000,
-      "every owed delivery refused",
-    );
+    const everyDeliveryRefused = (runIds: Set<string>, from: number) => async () => {
+      const tries = new Map<string, number>();
+      for (const d of receiver.deliveries.slice(from))
+        if (runIds.has(d.body?.data.run.id ?? "")) tries.set(d.webhookId, (tries.get(d.webhookId) ?? 0) + 1);
+      owedProgress = `${tries.size} deliveries seen, ${[...tries.values()].filter((n) => n >= 2).length} refused twice`;
+      return tries.size >= RECOVERY_ITEMS;
+    };
+    await waitFor(everyDeliveryRefused(owedRuns, owedFrom), 600_000, "every owed delivery refused");
     clearInterval(progress);
     await sleep(1_000);
     receiver.setFailFirstAttempts(0);
     const backAt = Date.now();
+    const owedDue = (at: number) =>
+      `UPDATE deliveries SET next_attempt_at = '${new Date(at).toISOString()}', lease_until = NULL WHERE status = 'pending'`;
+    await executeWhileBusy(persistDir, owedDue(backAt));
+    const deliveries = await measure(deliveredOf(owedRuns), backAt);
+    console.log(`    deliveries, receiver back: ${JSON.stringify(deliveries)}`);
+
+    // 6c. Mixed: 1,000 owed deliveries (as 6b) and 1,000 runs whose webhooks were dropped (as 6a),
+    // all made due by one statement, the receiver back at the same moment. With one queue for all
+    // work the deliveries wait behind the polls; with a queue of their own they do not.
+    receiver.setFailFirstAttempts(1_000_000);
+    // What 6a and 6b left, if cut short, stays out: only this case's rows are made due.
+    const mixedSince = new Date().toISOString();
+    const mixedFrom = receiver.deliveries.length;
+    const mixedOwed = await createRuns("Mixed owed");
+    const mixedProgress = setInterval(() => console.log(`    ${owedProgress}`), 15_000);
+    await waitFor(everyDeliveryRefused(mixedOwed, mixedFrom), 600_000, "every mixed owed delivery refused");
+    clearInterval(mixedProgress);
+    await simConfig({ drop_webhooks: 1 });
+    const mixedDropped = await createRuns("Mixed dropped");
+    await waitFor(simIdle, 120_000, "the simulator finishing the mixed runs");
+    receiver.setFailFirstAttempts(0);
+    const mixedAt = Date.now();
+    // The dropped runs' polls found finished before this moment owe a delivery too: due with the rest.
     await executeWhileBusy(
       persistDir,
-      `UPDATE deliveries SET next_attempt_at = '${new Date(backAt).toISOString()}', lease_until = NULL WHERE status = 'pending'`,
+      `${owedDue(mixedAt)} AND created_at >= '${mixedSince}'; UPDATE runs SET next_sweep_at = '${new Date(mixedAt).toISOString()}' WHERE status IN ('queued', 'running') AND created_at >= '${mixedSince}'`,
     );
-    const deliveries = await measure(deliveredOf(owedRuns), backAt);
-    return { runs_webhooks_dropped: runs, deliveries_receiver_back: deliveries };
+    const [mixedDeliveries, mixedRuns] = await Promise.all([
+      measure(deliveredOf(mixedOwed), mixedAt),
+      measure(deliveredOf(mixedDropped), mixedAt),
+    ]);
+    return {
+      runs_webhooks_dropped: runs,
+      deliveries_receiver_back: deliveries,
+      mixed_owed_deliveries: mixedDeliveries,
+      mixed_runs_webhooks_dropped: mixedRuns,
+    };
   } finally {
     ticking = false;
     await ticker;
