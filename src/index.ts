@@ -13,6 +13,7 @@ export default {
   async scheduled(controller, env, ctx) {
     await runScheduledTick(env, ctx, new Date(controller.scheduledTime));
   },
+  // The work queue and the deliveries queue: the one consumer; the dead-letter queue: its recorder.
   async queue(batch, env, ctx) {
     if (batch.queue === DEAD_LETTER_QUEUE) await recordDeadLetters(batch, env, ctx);
     else await consumeWork(batch, env, ctx);

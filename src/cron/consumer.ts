@@ -1,5 +1,5 @@
-// The queue consumer, for both queues (work and deliveries: work.ts): takes the rows of a batch's
-// messages back in one D1 batch, works them concurrently (at most CONNECTIONS at once), acknowledges each on its own, and retries it with
+// The queue consumer: takes the rows of a batch's messages back in one D1 batch, works them
+// concurrently (at most CONNECTIONS at once), acknowledges each on its own, and retries it with
 // backoff when its work throws; after the queue's max_retries such a message goes to the dead-letter
 // queue, whose consumer records it (`dead_letters`, counted by GET /healthz).
 //
@@ -8,8 +8,10 @@
 // fit; every call is counted as it is made (invocation-calls.ts), so a message that costs less than
 // its worst case makes room for the next. What does not fit goes back to the queue as new messages
 // (one sendBatch) and is acknowledged: a message.retry() would count toward max_retries and
-// dead-letter work that never failed. Every message it sends (a delayed follow-up, a sent-back
-// one) goes to its job's queue.
+// dead-letter work that never failed.
+//
+// The same code consumes both queues (work.ts: the work queue and the deliveries queue); every
+// message it sends, a delayed follow-up or a sent-back one, goes to its job's queue.
 import { recordDeadLetter } from "../db/dead-letters";
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
@@ -244,8 +246,9 @@ export async function consumeWork(
   // 3. What did not fit goes back as new messages, under the lease its take renewed.
   if (sendBack.length > 0) {
     try {
-      // One sendBatch a queue: a batch's messages are all of its queue's jobs (one call), unless
-      // it was sent before deliveries had a queue of their own.
+      // To each message's job's queue. A batch holds its own queue's kinds, so this is one call
+      // (SEND_BACK); only a work-queue batch of messages sent before deliveries had their own queue
+      // can need two (should the second be refused, the messages are retried: nothing is lost).
       for (const name of new Set(sendBack.map((t) => t.job.queue))) {
         const queue = options.queue ?? queueBinding(env, name);
         const messages = sendBack.filter((t) => t.job.queue === name);
