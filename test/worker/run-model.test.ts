@@ -126,7 +126,7 @@ interface World {
   lost: Record<CallKind, number>;
   /** The worker of the step in progress; a dead one makes no further call. */
   worker: { dead: boolean; inFlight: number };
-  /** Delayed WORK_QUEUE messages (a consumer's follow-ups), handed to the consumer once `at` comes. */
+  /** Delayed messages of either queue (a consumer's follow-ups), handed to the consumer once `at` comes. */
   delayed: Array<{ at: number; body: WorkMessage }>;
   now: number;
 }
@@ -334,7 +334,7 @@ async function tick(dieAt: number | undefined) {
   // follow-up now due), on one worker's D1: a death at its k-th operation cuts either part.
   const captured = capturingQueue();
   return invoke(dieAt, async (bindings, execution) => {
-    const withQueue = { ...bindings, WORK_QUEUE: captured.queue };
+    const withQueue = { ...bindings, WORK_QUEUE: captured.queue, DELIVERY_QUEUE: captured.queue };
     await worker.scheduled(controller, withQueue, execution);
     const due = world.delayed.filter((d) => d.at <= world.now);
     world.delayed = world.delayed.filter((d) => d.at > world.now);

@@ -639,7 +639,7 @@ describe("leases, redone ticks, refusals and bounds", () => {
     const captured = capturingQueue();
     await worker.scheduled(
       controller as ScheduledController,
-      { ...env, WORK_QUEUE: captured.queue },
+      { ...env, WORK_QUEUE: captured.queue, DELIVERY_QUEUE: captured.queue },
       execution,
     );
     await waitOnExecutionContext(execution);
