@@ -248,7 +248,7 @@ export async function consumeWork(
     try {
       // To each message's job's queue. A batch holds its own queue's kinds, so this is one call
       // (SEND_BACK); only a work-queue batch of messages sent before deliveries had their own queue
-      // can need two (should the second be refused, the messages are retried: nothing is lost).
+      // can need two (should the second fail, all are retried as below: a duplicate at most).
       for (const name of new Set(sendBack.map((t) => t.job.queue))) {
         const queue = options.queue ?? queueBinding(env, name);
         const messages = sendBack.filter((t) => t.job.queue === name);
