@@ -173,35 +173,62 @@ export async function consumeWork(
   const waiting = (await Promise.all(takes)).filter((t): t is Taken => t !== null);
 
   // 2. Worked concurrently, each message started only within the budget.
-  const inFlight = new Map<Promise<void>, { reserved: number; calls: CallCount }>();
+  // A message's reservation starts at its worst case and drops as its work spares parts of it
+  // (ctx.spare); it never counts for less than the calls the message has made.
+  interface Slot {
+    reserved: number;
+    calls: CallCount;
+  }
+  const inFlight = new Map<Promise<void>, Slot>();
   let spentByFinished = 0;
   const committed = () => {
     let total = own.calls + spentByFinished;
     for (const m of inFlight.values()) total += Math.max(m.reserved, m.calls.calls);
     return total;
   };
-  const work = async (taken: Taken, calls: CallCount) => {
+  // Wakes the admission loop when a reservation drops, so the next message starts right then.
+  let wake = () => {};
+  const lowered = () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  // A delayed message for a job's row: due again at `later.at`, held under `later.lease` until then.
+  const sendLater = async (
+    job: WorkJob,
+    id: string,
+    later: { at: string; lease: string },
+    calls: CallCount,
+  ) => {
+    // The job's own queue (deliveries have theirs), unless a test captures the messages.
+    const queue = options.queue ?? queueBinding(env, job.queue);
+    const delaySeconds = Math.max(0, Math.ceil((Date.parse(later.at) - takeCtx.now().getTime()) / 1000));
+    calls.calls++;
+    await queue.send({ kind: job.name, id, lease: later.lease }, { delaySeconds });
+  };
+  const deliveryRetries = jobs.get("retry_deliveries");
+  const work = async (taken: Taken, slot: Slot) => {
     const { message, job, body, item } = taken;
+    const { calls } = slot;
     const bindings = countedBindings(env, calls);
     const ctx = createServiceContext(bindings.env, execution, {
       log,
       parallel: bindings.parallel,
       fetch: bindings.fetch,
       ...clock,
+      spare: (spared) => {
+        slot.reserved -= spared;
+        wake();
+      },
+      // A refused callback's retry is a delayed message, not a wait that holds the batch (issue 14).
+      ...(deliveryRetries
+        ? { retryDeliveryLater: (id, later) => sendLater(deliveryRetries, id, later, calls) }
+        : {}),
     });
     contexts.push(ctx);
     try {
       const worked = await job.work(ctx, item, ctx.now());
       count(summaryOf(job), worked.outcomes);
-      if (worked.later) {
-        const queue = options.queue ?? queueBinding(env, job.queue);
-        const delaySeconds = Math.max(
-          0,
-          Math.ceil((Date.parse(worked.later.at) - ctx.now().getTime()) / 1000),
-        );
-        calls.calls++;
-        await queue.send({ kind: job.name, id: body.id, lease: worked.later.lease }, { delaySeconds });
-      }
+      if (worked.later) await sendLater(job, body.id, worked.later, calls);
       message.ack();
     } catch (error) {
       const at = failed(message, job, body.id, error);
@@ -228,17 +255,17 @@ export async function consumeWork(
     const next = waiting.findIndex((t) => committed() + t.cost + SEND_BACK <= budget);
     if (next >= 0 && inFlight.size < CONNECTIONS) {
       const [taken] = waiting.splice(next, 1) as [Taken];
-      const calls: CallCount = { calls: 0 };
-      const running: Promise<void> = work(taken, calls).finally(() => {
+      const slot: Slot = { reserved: taken.cost, calls: { calls: 0 } };
+      const running: Promise<void> = work(taken, slot).finally(() => {
         inFlight.delete(running);
-        spentByFinished += calls.calls;
+        spentByFinished += slot.calls.calls;
       });
-      inFlight.set(running, { reserved: taken.cost, calls });
+      inFlight.set(running, slot);
       continue;
     }
     // Nothing more fits while nothing is working: the rest go back.
     if (inFlight.size === 0) break;
-    await Promise.race(inFlight.keys());
+    await Promise.race([...inFlight.keys(), lowered()]);
   }
   await Promise.all(inFlight.keys());
   sendBack.push(...waiting.splice(0));

@@ -2,6 +2,7 @@
 // once, store it, and hand the finished run to delivery. Every step is a guarded update, so the
 // webhook path and the sweeper can race, repeat or crash and a run still finishes exactly once.
 import { z } from "zod";
+import { FINISH, FIRST_ATTEMPT, RESULT_QUICK_RETRY, RETRY_MESSAGE, runWorstCase } from "../cron/costs";
 import { pokeBatchResultsStatement } from "../db/batch-results";
 import { type Delivery, insertDeliveryStatement } from "../db/deliveries";
 import { appendRunEventsUnlessRecorded, overflowStatement, type RunEvent, runEvent } from "../db/run-events";
@@ -28,6 +29,7 @@ import { RUN_ID_METADATA_KEY } from "../parallel/task-spec-checks";
 import { batchResultsPokeAt, bulkResultGraceUntil } from "./batch-timing";
 import type { ServiceContext } from "./context";
 import { DEFAULT_DELIVERY_RUNTIME, sendNewDelivery } from "./deliveries";
+import { OUTPUT_R2_CALLS } from "./outputs";
 import { ResultBodyError, type StoredResult, storeResultBody } from "./result-body";
 import { finishingWithResult, onRunFinished } from "./run-finished";
 import {
@@ -343,7 +345,8 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
     parallelRunId,
     RESULT_TIMEOUT_SECONDS,
   );
-  if (!outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined) {
+  const retried = !outcome.ok && outcome.kind === "transient" && outcome.retryAfterMs === undefined;
+  if (retried) {
     await new Promise((resolve) => setTimeout(resolve, RESULT_FAST_RETRY_MS));
     outcome = await ctx.parallel.getResult(parallelRunId, RESULT_TIMEOUT_SECONDS);
   }
@@ -368,6 +371,8 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
       error instanceof ResultBodyError ? error.code : "result_body_unreadable",
     );
   }
+  // Read whole: no quick retry is left, and a small output made no R2 call (cron/costs.ts RESULT).
+  ctx.spare((retried ? 0 : RESULT_QUICK_RETRY) + (result.placed.output_key ? 0 : OUTPUT_R2_CALLS));
   const taskRun = ParallelRunStateSchema.safeParse(result.run);
   const now = ctx.now();
   const at = now.toISOString();
@@ -411,6 +416,8 @@ export async function fetchClaimedResult(ctx: ServiceContext, run: Run): Promise
     if (!finishing) await onRunFinished(ctx, stored);
     else {
       const created = insert.length > 0 ? (results[1]?.results[0] as Delivery | undefined) : undefined;
+      // Finished in this write: of FINISH only the delivery's attempt and its retry can follow.
+      ctx.spare(runWorstCase(FINISH, run) - (created ? FIRST_ATTEMPT + RETRY_MESSAGE : 0));
       if (created) sendNewDelivery(ctx, created, DEFAULT_DELIVERY_RUNTIME, stored);
     }
   }

@@ -26,6 +26,17 @@ export interface ServiceContext {
   waitUntil: (work: Promise<unknown>) => void;
   /** Resolves once all work passed to waitUntil, including work it started in turn, has settled. */
   settled: () => Promise<void>;
+  /**
+   * Says that `calls` of the worst case this work was admitted with (cron/costs.ts) can no longer
+   * happen (the run is still active, the result was small, the callback was accepted): the queue
+   * consumer lowers the message's reservation and may start another message at once. Nothing elsewhere.
+   */
+  spare: (calls: number) => void;
+  /**
+   * Set inside a queue message: a delivery attempt refused with a retry due within Queues' delay
+   * keeps its lease, and its retry is this delayed message (retry_deliveries) rather than a wait here.
+   */
+  retryDeliveryLater?: (deliveryId: string, later: { at: string; lease: string }) => Promise<void>;
 }
 
 export interface ContextOptions {
@@ -33,6 +44,8 @@ export interface ContextOptions {
   log?: Logger;
   parallel?: ParallelGateway;
   fetch?: typeof fetch;
+  spare?: (calls: number) => void;
+  retryDeliveryLater?: ServiceContext["retryDeliveryLater"];
 }
 
 export function createServiceContext(
@@ -70,5 +83,7 @@ export function createServiceContext(
     settled: async () => {
       while (pending.size > 0) await Promise.all(pending);
     },
+    spare: options.spare ?? (() => {}),
+    retryDeliveryLater: options.retryDeliveryLater,
   };
 }

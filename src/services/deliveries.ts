@@ -1,7 +1,11 @@
 // Callback delivery: once a run is finished, its result is POSTed to the run's callback URL, signed
 // with the key's Standard Webhooks secret, until the receiver answers 2xx. At least once: the first
 // attempt and the retries due within seconds run in this invocation (after the response, through
-// waitUntil); later ones are the sweeper's (cron/jobs/retry-deliveries.ts). Every attempt is recorded.
+// waitUntil); later ones are the sweeper's (cron/jobs/retry-deliveries.ts). Inside a queue message
+// even the first retry is a delayed message, so a refusing receiver never holds the consumer's batch.
+// Every attempt is recorded.
+
+import { RETRY_MESSAGE } from "../cron/costs";
 import {
   type AttemptOutcome,
   claimDelivery,
@@ -40,6 +44,7 @@ import {
   DELIVERY_TIMEOUT_MS,
   INLINE_RETRY_MAX_WAIT_MS,
   MAX_DELIVERY_ATTEMPTS,
+  MAX_MESSAGE_DELAY_MS,
 } from "./timing";
 
 /** What a delivery needs besides the clock: replaceable in tests so they neither sleep nor wait 15 s. */
@@ -126,7 +131,9 @@ export function sendNewDelivery(
 /**
  * Sends a delivery's due attempts in this invocation: the next one, then each retry due within
  * INLINE_RETRY_MAX_WAIT_MS, holding the lease across the wait so the sweeper leaves it alone.
- * A later retry is left to the sweeper. Never throws: it runs inside waitUntil.
+ * A later retry is left to the sweeper. Inside a queue message no retry is waited for: a retry due
+ * within Queues' delay keeps the lease and is a delayed message (ctx.retryDeliveryLater).
+ * Never throws: it runs inside waitUntil.
  */
 export async function sendDelivery(
   ctx: ServiceContext,
@@ -147,22 +154,27 @@ async function sendClaimedDelivery(
   runtime: DeliveryRuntime,
   run?: Run,
 ): Promise<Delivery | null> {
+  const retryLater = ctx.retryDeliveryLater;
+  // The same backoff either way: a delayed message is due when the wait would have ended.
+  const holdUpToMs = retryLater ? MAX_MESSAGE_DELAY_MS : INLINE_RETRY_MAX_WAIT_MS;
   try {
     let claimed: Delivery | null = delivery;
     let latest: Delivery | null = claimed;
     let knownRun = run;
     while (claimed) {
-      latest = await attemptDelivery(
-        ctx,
-        claimed,
-        runtime,
-        { holdUpToMs: INLINE_RETRY_MAX_WAIT_MS },
-        knownRun,
-      );
+      latest = await attemptDelivery(ctx, claimed, runtime, { holdUpToMs }, knownRun);
       // The run may change between attempts (e.g. a schedule marks output_changed): re-read it then.
       knownRun = undefined;
       const heldLease = latest?.status === "pending" ? latest.lease_until : null;
-      if (!latest?.next_attempt_at || !heldLease) return latest;
+      if (!latest?.next_attempt_at || !heldLease) {
+        // No retry to send (accepted, dead, left to the cron tick, or the lease lost).
+        if (retryLater) ctx.spare(RETRY_MESSAGE);
+        return latest;
+      }
+      if (retryLater) {
+        await retryLater(delivery.id, { at: latest.next_attempt_at, lease: heldLease });
+        return latest;
+      }
       await runtime.sleep(Math.max(0, Date.parse(latest.next_attempt_at) - ctx.now().getTime()));
       claimed = await claimDelivery(ctx.db, delivery.id, ...leaseFrom(ctx.now()), heldLease);
     }

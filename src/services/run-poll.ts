@@ -4,6 +4,7 @@
 // answered (an error too; a transient one is retried for DEADLINE_RETRY_MS first), so no run stays
 // active for good. A few 404s in a row for a run Parallel once accepted end it `failed`
 // (`parallel_run_not_found`).
+import { pollSparedWhenActive } from "../cron/costs";
 import { stepGuard } from "../db/run-states";
 import { changeRun, type Run } from "../db/runs";
 import type { ParallelFailure } from "../parallel/client";
@@ -67,7 +68,9 @@ export async function pollRun(ctx: ServiceContext, run: Run, now: Date): Promise
     );
   }
 
-  // Still active (or a status taskrelay does not know, treated as active): back off.
+  // Still active (or a status taskrelay does not know, treated as active): back off. Only that write
+  // is left of the poll's worst case, so the consumer may start another message now.
+  ctx.spare(pollSparedWhenActive(run));
   const nextCheck = notAfter(nextPollAt(ctx.config, polls, now), deadline);
   const updated = await changeRun(
     ctx.db,
@@ -140,6 +143,8 @@ async function pollFailed(
     );
   }
 
+  // As for a run still active: only the write of the next poll's time is left.
+  ctx.spare(pollSparedWhenActive(run));
   const retryAfterMs = outcome.kind === "transient" ? outcome.retryAfterMs : undefined;
   const next = pastDeadline
     ? notAfter(retryAt(ctx.config, 1, now, retryAfterMs), graceEnd)
