@@ -42,7 +42,7 @@ import {
  * The worst case is never at stake: a message starts only within SUBREQUEST_BUDGET, and one that
  * does not fit goes back to the queue.
  */
-export const CONSUMER_BATCH_SIZE = 4;
+export const CONSUMER_BATCH_SIZE = 5;
 
 /** Cloudflare's simultaneous open connections per invocation: at most this many messages work at once. */
 export const CONNECTIONS = 6;

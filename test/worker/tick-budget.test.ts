@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CONSUMER_BATCH_SIZE } from "../../src/cron/consumer";
-import { COST, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
+import { COST, FINISH_DUE, FINISH_SCHEDULE, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
 import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
 import type { WorkMessage } from "../../src/cron/work";
 import { insertDelivery } from "../../src/db/deliveries";
@@ -17,8 +17,10 @@ import { readConfig } from "../../src/env";
 import { newId } from "../../src/ids";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
+import { INLINE_OUTPUT_MAX_BYTES } from "../../src/services/outputs";
 import { createSchedule } from "../../src/services/schedules";
 import {
+  DELIVERY_LEASE_MS,
   DELIVERY_TIMEOUT_MS,
   DISPATCH_BACKLOG_LEASES,
   dispatchLeaseUntil,
@@ -77,14 +79,41 @@ function countingDatabase(db: D1Database) {
   return { database: database as unknown as D1Database, calls: () => calls };
 }
 
-/** Counts what `work` costs against `env` with the counting D1: D1 calls, outbound fetches, queue sends. */
+/** `target` with each method call counted; `nested` names methods whose answer's calls count too. */
+function countingMethods<T extends object>(target: T, count: () => void, nested: string[] = []): T {
+  return new Proxy(target, {
+    get(real, property) {
+      const value: unknown = Reflect.get(real, property, real);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        count();
+        const answer = (value as (...a: unknown[]) => unknown).apply(real, args);
+        if (!nested.includes(String(property))) return answer;
+        return (answer as Promise<object>).then((inner) => countingMethods(inner, count));
+      };
+    },
+  });
+}
+
+/**
+ * Counts what `work` costs against `env` with the counting D1: D1 calls, R2 operations (a multipart
+ * upload's parts and completion each), outbound fetches; queue sends are the caller's to count.
+ */
 async function measured<T>(work: (counted: typeof env) => Promise<T>) {
   const d1 = countingDatabase(env.DB);
+  let r2 = 0;
+  const outputs = countingMethods(env.OUTPUTS, () => r2++, ["createMultipartUpload"]);
   const fetches = vi.spyOn(globalThis, "fetch");
-  const result = await work({ ...env, SUBREQUEST_BUDGET: FREE, POLL_TIME_SCALE: "0.001", DB: d1.database });
+  const result = await work({
+    ...env,
+    SUBREQUEST_BUDGET: FREE,
+    POLL_TIME_SCALE: "0.001",
+    DB: d1.database,
+    OUTPUTS: outputs,
+  });
   const outbound = fetches.mock.calls.length;
   fetches.mockRestore();
-  return { result, cost: d1.calls() + outbound };
+  return { result, cost: d1.calls() + r2 + outbound };
 }
 
 /** One cron tick at the Free plan's budget, its messages captured; its cost counted (sends included). */
@@ -116,7 +145,11 @@ async function measuredBatch(messages: WorkMessage[], at: Date) {
   const { result, cost } = await measured((counted) =>
     consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
   );
-  return { ...result, cost: cost + followUps.sent.length + (result.sentBack.length > 0 ? 1 : 0) };
+  return {
+    ...result,
+    followUps: followUps.sent,
+    cost: cost + followUps.sent.length + (result.sentBack.length > 0 ? 1 : 0),
+  };
 }
 
 /** A worked batch's messages add up: each worked, skipped, sent back or retried, none lost. */
@@ -147,7 +180,7 @@ async function overduePolls(tenant: { auth: Record<string, string> }, count: num
 }
 
 /** Parallel reports every run completed; each run's first /result answers 503, the next the result. */
-function parallelFinishedEverything() {
+function parallelFinishedEverything(output?: unknown) {
   const resultCalls = new Map<string, number>();
   return fakeParallel({
     retrieve: (call) =>
@@ -155,22 +188,64 @@ function parallelFinishedEverything() {
     result: (call) => {
       const id = call.path.split("/")[4] ?? "";
       resultCalls.set(id, (resultCalls.get(id) ?? 0) + 1);
-      return resultCalls.get(id) === 1 ? parallelError(503, "Service unavailable") : resultReply(id);
+      return resultCalls.get(id) === 1 ? parallelError(503, "Service unavailable") : resultReply(id, output);
     },
   });
 }
 
-/** A receiver failing each delivery's first attempt (taskrelay retries 5 s later, inline). */
+/** A receiver failing each delivery's first attempt (taskrelay retries 5 s later); counts the POSTs it got. */
 function receiverFailingFirstAttempts() {
   const seen = new Set<string>();
+  let posts = 0;
   network.use(
     http.post(RECEIVER, ({ request }) => {
+      posts++;
       const id = request.headers.get("webhook-id") ?? "";
       if (seen.has(id)) return new HttpResponse(null, { status: 204 });
       seen.add(id);
       return new HttpResponse("not yet", { status: 503 });
     }),
   );
+  return () => posts;
+}
+
+/** An output over INLINE_OUTPUT_MAX_BYTES: stored in R2 (one put), sent to callbacks as output_url. */
+function largeOutput() {
+  return {
+    type: "text",
+    content: "Research findings, in full. ".repeat(Math.ceil(INLINE_OUTPUT_MAX_BYTES / 25)),
+  };
+}
+
+/** A poll's worst case for these runs (a callback, no schedule, not a batch's): the consumer's reservation. */
+const POLL_WORST = COST.poll_runs - FINISH_SCHEDULE - FINISH_DUE;
+
+/** `count` deliveries of finished runs, each refused once before and due for its retry now. */
+async function storeDueDeliveries(apiKeyId: string, count: number, at: Date) {
+  for (let i = 0; i < count; i++) {
+    const finished = await storeFinishedRun(apiKeyId, {}, new Date(at.getTime() - 600_000));
+    await insertDelivery(
+      env.DB,
+      {
+        id: newId("dlv", at),
+        run_id: finished.id,
+        api_key_id: apiKeyId,
+        event: "run.completed",
+        url: RECEIVER,
+        status: "pending",
+        series: 1,
+        attempt_count: 1,
+        next_attempt_at: new Date(at.getTime() - 1000).toISOString(),
+        lease_until: null,
+        last_attempt_at: null,
+        last_status_code: 503,
+        last_error: "down",
+        created_at: at.toISOString(),
+        updated_at: at.toISOString(),
+      },
+      { kind: "delivery_created", detail: {} },
+    );
+  }
 }
 
 /** `count` runs Parallel accepted whose webhooks were lost: all due for a poll now, in one statement. */
@@ -248,30 +323,61 @@ describe("the tick budget", () => {
     expect(Date.parse(again.messages[0]?.lease ?? "") - later.getTime()).toBe(2 * base);
   });
 
-  it("keeps one consumer invocation of the dearest polls within 50 calls, sending back what it cannot afford", async () => {
+  it("keeps one consumer invocation of the dearest polls within 50 calls: /result refused once, the output to R2, the callback refused; its retry a delayed message", async () => {
     const tenant = await createTenant();
     const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE);
-    // The worst case: found completed, /result refused once, the callback refused once.
-    parallelFinishedEverything();
-    receiverFailingFirstAttempts();
+    // The worst case: found completed, /result refused once, an output too large for D1, the callback refused once.
+    parallelFinishedEverything(largeOutput());
+    const posts = receiverFailingFirstAttempts();
     const batch = await measuredBatch(messages, at);
     const worked = Number(batch.report.poll_runs?.finished);
     expect(batch.cost).toBeLessThanOrEqual(50);
-    expect(batch.cost).toBeLessThanOrEqual(TAKE_BATCH + SEND_BACK + worked * COST.poll_runs);
-    // Each: the poll, /result twice, the callback twice (the first refused), and writes.
-    expect(batch.cost).toBeGreaterThan(worked * 6);
-    // Two worst cases fit from the start; each costing less than its worst case made room for more.
-    expect(worked).toBeGreaterThanOrEqual(2);
+    expect(batch.cost).toBeLessThanOrEqual(TAKE_BATCH + SEND_BACK + worked * POLL_WORST);
+    // Each: the poll, /result twice, the R2 put, the callback once and its retry's message, and writes.
+    expect(batch.cost).toBeGreaterThan(worked * 8);
+    // Three worst cases fit from the start; the cheaper end of each made room for one more.
+    expect(worked).toBeGreaterThanOrEqual(3);
     expect(worked).toBeLessThan(CONSUMER_BATCH_SIZE);
     expectAllAccounted(batch, "poll_runs", worked);
     expect(batch.calls).toBe(batch.cost);
     expect(await finishedRuns()).toBe(worked);
-    // The sent-back messages hold the rows under the lease their take renewed: the next invocation works them.
-    const rest = await consume(batch.sentBack, {
+    const stored = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM runs WHERE output_key IS NOT NULL",
+    ).first<number>("n");
+    expect(stored).toBe(worked);
+    // No retry waited for inside the batch: one POST a delivery, and its retry a delayed
+    // retry_deliveries message under the lease the delivery keeps until then (its next attempt's
+    // time plus DELIVERY_LEASE_MS), due when the backoff says.
+    expect(posts()).toBe(worked);
+    expect(batch.followUps).toHaveLength(worked);
+    const deliveries = await env.DB.prepare(
+      "SELECT id, status, attempt_count, next_attempt_at, lease_until FROM deliveries ORDER BY id",
+    ).all<{
+      id: string;
+      status: string;
+      attempt_count: number;
+      next_attempt_at: string;
+      lease_until: string;
+    }>();
+    expect(deliveries.results).toHaveLength(worked);
+    for (const delivery of deliveries.results) {
+      expect(delivery).toMatchObject({ status: "pending", attempt_count: 1 });
+      const message = batch.followUps.find((m) => m.body.id === delivery.id);
+      expect(message?.body).toEqual({
+        kind: "retry_deliveries",
+        id: delivery.id,
+        lease: delivery.lease_until,
+      });
+      expect(Date.parse(delivery.lease_until) - Date.parse(delivery.next_attempt_at)).toBe(DELIVERY_LEASE_MS);
+    }
+    // The delayed messages, delivered, send the retries; the sent-back polls hold their rows under
+    // the lease their take renewed: the next invocation works them.
+    const rest = await consume([...batch.sentBack, ...batch.followUps.map((m) => m.body)], {
       env: { ...env, POLL_TIME_SCALE: "0.001" },
-      now: clockFrom(at),
+      now: clockFrom(new Date(at.getTime() + 1_000)),
     });
     expect(rest.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE - worked, not_due: 0 });
+    expect(rest.report.retry_deliveries).toMatchObject({ succeeded: worked });
     expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
   });
 
@@ -289,16 +395,16 @@ describe("the tick budget", () => {
     const worked = Number(batch.report.poll_runs?.finished);
     expect(batch.cost).toBeLessThanOrEqual(50);
     expectAllAccounted(batch, "poll_runs", worked);
-    // Twice what reserving every message's worst case up front allowed (2).
+    // Five: reserving every message's worst case until it ended allowed 4 (issue 14), up front 2.
     expect(worked).toBe(CONSUMER_BATCH_SIZE);
     expect(await finishedRuns()).toBe(CONSUMER_BATCH_SIZE);
-    // The consumer's own count is exact, callback POSTs included (they were charged at their worst
-    // case, 2 a poll, before delivery-send took its fetch from the context): 1 take + 7 a poll.
+    // The consumer's own count is exact, callback POSTs included: 1 take + 7 a poll.
     expect(batch.calls).toBe(batch.cost);
     expect(batch.cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
+    expect(batch.followUps).toEqual([]);
   });
 
-  it("does not start a fifth ordinary poll: its worst case does not fit beside four done, so the batch stays at four", async () => {
+  it("does not start a sixth ordinary poll: its worst case does not fit beside five done, so the batch stays at five", async () => {
     const tenant = await createTenant();
     const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE + 1);
     fakeParallel({
@@ -312,10 +418,31 @@ describe("the tick budget", () => {
       consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
     );
     expect(result.report.poll_runs).toMatchObject({ finished: CONSUMER_BATCH_SIZE, sent_back: 1 });
-    // Four done cost 29; the fifth's worst case and the send-back would pass 50.
+    // Five done cost 36; the sixth's worst case and the send-back would pass 50.
     expect(cost).toBe(TAKE_BATCH + CONSUMER_BATCH_SIZE * 7);
-    expect(cost + COST.poll_runs + SEND_BACK).toBeGreaterThan(50);
+    expect(cost + POLL_WORST + SEND_BACK).toBeGreaterThan(50);
     expect(result.calls).toBe(cost + SEND_BACK);
+  });
+
+  it("works eleven ordinary delivery retries in one invocation within 50 calls (six at a time), sending back the rest", async () => {
+    const tenant = await createTenant();
+    const at = new Date();
+    await storeDueDeliveries(tenant.id, 15, at);
+    const { messages } = await measuredTick(at);
+    expect(messages.filter((m) => m.kind === "retry_deliveries")).toHaveLength(15);
+    network.use(http.post(RECEIVER, () => new HttpResponse(null, { status: 204 })));
+    const followUps = capturingQueue();
+    const { result, cost } = await measured((counted) =>
+      consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
+    );
+    const worked = Number(result.report.retry_deliveries?.succeeded);
+    // Each: the run and the signing secrets, the POST, the attempt recorded (4 of a worst case of 5).
+    expect(cost).toBe(TAKE_BATCH + worked * 4);
+    expect(result.calls).toBe(cost + SEND_BACK);
+    expect(result.calls).toBeLessThanOrEqual(50);
+    expect(worked).toBe(11);
+    expect(cost + COST.retry_deliveries + SEND_BACK).toBeGreaterThan(50);
+    expect(result.sentBack).toHaveLength(15 - worked);
   });
 
   it("keeps one consumer invocation of the dearest schedules within 50 calls: refused creates, callbacks refused once", async () => {
