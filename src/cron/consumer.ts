@@ -35,10 +35,10 @@ import {
 
 /**
  * As wrangler.toml's max_batch_size: what one Free invocation affords in the ordinary case. A poll
- * that finds its run completed, reads the result and has its callback accepted costs 7 calls
- * against a worst case of 19, so four fit in 50 (test/worker/tick-budget.test.ts), twice what
- * reserving every worst case up front allowed; a fifth would not start (its worst case does not fit
- * beside four done).
+ * that finds its run completed, reads the result and has its callback accepted costs 7 calls against
+ * a worst case of 16 (a callback, no schedule), so five fit in 50 (test/worker/tick-budget.test.ts):
+ * three start at once, the fourth once their small results and finishing spared part of their worst
+ * cases, the fifth once they end; a sixth would not start (its worst case does not fit beside five done).
  * The worst case is never at stake: a message starts only within SUBREQUEST_BUDGET, and one that
  * does not fit goes back to the queue.
  */

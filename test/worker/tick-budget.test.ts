@@ -20,6 +20,7 @@ import { createServiceContext } from "../../src/services/context";
 import { INLINE_OUTPUT_MAX_BYTES } from "../../src/services/outputs";
 import { createSchedule } from "../../src/services/schedules";
 import {
+  DELIVERY_BACKOFF_MS,
   DELIVERY_LEASE_MS,
   DELIVERY_TIMEOUT_MS,
   DISPATCH_BACKLOG_LEASES,
@@ -28,7 +29,7 @@ import {
   INLINE_RETRY_MAX_WAIT_MS,
 } from "../../src/services/timing";
 import wranglerToml from "../../wrangler.toml?raw";
-import { RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { attemptsOf, deliveriesOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   createTenant,
   emptyBackgroundWork,
@@ -404,6 +405,47 @@ describe("the tick budget", () => {
     expect(batch.followUps).toEqual([]);
   });
 
+  it("starts the next message as soon as the ones working spare part of their worst case, not when they end", async () => {
+    const tenant = await createTenant();
+    const { at, messages } = await overduePolls(tenant, 4);
+    fakeParallel({
+      retrieve: (call) =>
+        HttpResponse.json(taskRun({ run_id: call.path.split("/")[4] ?? "", status: "completed" })),
+      result: (call) => resultReply(call.path.split("/")[4] ?? ""),
+    });
+    // Three worst cases fill the budget at the start. Their callbacks are held until the fourth
+    // message's callback arrives: only sparing (a small result, finished with it) lets it start.
+    let release = () => {};
+    const fourth = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let posts = 0;
+    let answeredBeforeFourth = 0;
+    let fourthArrived = false;
+    network.use(
+      http.post(RECEIVER, async () => {
+        posts++;
+        if (posts <= 3) {
+          // A way out should the fourth never start (3 s, inside the test's 5 s).
+          await Promise.race([fourth, new Promise((resolve) => setTimeout(resolve, 3_000))]);
+          if (!fourthArrived) answeredBeforeFourth++;
+        } else {
+          fourthArrived = true;
+          release();
+        }
+        return new HttpResponse(null, { status: 204 });
+      }),
+    );
+    expect(TAKE_BATCH + 4 * POLL_WORST + SEND_BACK).toBeGreaterThan(50);
+    const followUps = capturingQueue();
+    const { result, cost } = await measured((counted) =>
+      consumeOnce(messages, { env: counted, now: clockFrom(at), queue: followUps.queue }),
+    );
+    expect(result.report.poll_runs).toMatchObject({ finished: 4, sent_back: 0 });
+    expect(answeredBeforeFourth).toBe(0);
+    expect(cost).toBe(TAKE_BATCH + 4 * 7);
+  });
+
   it("does not start a sixth ordinary poll: its worst case does not fit beside five done, so the batch stays at five", async () => {
     const tenant = await createTenant();
     const { at, messages } = await overduePolls(tenant, CONSUMER_BATCH_SIZE + 1);
@@ -443,6 +485,41 @@ describe("the tick budget", () => {
     expect(worked).toBe(11);
     expect(cost + COST.retry_deliveries + SEND_BACK).toBeGreaterThan(50);
     expect(result.sentBack).toHaveLength(15 - worked);
+  });
+
+  it("does not wait inside a queue message for a refused callback's retry: 5 s later it is a delayed message, the lease held until then", async () => {
+    const tenant = await createTenant();
+    const at = new Date();
+    // A run whose finishing was cut off: the finish_runs job creates its delivery and sends it.
+    const run = await storeFinishedRun(tenant.id, {
+      next_sweep_at: new Date(at.getTime() - 1000).toISOString(),
+    });
+    const { messages } = await measuredTick(at);
+    expect(messages).toEqual([expect.objectContaining({ kind: "finish_runs", id: run.id })]);
+    const posts = receiverFailingFirstAttempts();
+    const followUps = capturingQueue();
+    const once = await consumeOnce(messages, { now: clockFrom(at), queue: followUps.queue });
+    expect(once.report.finish_runs).toMatchObject({ finished: 1 });
+    expect(posts()).toBe(1);
+    const [delivery] = await deliveriesOf(run.id);
+    expect(delivery).toMatchObject({ status: "pending", attempt_count: 1 });
+    const { next_attempt_at: next, lease_until: lease } = delivery as {
+      next_attempt_at: string;
+      lease_until: string;
+    };
+    expect(Date.parse(lease) - Date.parse(next)).toBe(DELIVERY_LEASE_MS);
+    // The backoff as before: the second attempt 5 s (scaled, ±10 %) after the first, to the second.
+    const [followUp] = followUps.take();
+    expect(followUp?.body).toEqual({ kind: "retry_deliveries", id: delivery?.id, lease });
+    const wait = (DELIVERY_BACKOFF_MS[1] as number) * readConfig(env).TIME_SCALE;
+    expect(followUp?.delaySeconds).toBeGreaterThanOrEqual(Math.floor((wait * 0.9) / 1000));
+    expect(followUp?.delaySeconds).toBeLessThanOrEqual(Math.ceil((wait * 1.1) / 1000));
+    // Due, the delayed message sends the retry.
+    const second = await consumeOnce([followUp?.body as WorkMessage], {
+      now: clockFrom(new Date(Date.parse(next))),
+    });
+    expect(second.report.retry_deliveries).toMatchObject({ succeeded: 1 });
+    expect((await attemptsOf(delivery?.id ?? "")).map((a) => a.status_code)).toEqual([503, 204]);
   });
 
   it("keeps one consumer invocation of the dearest schedules within 50 calls: refused creates, callbacks refused once", async () => {
