@@ -13,6 +13,7 @@
 // The same code consumes both queues (work.ts: the work queue and the deliveries queue); every
 // message it sends, a delayed follow-up or a sent-back one, goes to its job's queue.
 import { recordDeadLetter } from "../db/dead-letters";
+import { findSigningSecrets, type SigningSecrets } from "../db/keys";
 import { usageSince } from "../db/metered";
 import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
@@ -206,19 +207,37 @@ export async function consumeWork(
     await queue.send({ kind: job.name, id, lease: later.lease }, { delaySeconds });
   };
   const deliveryRetries = jobs.get("retry_deliveries");
+  // A key's signing secrets, read once in this invocation by the first message that needs them
+  // (counted in its calls) and shared by the others, each of which spares the read it did not make.
+  // A rotation meanwhile is safe: the replaced secret keeps signing for its 24 h overlap.
+  const secrets = new Map<string, Promise<SigningSecrets | null>>();
+  const sharedSecrets = (db: D1Database, spare: (calls: number) => void) => (apiKeyId: string) => {
+    const known = secrets.get(apiKeyId);
+    if (known) {
+      spare(1);
+      return known;
+    }
+    const read = findSigningSecrets(db, apiKeyId);
+    secrets.set(apiKeyId, read);
+    // A failed read is not shared: the next message reads again.
+    read.catch(() => secrets.delete(apiKeyId));
+    return read;
+  };
   const work = async (taken: Taken, slot: Slot) => {
     const { message, job, body, item } = taken;
     const { calls } = slot;
     const bindings = countedBindings(env, calls);
+    const spare = (spared: number) => {
+      slot.reserved -= spared;
+      wake();
+    };
     const ctx = createServiceContext(bindings.env, execution, {
       log,
       parallel: bindings.parallel,
       fetch: bindings.fetch,
       ...clock,
-      spare: (spared) => {
-        slot.reserved -= spared;
-        wake();
-      },
+      spare,
+      signingSecrets: sharedSecrets(bindings.env.DB, spare),
       // A refused callback's retry is a delayed message, not a wait that holds the batch (issue 14).
       ...(deliveryRetries
         ? { retryDeliveryLater: (id, later) => sendLater(deliveryRetries, id, later, calls) }

@@ -1,5 +1,6 @@
 // What every domain verb gets: the database, configuration, Parallel, a clock, a logger, and a way
 // to finish work after the response. No Hono here: routes and cron jobs both build one.
+import { findSigningSecrets, type SigningSecrets } from "../db/keys";
 import { type D1Usage, emptyUsage, meteredDatabase } from "../db/metered";
 import { type Config, type Env, readConfig } from "../env";
 import { type Admission, acquireCreates } from "../limiter";
@@ -37,6 +38,11 @@ export interface ServiceContext {
    * keeps its lease, and its retry is this delayed message (retry_deliveries) rather than a wait here.
    */
   retryDeliveryLater?: (deliveryId: string, later: { at: string; lease: string }) => Promise<void>;
+  /**
+   * A key's signing secrets for a delivery's signature: read from D1 each time, or, inside a queue
+   * consumer invocation, once per key and shared by the batch's messages (cron/consumer.ts).
+   */
+  signingSecrets: (apiKeyId: string) => Promise<SigningSecrets | null>;
 }
 
 export interface ContextOptions {
@@ -46,6 +52,7 @@ export interface ContextOptions {
   fetch?: typeof fetch;
   spare?: (calls: number) => void;
   retryDeliveryLater?: ServiceContext["retryDeliveryLater"];
+  signingSecrets?: ServiceContext["signingSecrets"];
 }
 
 export function createServiceContext(
@@ -58,8 +65,9 @@ export function createServiceContext(
   const log = options.log ?? createLogger();
   const pending = new Set<Promise<unknown>>();
   let parallel = options.parallel;
+  const db = meteredDatabase(env.DB, usage);
   return {
-    db: meteredDatabase(env.DB, usage),
+    db,
     usage,
     outputs: env.OUTPUTS,
     config,
@@ -85,5 +93,6 @@ export function createServiceContext(
     },
     spare: options.spare ?? (() => {}),
     retryDeliveryLater: options.retryDeliveryLater,
+    signingSecrets: options.signingSecrets ?? ((apiKeyId) => findSigningSecrets(db, apiKeyId)),
   };
 }

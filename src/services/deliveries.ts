@@ -23,7 +23,7 @@ import {
   recordAttempt,
   restartDelivery,
 } from "../db/deliveries";
-import { findSigningSecrets, type SigningSecrets } from "../db/keys";
+import type { SigningSecrets } from "../db/keys";
 import { findRun, isTerminal, type Run } from "../db/runs";
 import { type Config, requireSetting } from "../env";
 import { ApiError } from "../errors";
@@ -216,7 +216,7 @@ export async function attemptDelivery(
 
   const [run, secrets] = await Promise.all([
     knownRun ?? findRun(ctx.db, claimed.run_id),
-    findSigningSecrets(ctx.db, claimed.api_key_id),
+    ctx.signingSecrets(claimed.api_key_id),
   ]);
   if (!run || !secrets) return giveUp(ctx, claimed, started, "the run or its API key no longer exists");
 
