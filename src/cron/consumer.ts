@@ -254,10 +254,11 @@ export async function consumeWork(
       // Its row back under the lease this take gave it, due for the retry: without this the retry
       // found the row held by the take's (or its work's) renewed lease and was acknowledged as not
       // due, and the row waited for the lease. Only while that lease is still ours (it has not run
-      // out) and the call fits: within the message's own worst case, or in what is left of the budget.
+      // out) and the call fits: within the message's own reservation (its worst case less what it
+      // spared: others may have started in what it spared), or in what is left of the budget.
       const lease = item.lease_until;
       const ours = lease !== null && Date.parse(lease) > ctx.now().getTime();
-      const fits = calls.calls + RELEASE <= taken.cost || committed() + RELEASE + SEND_BACK <= budget;
+      const fits = calls.calls + RELEASE <= slot.reserved || committed() + RELEASE + SEND_BACK <= budget;
       if (ours && fits) await release(ctx, job, [{ id: body.id, lease }], at);
     }
     // Done once what it left for after it (its callback's attempts) is done too.
