@@ -992,13 +992,31 @@ async function recoveryPart(): Promise<{
   };
   // Ticks every 2 s as a Cron Trigger would: on the clock, whether or not the last one has finished.
   let ticking = true;
+  let paused = false;
   const ticks: Array<Promise<void>> = [];
   const ticker = (async () => {
     while (ticking) {
-      ticks.push(stack.tick().catch(() => undefined));
+      if (!paused) ticks.push(stack.tick().catch(() => undefined));
       await sleep(RECOVERY_TICK_MS);
     }
   })();
+  // The backlog is made due by SQL written to the same local SQLite file from outside the relay, which
+  // holds the file's write lock meanwhile: a relay write at that moment fails SQLITE_BUSY (no such
+  // outside writer on Cloudflare), and its row then waits for its lease (seen: one run in 1,000 ~25 s
+  // late). So the SQL runs with the ticks paused and the consumer idle (no batch for 1 s, 5 s at most).
+  // Returns the moment the rows were made due (the measurement's start), after the wait.
+  const makeDue = async (sqlAt: (at: string) => string, atDue?: () => void): Promise<number> => {
+    paused = true;
+    await Promise.all(ticks);
+    const waitFrom = Date.now();
+    while (Date.now() - waitFrom < 5_000 && Date.now() - (batchLines.at(-1)?.at ?? 0) < 1_000)
+      await sleep(50);
+    const at = Date.now();
+    atDue?.();
+    await executeWhileBusy(persistDir, sqlAt(new Date(at).toISOString()));
+    paused = false;
+    return at;
+  };
   const measure = async (done: () => number, from: number): Promise<Recovery> => {
     while (done() < RECOVERY_ITEMS && Date.now() - from < RECOVERY_MAX_MS) await sleep(50);
     const recovered = done();
@@ -1021,10 +1039,8 @@ async function recoveryPart(): Promise<{
     await simConfig({ drop_webhooks: 1, rate_limit_per_minute: 10_000_000 });
     const recoveryRuns = await createRuns("Recovery");
     await waitFor(simIdle, 120_000, "the simulator finishing the recovery runs");
-    const runsFrom = Date.now();
-    await executeWhileBusy(
-      persistDir,
-      `UPDATE runs SET next_sweep_at = '${new Date(runsFrom).toISOString()}' WHERE status IN ('queued', 'running')`,
+    const runsFrom = await makeDue(
+      (at) => `UPDATE runs SET next_sweep_at = '${at}' WHERE status IN ('queued', 'running')`,
     );
     const runs = await measure(deliveredOf(recoveryRuns), runsFrom);
     console.log(`    runs, every webhook dropped: ${JSON.stringify(runs)}`);
@@ -1053,11 +1069,10 @@ async function recoveryPart(): Promise<{
     await waitFor(everyDeliveryRefused(owedRuns, owedFrom), 600_000, "every owed delivery refused");
     clearInterval(progress);
     await sleep(1_000);
-    receiver.setFailFirstAttempts(0);
-    const backAt = Date.now();
-    const owedDue = (at: number) =>
-      `UPDATE deliveries SET next_attempt_at = '${new Date(at).toISOString()}', lease_until = NULL WHERE status = 'pending'`;
-    await executeWhileBusy(persistDir, owedDue(backAt));
+    const owedDue = (at: string) =>
+      `UPDATE deliveries SET next_attempt_at = '${at}', lease_until = NULL WHERE status = 'pending'`;
+    const receiverBack = () => receiver.setFailFirstAttempts(0);
+    const backAt = await makeDue(owedDue, receiverBack);
     const deliveries = await measure(deliveredOf(owedRuns), backAt);
     console.log(`    deliveries, receiver back: ${JSON.stringify(deliveries)}`);
 
@@ -1075,12 +1090,11 @@ async function recoveryPart(): Promise<{
     await simConfig({ drop_webhooks: 1 });
     const mixedDropped = await createRuns("Mixed dropped");
     await waitFor(simIdle, 120_000, "the simulator finishing the mixed runs");
-    receiver.setFailFirstAttempts(0);
-    const mixedAt = Date.now();
     // The dropped runs' polls found finished before this moment owe a delivery too: due with the rest.
-    await executeWhileBusy(
-      persistDir,
-      `${owedDue(mixedAt)} AND created_at >= '${mixedSince}'; UPDATE runs SET next_sweep_at = '${new Date(mixedAt).toISOString()}' WHERE status IN ('queued', 'running') AND created_at >= '${mixedSince}'`,
+    const mixedAt = await makeDue(
+      (at) =>
+        `${owedDue(at)} AND created_at >= '${mixedSince}'; UPDATE runs SET next_sweep_at = '${at}' WHERE status IN ('queued', 'running') AND created_at >= '${mixedSince}'`,
+      receiverBack,
     );
     const [mixedDeliveries, mixedRuns] = await Promise.all([
       measure(deliveredOf(mixedOwed), mixedAt),
