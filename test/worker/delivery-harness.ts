@@ -5,13 +5,13 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { expect } from "vitest";
-import type { Delivery, DeliveryAttempt } from "../../src/db/deliveries";
+import { type Delivery, type DeliveryAttempt, insertDelivery } from "../../src/db/deliveries";
 import { listRunEvents } from "../../src/db/run-events";
 import { insertRun, type Run } from "../../src/db/runs";
 import { newId } from "../../src/ids";
 import { createServiceContext, type ServiceContext } from "../../src/services/context";
 import type { DeliveryRuntime } from "../../src/services/deliveries";
-import { JSON_OUTPUT } from "./harness";
+import { JSON_OUTPUT, type Tenant } from "./harness";
 import { network } from "./setup";
 
 export const RECEIVER = "https://receiver.test/hooks/taskrelay";
@@ -179,4 +179,32 @@ export async function clearDeliveries() {
     env.DB.prepare("DELETE FROM delivery_attempts"),
     env.DB.prepare("DELETE FROM deliveries"),
   ]);
+}
+
+/** A delivery whose next attempt is due at `at`, after `attemptCount` refused ones. */
+export async function dueDelivery(tenant: Pick<Tenant, "id">, at: Date, attemptCount = 2) {
+  const run = await storeFinishedRun(tenant.id, {}, at);
+  const delivery = await insertDelivery(
+    env.DB,
+    {
+      id: newId("dlv", at),
+      run_id: run.id,
+      api_key_id: tenant.id,
+      event: "run.completed",
+      url: RECEIVER,
+      status: "pending",
+      series: 1,
+      attempt_count: attemptCount,
+      next_attempt_at: at.toISOString(),
+      lease_until: null,
+      last_attempt_at: null,
+      last_status_code: 503,
+      last_error: "down",
+      created_at: at.toISOString(),
+      updated_at: at.toISOString(),
+    },
+    { kind: "delivery_created", detail: {} },
+  );
+  if (!delivery) throw new Error("delivery not stored");
+  return delivery;
 }

@@ -12,44 +12,14 @@ import { DEAD_LETTER_QUEUE, DELIVERY_BATCH_SIZE } from "../../src/cron/consumer"
 import { COST, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
 import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
 import type { WorkMessage } from "../../src/cron/work";
-import { insertDelivery } from "../../src/db/deliveries";
-import { newId } from "../../src/ids";
 import worker from "../../src/index";
 import wranglerToml from "../../wrangler.toml?raw";
-import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { attemptsOf, dueDelivery, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import { ADMIN, createTenant, emptyBackgroundWork, expectJson, type Tenant } from "./harness";
 import { capturingQueue } from "./queue-harness";
 import { network } from "./setup";
 
 const FREE = "50";
-
-/** A delivery whose next attempt is due at `at`, after `attemptCount` refused ones. */
-async function dueDelivery(tenant: Tenant, at: Date, attemptCount = 2) {
-  const run = await storeFinishedRun(tenant.id, {}, at);
-  const delivery = await insertDelivery(
-    env.DB,
-    {
-      id: newId("dlv", at),
-      run_id: run.id,
-      api_key_id: tenant.id,
-      event: "run.completed",
-      url: RECEIVER,
-      status: "pending",
-      series: 1,
-      attempt_count: attemptCount,
-      next_attempt_at: at.toISOString(),
-      lease_until: null,
-      last_attempt_at: null,
-      last_status_code: 503,
-      last_error: "down",
-      created_at: at.toISOString(),
-      updated_at: at.toISOString(),
-    },
-    { kind: "delivery_created", detail: {} },
-  );
-  if (!delivery) throw new Error("delivery not stored");
-  return delivery;
-}
 
 /** The Worker's env with each queue's producer binding capturing what is sent to it. */
 function twoQueues(vars: Record<string, string> = {}) {

@@ -16,9 +16,7 @@ import { COST, runWorstCase } from "../../src/cron/costs";
 import { runScheduledTick } from "../../src/cron/dispatcher";
 import { pollRunsJob } from "../../src/cron/jobs/poll-runs";
 import type { WorkMessage } from "../../src/cron/work";
-import { insertDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
-import { newId } from "../../src/ids";
 import worker from "../../src/index";
 import { createServiceContext } from "../../src/services/context";
 import {
@@ -28,7 +26,7 @@ import {
   dispatchLeaseUntil,
   LEASE_MS,
 } from "../../src/services/timing";
-import { attemptsOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { attemptsOf, dueDelivery, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   ADMIN,
   api,
@@ -95,33 +93,6 @@ function parallelReportingRunning() {
         taskRun({ run_id: call.path.split("/")[4] ?? "", status: "running", is_active: true }),
       ),
   });
-}
-
-async function dueDelivery(tenant: Tenant, at: Date, attemptCount: number) {
-  const run = await storeFinishedRun(tenant.id, {}, at);
-  const delivery = await insertDelivery(
-    env.DB,
-    {
-      id: newId("dlv", at),
-      run_id: run.id,
-      api_key_id: tenant.id,
-      event: "run.completed",
-      url: RECEIVER,
-      status: "pending",
-      series: 1,
-      attempt_count: attemptCount,
-      next_attempt_at: at.toISOString(),
-      lease_until: null,
-      last_attempt_at: null,
-      last_status_code: 503,
-      last_error: "down",
-      created_at: at.toISOString(),
-      updated_at: at.toISOString(),
-    },
-    { kind: "delivery_created", detail: {} },
-  );
-  if (!delivery) throw new Error("delivery not stored");
-  return delivery;
 }
 
 const row = (table: string, id: string) =>
