@@ -12,9 +12,7 @@ import { CONSUMER_BATCH_SIZE } from "../../src/cron/consumer";
 import { COST, FINISH_DUE, FINISH_SCHEDULE, SEND_BACK, TAKE_BATCH } from "../../src/cron/costs";
 import { runScheduledTick, WORK_JOBS } from "../../src/cron/dispatcher";
 import type { WorkMessage } from "../../src/cron/work";
-import { insertDelivery } from "../../src/db/deliveries";
 import { readConfig } from "../../src/env";
-import { newId } from "../../src/ids";
 import { ScheduleCreateSchema } from "../../src/schemas/schedules";
 import { createServiceContext } from "../../src/services/context";
 import { INLINE_OUTPUT_MAX_BYTES } from "../../src/services/outputs";
@@ -29,7 +27,7 @@ import {
   INLINE_RETRY_MAX_WAIT_MS,
 } from "../../src/services/timing";
 import wranglerToml from "../../wrangler.toml?raw";
-import { attemptsOf, deliveriesOf, RECEIVER, storeFinishedRun } from "./delivery-harness";
+import { attemptsOf, deliveriesOf, dueDelivery, RECEIVER, storeFinishedRun } from "./delivery-harness";
 import {
   createTenant,
   emptyBackgroundWork,
@@ -233,28 +231,7 @@ const POLL_WORST = COST.poll_runs - FINISH_SCHEDULE - FINISH_DUE;
 /** `count` deliveries of finished runs, each refused once before and due for its retry now. */
 async function storeDueDeliveries(apiKeyId: string, count: number, at: Date) {
   for (let i = 0; i < count; i++) {
-    const finished = await storeFinishedRun(apiKeyId, {}, new Date(at.getTime() - 600_000));
-    await insertDelivery(
-      env.DB,
-      {
-        id: newId("dlv", at),
-        run_id: finished.id,
-        api_key_id: apiKeyId,
-        event: "run.completed",
-        url: RECEIVER,
-        status: "pending",
-        series: 1,
-        attempt_count: 1,
-        next_attempt_at: new Date(at.getTime() - 1000).toISOString(),
-        lease_until: null,
-        last_attempt_at: null,
-        last_status_code: 503,
-        last_error: "down",
-        created_at: at.toISOString(),
-        updated_at: at.toISOString(),
-      },
-      { kind: "delivery_created", detail: {} },
-    );
+    await dueDelivery({ id: apiKeyId }, new Date(at.getTime() - 1000), 1);
   }
 }
 
@@ -585,28 +562,7 @@ describe("no job takes another's share (issue 13)", () => {
     await env.DB.prepare("UPDATE runs SET next_sweep_at = ?, lease_until = NULL WHERE id = ?")
       .bind(new Date(at.getTime() - 1000).toISOString(), submitting.id)
       .run();
-    const finished = await storeFinishedRun(other.id, {}, new Date(at.getTime() - 600_000));
-    await insertDelivery(
-      env.DB,
-      {
-        id: newId("dlv", at),
-        run_id: finished.id,
-        api_key_id: other.id,
-        event: "run.completed",
-        url: RECEIVER,
-        status: "pending",
-        series: 1,
-        attempt_count: 2,
-        next_attempt_at: new Date(at.getTime() - 1000).toISOString(),
-        lease_until: null,
-        last_attempt_at: null,
-        last_status_code: 503,
-        last_error: "down",
-        created_at: at.toISOString(),
-        updated_at: at.toISOString(),
-      },
-      { kind: "delivery_created", detail: {} },
-    );
+    await dueDelivery(other, new Date(at.getTime() - 1000), 2);
 
     const { summaries, cost, messages } = await measuredTick(at);
     expect(cost).toBeLessThanOrEqual(50);
