@@ -19,7 +19,7 @@ import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { addMs, deadLetterHoldUntil } from "../services/timing";
-import { SEND_BACK } from "./costs";
+import { RELEASE, SEND_BACK } from "./costs";
 import { WORK_JOBS } from "./dispatcher";
 import { type CallCount, countedBindings } from "./invocation-calls";
 import {
@@ -53,9 +53,6 @@ export const DEAD_LETTER_QUEUE = "taskrelay-work-dead";
 
 /** As wrangler.toml's max_retries: a message whose try number MAX_RETRIES + 1 fails is dead-lettered. */
 export const MAX_RETRIES = 3;
-
-/** Giving a failed message's row back for its retry: one D1 statement (WorkJob.release). */
-export const RELEASE = 1;
 
 /**
  * As wrangler.toml's max_batch_size of the deliveries queue: a delivery retry costs at most

@@ -10,6 +10,8 @@ import { OUTPUT_R2_CALLS } from "../services/outputs";
 export const TAKE_BATCH = 1;
 /** Sending back, together, the messages an invocation could not afford: one sendBatch. */
 export const SEND_BACK = 1;
+/** Giving rows back (WorkJob.release): one D1 statement, for a failed message or a failed sendBatch. */
+export const RELEASE = 1;
 /** A delivery's first attempt, the run known: the signing secrets, the POST, the attempt recorded. */
 export const FIRST_ATTEMPT = 3;
 // Inside a queue message a refused attempt does not wait for its retry: the delivery keeps its lease

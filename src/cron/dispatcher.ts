@@ -8,6 +8,7 @@ import { type Env, readConfig } from "../env";
 import { createGatheringLogger, describeError } from "../log";
 import { createServiceContext, type ServiceContext } from "../services/context";
 import { dispatchLeaseUntil } from "../services/timing";
+import { RELEASE } from "./costs";
 import { batchResultsJob } from "./jobs/batch-results";
 import { fetchResultsJob } from "./jobs/fetch-results";
 import { finishRunsJob } from "./jobs/finish-runs";
@@ -135,8 +136,8 @@ export async function runScheduledTick(
         // The page was claimed but not sent: its rows are given back, due at the next tick, rather
         // than left leased for the whole dispatch lease (one statement, a call of the budget's).
         const held = rows.flatMap((row) => (row.lease_until ? [{ id: row.id, lease: row.lease_until }] : []));
-        if (held.length > 0 && budget >= 1) {
-          budget -= 1;
+        if (held.length > 0 && budget >= RELEASE) {
+          budget -= RELEASE;
           try {
             await job.release(ctx, held, now, ctx.now());
           } catch (releaseError) {
